@@ -75,6 +75,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     }
     let input: Tensor<Backend, 2, Int> =
         Tensor::from_data(TensorData::new(ids, [shape[0], shape[1]]), &device);
+    if let AnyModel::Gpt2(m, _) = &model {
+        if shape[1] > m.n_positions() {
+            return Err(format!(
+                "{}: `input_ids` has {} positions, more than this GPT-2's n_positions = {}",
+                args.input_ids.display(),
+                shape[1],
+                m.n_positions()
+            )
+            .into());
+        }
+    }
     let logits = match model {
         AnyModel::Gpt2(mut m, _) => {
             prepare(&mut m, &args, &device)?;

@@ -481,3 +481,40 @@ pub trait NamedLinears<B: Backend> {
         v
     }
 }
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory is written, given
+/// mode 0644 (Unix), fsynced and renamed over `path` (then the directory is fsynced, best effort),
+/// so that a crash leaves either the old file or the complete new one, never half a file. Every
+/// file this workspace writes (adapters, configs, checkpoints, merged models) goes through it.
+///
+/// # Errors
+/// The I/O error, its message prefixed with `path`.
+pub fn atomic_write(path: impl AsRef<std::path::Path>, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = path.as_ref();
+    let ctx = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(ctx)?;
+    tmp.write_all(bytes).map_err(ctx)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // tempfile creates 0600; give the result ordinary file permissions.
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(ctx)?;
+    }
+    tmp.as_file().sync_all().map_err(ctx)?;
+    tmp.persist(path).map_err(|e| ctx(e.error))?;
+    #[cfg(unix)]
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -19,7 +19,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use lora_core::{LoraLinear, NamedLinears};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -408,26 +408,9 @@ pub(crate) type StTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, then rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let io = |source| ModelError::Io {
+    lora_core::atomic_write(path, bytes).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    std::fs::write(&tmp, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
     })
 }
 

@@ -617,7 +617,10 @@ impl<B: Backend> Llama<B> {
         };
         config.validate(&path)?;
         let mut embed = Some(embed);
+        let mut used = std::collections::HashSet::new();
+        used.insert("token_embd.weight".to_string());
         let model = Self::build(&config, device, &mut |slot: &Slot| {
+            used.insert(slot.gguf.clone());
             if slot.gguf == "token_embd.weight" {
                 if let Some(e) = embed.take() {
                     return Ok(e);
@@ -637,6 +640,17 @@ impl<B: Backend> Llama<B> {
                 None => vals,
             })
         })?;
+        // A tensor this architecture does not use (e.g. Llama 3.1's `rope_freqs.weight`) would
+        // change the model's function: refuse it rather than ignore it.
+        if let Some(extra) = g.tensors().iter().find(|t| !used.contains(&t.name)) {
+            return Err(ModelError::format(
+                &path,
+                format!(
+                    "unexpected tensor `{}`: not part of the supported Llama architecture",
+                    extra.name
+                ),
+            ));
+        }
         Ok((model, config))
     }
 

@@ -18,7 +18,6 @@ use burn::tensor::{Tensor, TensorData};
 use lora_core::{LoraLayerConfig, NamedLinears};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 
 /// File name of the weights inside an adapter directory (PEFT `SAFETENSORS_WEIGHTS_NAME`).
@@ -33,23 +32,16 @@ pub const KEY_PREFIX: &str = "base_model.model.";
 /// # Errors
 /// [`PeftError::Io`] naming the directory or file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PeftError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| PeftError::Io { path: p, source }
-    };
-    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io(&dir))?;
-    tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file().sync_all().map_err(io(path))?;
-    tmp.persist(path).map_err(|e| PeftError::Io {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| PeftError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    lora_core::atomic_write(path, bytes).map_err(|source| PeftError::Io {
         path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+        source,
+    })
 }
 
 fn tensor_bytes<B: Backend, const D: usize>(

@@ -18,8 +18,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::VecDeque;
-use std::io::{self, Write};
-use std::path::Path;
+
 use std::time::Instant;
 
 /// Errors of the training loop. Steps are 1-based optimizer steps.
@@ -487,36 +486,4 @@ where
     Ok((model, stats))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
-/// fsynced and renamed over `path` (then the directory is fsynced, best effort on Unix), so
-/// readers see either the old or the new complete file.
-///
-/// Errors: the I/O error, its message prefixed with the path.
-pub fn atomic_write(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
-    let path = path.as_ref();
-    let ctx = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(ctx)?;
-    tmp.write_all(bytes).map_err(ctx)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // tempfile creates 0600; give the result ordinary file permissions.
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(ctx)?;
-    }
-    tmp.as_file().sync_all().map_err(ctx)?;
-    tmp.persist(path).map_err(|e| ctx(e.error))?;
-    #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
+pub use lora_core::atomic_write;
