@@ -17,6 +17,11 @@
 //! with `--score-init verbalizer` (default) the two rows of `score` start as the tied output
 //! embeddings of " negative" and " positive": the head starts as the model's own zero-shot
 //! answer to the prompt (verbalizer initialisation, as in Schick & Schütze 2021 / LM-BFF).
+//!
+//! QLoRA (Dettmers et al. 2023): `--quant nf4|nf4-dq|int8` quantizes the frozen base's linear
+//! weights right after loading, before the adapters are added (`score`, `lm_head` and
+//! `modules_to_save` stay f32; embeddings, norms and biases are never quantized). The adapters
+//! then train on the dequantized-on-the-fly base; the saved adapter is an ordinary PEFT adapter.
 
 use burn::module::AutodiffModule;
 use burn::module::ModuleDisplay;
@@ -25,14 +30,16 @@ use burn::tensor::backend::Backend as _;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use clap::{Parser, ValueEnum};
 use lora_burn::{backend_name, Backend, TrainBackend};
-use lora_core::count_parameters;
+use lora_core::{count_parameters, QuantKind};
 use lora_models::classify::SequenceClassifier;
 use lora_models::gguf::GgufFile;
 use lora_models::gpt2::Gpt2;
 use lora_models::llama::Llama;
 use lora_models::tokenizer::Tokenizer;
 use lora_models::LanguageModel;
-use lora_peft::{apply_lora, save_adapter, LayersToTransform, LoraConfig, TargetModules};
+use lora_peft::{
+    apply_lora, quantize_model, save_adapter, LayersToTransform, LoraConfig, TargetModules,
+};
 use lora_train::data::{load_imdb, make_batches, split, Batch, Review};
 use lora_train::train::{train, TrainConfig};
 use std::path::{Path, PathBuf};
@@ -136,6 +143,28 @@ struct Args {
     /// Skip the evaluation before training.
     #[arg(long)]
     no_eval_before: bool,
+    /// Quantize the frozen base's linear weights before adding adapters (QLoRA): "none", "nf4",
+    /// "nf4-dq" (NF4 with double-quantized statistics, QLoRA's setting) or "int8" (LLM.int8
+    /// vector-wise).
+    #[arg(long, default_value = "none")]
+    quant: String,
+    /// NF4 block size (values per absmax): 32, 64, 128, ..., 4096.
+    #[arg(long, default_value_t = 64)]
+    blocksize: usize,
+}
+
+/// `--quant` / `--blocksize` → the scheme, or `None` for "none".
+fn quant_kind(args: &Args) -> Result<Option<QuantKind>, AnyError> {
+    if args.quant.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let kind = args
+        .quant
+        .parse::<QuantKind>()
+        .map_err(|e| format!("--quant: {e} (or \"none\")"))?
+        .with_blocksize(args.blocksize);
+    kind.validate().map_err(|e| format!("--blocksize: {e}"))?;
+    Ok(Some(kind))
 }
 
 type AnyError = Box<dyn std::error::Error>;
@@ -158,6 +187,7 @@ fn run() -> Result<(), AnyError> {
     if args.eval_size == 0 {
         return Err("--eval-size must be at least 1".into());
     }
+    quant_kind(&args)?; // bad --quant / --blocksize fail before anything is fetched
 
     // Inputs.
     let imdb = lora_train::fetch::fetch_imdb()?;
@@ -333,6 +363,16 @@ where
     M: LanguageModel<TrainBackend> + AutodiffModule<TrainBackend> + ModuleDisplay,
     M::InnerModule: LanguageModel<Backend> + ModuleDisplay,
 {
+    if tok.vocab_size() > model.vocab_size() {
+        return Err(format!(
+            "the tokenizer has {} tokens but {} has a vocabulary of {}: token ids would fall \
+             outside the embedding",
+            tok.vocab_size(),
+            model_path.display(),
+            model.vocab_size()
+        )
+        .into());
+    }
     TrainBackend::seed(device, args.seed);
     let cfg = lora_config(
         args,
@@ -340,6 +380,25 @@ where
         model_path,
         count_layers(&model.linear_names()),
     )?;
+    // QLoRA order: quantize the frozen base right after loading, before any adapter exists.
+    let mut model = model;
+    if let Some(kind) = quant_kind(args)? {
+        let t = Instant::now();
+        let mut skip: Vec<String> = vec!["score".into(), "lm_head".into()];
+        skip.extend(cfg.effective_modules_to_save());
+        let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
+        let report = quantize_model(&mut model, &kind, &skip)?;
+        eprintln!(
+            "quantized {} linear layers to {kind} in {:.1}s (kept f32: {:?}); rms reconstruction \
+             error {:.3e}, largest max error in `{}`",
+            report.layers.len(),
+            t.elapsed().as_secs_f64(),
+            report.skipped,
+            report.rms_error(),
+            report.worst().map_or("-", |(n, _)| n)
+        );
+        println!("{report}");
+    }
     let pad = tok.pad_id().or(tok.eos_id()).unwrap_or(0);
     let needed = args.steps * args.batch_size * args.grad_accum;
     let train_cfg = TrainConfig {
@@ -497,7 +556,6 @@ where
             )?;
         }
         Task::CausalLm => {
-            let mut model = model;
             let adapted = apply_lora(&mut model, &cfg, device)?;
             eprintln!("LoRA on {} layers", adapted.len());
             println!("{}", count_parameters(&model));

@@ -15,11 +15,21 @@
 //! Layout note: PEFT stores `lora_A.weight` as `[r, d_in]` and `lora_B.weight` as `[d_out, r]`
 //! (PyTorch `nn.Linear` layout). Here A is `[d_in, r]` and B is `[r, d_out]` so the forward is two
 //! plain matmuls; `lora-peft` transposes when it reads and writes PEFT files.
+//!
+//! QLoRA (Dettmers et al. 2023): the frozen base of any [`LoraLinear`] can be quantized in place
+//! ([`LoraLinear::quantize`] with a [`QuantKind`]: NF4, NF4 with double-quantized statistics, or
+//! LLM.int8 vector-wise). The codes stay packed on the device (crate `lora-quant`, re-exported as
+//! [`quant`]); the forward pass dequantizes the base weight and the adapter trains beside it
+//! exactly as on a dense base. Merging into a quantized base requantizes, as PEFT does for
+//! bitsandbytes layers.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
+
+pub use lora_quant as quant;
+pub use lora_quant::{QuantBase, QuantError, QuantKind, QuantStats};
 
 /// Errors of the LoRA layer.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -40,9 +50,14 @@ pub enum LoraError {
         /// The shape that was given.
         got: Vec<usize>,
     },
-    /// Merge asked of a layer without an adapter, or unmerge of a layer that is not merged.
+    /// Merge asked of a layer without an adapter, or unmerge of a layer that is not merged;
+    /// quantizing a layer that is already quantized or whose base is trainable.
     #[error("{0}")]
     State(String),
+    /// Quantizing (or requantizing, on merge) the base weight failed: a non-finite value, a bad
+    /// block size, unreadable tensor data.
+    #[error("quantization: {0}")]
+    Quant(#[from] QuantError),
 }
 
 /// How the adapter factors are initialised (PEFT's `init_lora_weights`).
@@ -220,13 +235,21 @@ impl<B: Backend> LoraAdapter<B> {
 
 /// A linear layer with a frozen base and an optional LoRA adapter.
 ///
-/// `weight` is `[d_in, d_out]` f32 (burn `nn::Linear` layout; also GPT-2 Conv1D's). `bias` is
-/// `[d_out]`. Both are frozen (`require_grad = false`) unless the layer was made trainable as a
-/// PEFT `modules_to_save` module with [`LoraLinear::set_base_trainable`].
+/// The base weight is `[d_in, d_out]` f32 (burn `nn::Linear` layout; also GPT-2 Conv1D's), held
+/// either dense in `weight` or quantized in `quant` (QLoRA; see [`LoraLinear::quantize`]). `bias`
+/// is `[d_out]` f32 and is never quantized. Base and bias are frozen (`require_grad = false`)
+/// unless the layer was made trainable as a PEFT `modules_to_save` module with
+/// [`LoraLinear::set_base_trainable`]. Code that reads the base weight (export, merging,
+/// initialisation from it) must use [`LoraLinear::base_weight`], which dequantizes when needed.
 #[derive(Module, Debug)]
 pub struct LoraLinear<B: Backend> {
-    /// Base weight `[d_in, d_out]`.
+    /// Dense base weight `[d_in, d_out]` f32 when `quant` is `None`. When the layer is quantized
+    /// this is an empty `[0, 0]` frozen placeholder (it keeps its parameter id) and the base
+    /// lives in `quant`.
     pub weight: Param<Tensor<B, 2>>,
+    /// The frozen quantized base (NF4 or int8 codes packed on the device), or `None` for a dense
+    /// base in `weight`.
+    pub quant: Option<QuantBase<B>>,
     /// Optional base bias `[d_out]`.
     pub bias: Option<Param<Tensor<B, 1>>>,
     /// The adapter, if one is attached.
@@ -260,6 +283,7 @@ impl<B: Backend> LoraLinear<B> {
         }
         Ok(Self {
             weight: Param::from_tensor(weight).set_require_grad(false),
+            quant: None,
             bias: bias.map(|b| Param::from_tensor(b).set_require_grad(false)),
             lora: None,
             merged: false,
@@ -267,10 +291,71 @@ impl<B: Backend> LoraLinear<B> {
         })
     }
 
-    /// `(d_in, d_out)`.
+    /// `(d_in, d_out)`, of the dense or the quantized base.
     pub fn dims(&self) -> (usize, usize) {
-        let [i, o] = self.weight.dims();
-        (i, o)
+        match &self.quant {
+            Some(q) => q.dims(),
+            None => {
+                let [i, o] = self.weight.dims();
+                (i, o)
+            }
+        }
+    }
+
+    /// Whether the base is quantized (`quant` is `Some`).
+    pub fn is_quantized(&self) -> bool {
+        self.quant.is_some()
+    }
+
+    /// The base weight `[d_in, d_out]` f32: `weight`, or the dequantized `quant` (bit-equal to
+    /// bitsandbytes' dequantization of the same codes). Includes the adapter's update only when
+    /// the layer is merged.
+    pub fn base_weight(&self) -> Tensor<B, 2> {
+        match &self.quant {
+            Some(q) => q.dequantize_weight_in_out(),
+            None => self.weight.val(),
+        }
+    }
+
+    /// Quantizes the frozen base weight in place (QLoRA: quantize the base, then attach
+    /// adapters; an adapter already attached is kept and still trains). `weight` becomes an
+    /// empty placeholder and the codes go to `quant`; the bias stays f32. Returns the
+    /// reconstruction error of the weight (max abs, RMS) and its bytes in f32 and quantized
+    /// (device storage).
+    ///
+    /// # Errors
+    /// [`LoraError::State`] if the layer is already quantized or its base weight is trainable
+    /// (a `modules_to_save` layer); [`LoraError::Quant`] for a bad block size or a non-finite
+    /// weight (the layer is then unchanged).
+    pub fn quantize(&mut self, kind: &QuantKind) -> Result<QuantStats, LoraError> {
+        if let Some(q) = &self.quant {
+            return Err(LoraError::State(format!(
+                "quantize: the base is already quantized ({}); call dequantize() first",
+                q.kind()
+            )));
+        }
+        if self.weight.is_require_grad() {
+            return Err(LoraError::State(
+                "quantize: the base weight is trainable (modules_to_save); a quantized base is \
+                 frozen"
+                    .into(),
+            ));
+        }
+        let (q, stats) = QuantBase::quantize(self.weight.val(), kind)?;
+        let device = self.weight.device();
+        self.weight = Param::initialized(self.weight.id, Tensor::zeros([0, 0], &device))
+            .set_require_grad(false);
+        self.quant = Some(q);
+        Ok(stats)
+    }
+
+    /// Turns a quantized base back into a dense f32 `weight` (the dequantized values; frozen).
+    /// A no-op on a dense layer. Use it to export merged f32 weights or to train the base.
+    pub fn dequantize(&mut self) {
+        if let Some(q) = self.quant.take() {
+            let w = q.dequantize_weight_in_out();
+            self.weight = Param::initialized(self.weight.id, w).set_require_grad(false);
+        }
     }
 
     /// Attaches a fresh adapter (replacing any existing one).
@@ -321,18 +406,24 @@ impl<B: Backend> LoraLinear<B> {
         Ok(())
     }
 
-    /// Makes the base weight and bias trainable (PEFT `modules_to_save`) or frozen again.
+    /// Makes the base weight and bias trainable (PEFT `modules_to_save`) or frozen again. A
+    /// quantized base is dequantized first when made trainable (only a dense f32 weight trains).
     pub fn set_base_trainable(&mut self, trainable: bool) {
+        if trainable {
+            self.dequantize();
+        }
         self.weight = self.weight.clone().set_require_grad(trainable);
         self.bias = self.bias.take().map(|b| b.set_require_grad(trainable));
     }
 
     /// `x` `[..., d_in]` → `[..., d_out]`: `x·W + b + scaling·B(A(dropout(x)))`; the adapter
-    /// term is skipped when merged or absent.
+    /// term is skipped when merged or absent. A quantized `W` is dequantized for the call (a
+    /// transient f32 copy of the base; the dense `ΔW` is never built); no gradient reaches the
+    /// codes or their scales.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let base = burn::tensor::module::linear(
             x.clone(),
-            self.weight.val(),
+            self.base_weight(),
             self.bias.as_ref().map(|b| b.val()),
         );
         match (&self.lora, self.merged) {
@@ -342,44 +433,87 @@ impl<B: Backend> LoraLinear<B> {
     }
 
     /// Adds `scaling·A·B` into the base weight (PEFT `merge`). Forward output is unchanged up to
-    /// float rounding.
+    /// float rounding on a dense base, and up to the requantization error on a quantized one
+    /// (see [`LoraLinear::merge_report`]).
     ///
     /// # Errors
-    /// [`LoraError::State`] if there is no adapter or it is already merged.
+    /// [`LoraError::State`] if there is no adapter or it is already merged;
+    /// [`LoraError::Quant`] if requantization fails (the layer is then unchanged).
     pub fn merge(&mut self) -> Result<(), LoraError> {
+        self.merge_report().map(|_| ())
+    }
+
+    /// [`LoraLinear::merge`], returning for a quantized base the requantization statistics:
+    /// PEFT's bitsandbytes `merge` dequantizes, adds `scaling·A·B` and quantizes again with the
+    /// same scheme, and the error reported is that of the new codes against the exact merged
+    /// f32 weight (`None` for a dense base, which merges exactly).
+    ///
+    /// # Errors
+    /// As [`LoraLinear::merge`].
+    pub fn merge_report(&mut self) -> Result<Option<QuantStats>, LoraError> {
         let delta = match (&self.lora, self.merged) {
             (None, _) => return Err(LoraError::State("merge: layer has no adapter".into())),
             (Some(_), true) => return Err(LoraError::State("merge: already merged".into())),
-            (Some(l), false) => l.delta_weight(),
+            (Some(l), false) => l.delta_weight().detach(),
         };
-        let grad = self.weight.is_require_grad();
-        let w = self.weight.val().detach() + delta.detach();
-        self.weight = Param::initialized(self.weight.id, w).set_require_grad(grad);
+        let stats = self.shift_base(delta)?;
         self.merged = true;
-        Ok(())
+        Ok(stats)
     }
 
-    /// Subtracts `scaling·A·B` from the base weight (PEFT `unmerge`).
+    /// Subtracts `scaling·A·B` from the base weight (PEFT `unmerge`); a quantized base is
+    /// dequantized, updated and requantized (see [`LoraLinear::unmerge_report`]).
     ///
     /// # Errors
-    /// [`LoraError::State`] if the layer is not merged.
+    /// [`LoraError::State`] if the layer is not merged; [`LoraError::Quant`] if requantization
+    /// fails (the layer is then unchanged).
     pub fn unmerge(&mut self) -> Result<(), LoraError> {
+        self.unmerge_report().map(|_| ())
+    }
+
+    /// [`LoraLinear::unmerge`], returning the requantization statistics of a quantized base (the
+    /// error of the new codes against the exact f32 result of the subtraction), `None` for a
+    /// dense base.
+    ///
+    /// # Errors
+    /// As [`LoraLinear::unmerge`].
+    pub fn unmerge_report(&mut self) -> Result<Option<QuantStats>, LoraError> {
         let delta = match (&self.lora, self.merged) {
-            (Some(l), true) => l.delta_weight(),
+            (Some(l), true) => l.delta_weight().detach(),
             _ => return Err(LoraError::State("unmerge: layer is not merged".into())),
         };
-        let grad = self.weight.is_require_grad();
-        let w = self.weight.val().detach() - delta.detach();
-        self.weight = Param::initialized(self.weight.id, w).set_require_grad(grad);
+        let stats = self.shift_base(delta.neg())?;
         self.merged = false;
-        Ok(())
+        Ok(stats)
+    }
+
+    /// Adds `delta` `[d_in, d_out]` to the base: exactly for a dense base, with requantization
+    /// (same scheme) for a quantized one. Leaves the layer unchanged on error.
+    fn shift_base(&mut self, delta: Tensor<B, 2>) -> Result<Option<QuantStats>, LoraError> {
+        match &self.quant {
+            None => {
+                let grad = self.weight.is_require_grad();
+                let w = self.weight.val().detach() + delta;
+                self.weight = Param::initialized(self.weight.id, w).set_require_grad(grad);
+                Ok(None)
+            }
+            Some(q) => {
+                let w = q.dequantize_weight_in_out().detach() + delta;
+                let (nq, stats) = QuantBase::quantize(w, &q.kind())?;
+                self.quant = Some(nq);
+                Ok(Some(stats))
+            }
+        }
     }
 
     /// Merges the adapter (if any, and not merged yet) and drops it, leaving a plain frozen
-    /// linear layer (PEFT `merge_and_unload`).
+    /// linear layer (PEFT `merge_and_unload`). A quantized base stays quantized (requantized
+    /// with the update, as PEFT does for bitsandbytes layers); should requantization fail (a
+    /// non-finite merged weight), the base is left dense with the exact merged weight.
     pub fn merge_and_unload(mut self) -> Self {
-        if self.lora.is_some() && !self.merged {
-            // Cannot fail: there is an adapter and it is not merged.
+        if self.lora.is_some() && !self.merged && self.merge().is_err() {
+            // Only requantization can fail here: merge densely instead.
+            self.dequantize();
             let _ = self.merge();
         }
         self.lora = None;
@@ -387,9 +521,11 @@ impl<B: Backend> LoraLinear<B> {
         self
     }
 
-    /// Converts to burn's `nn::Linear` (same `[d_in, d_out]` layout), merging first.
+    /// Converts to burn's `nn::Linear` (same `[d_in, d_out]` layout), merging first; a quantized
+    /// base is dequantized to f32.
     pub fn into_linear(self) -> burn::nn::Linear<B> {
-        let s = self.merge_and_unload();
+        let mut s = self.merge_and_unload();
+        s.dequantize();
         burn::nn::Linear {
             weight: s.weight,
             bias: s.bias,
@@ -444,23 +580,67 @@ fn thousands(n: usize) -> String {
 
 struct Counter {
     count: ParamCount,
+    /// `(field, container type)` of the modules being visited (burn's `enter_module`).
+    path: Vec<(String, String)>,
+}
+
+const QUANT_CONTAINERS: [(&str, usize); 2] = [
+    ("Struct:QuantLinear", lora_quant::NIBBLES_PER_WORD),
+    ("Struct:Int8Linear", lora_quant::BYTES_PER_WORD),
+];
+
+impl Counter {
+    fn in_quantized_base(&self) -> bool {
+        self.path
+            .iter()
+            .any(|(_, c)| QUANT_CONTAINERS.iter().any(|(q, _)| q == c))
+    }
 }
 
 impl<B: Backend> ModuleVisitor<B> for Counter {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path
+            .push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.in_quantized_base() {
+            // Block/row absmax: quantization state, not parameters (as in PEFT, where they live
+            // in bitsandbytes' `quant_state`).
+            return;
+        }
         let n = param.shape().num_elements();
         self.count.all += n;
         if param.is_require_grad() {
             self.count.trainable += n;
         }
     }
+
+    fn visit_int<const D: usize>(&mut self, param: &Param<Tensor<B, D, burn::tensor::Int>>) {
+        // The packed code words of a quantized weight count as the values they hold.
+        if let Some((field, container)) = self.path.last() {
+            if field == "words" {
+                if let Some((_, per)) = QUANT_CONTAINERS.iter().find(|(c, _)| c == container) {
+                    self.count.all += param.shape().num_elements() * per;
+                }
+            }
+        }
+    }
 }
 
 /// Trainable and total parameter counts of any module (PEFT `get_nb_trainable_parameters`).
 /// "Trainable" is `require_grad`, which only an autodiff backend tracks: count the training model.
+/// A quantized base weight counts its values (PEFT counts a 4-bit `Params4bit` as twice its
+/// packed bytes), rounded up to whole storage words (8 NF4 or 4 int8 codes); its absmax
+/// statistics are not counted.
 pub fn count_parameters<B: Backend, M: Module<B>>(module: &M) -> ParamCount {
     let mut c = Counter {
         count: ParamCount::default(),
+        path: Vec::new(),
     };
     module.visit(&mut c);
     c.count

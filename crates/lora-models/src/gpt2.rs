@@ -357,12 +357,13 @@ pub(crate) fn causal_attention<B: Backend>(
     softmax(scores, 3).matmul(v)
 }
 
-/// The weight to export from a layer, `[d_in, d_out]`: the base weight if it is merged or has no
-/// adapter, else base + `scaling·A·B` (PEFT `merge`).
+/// The dense f32 weight to export from a layer, `[d_in, d_out]`: the base weight
+/// ([`LoraLinear::base_weight`], dequantized when the base is quantized) if it is merged or has
+/// no adapter, else base + `scaling·A·B` (PEFT `merge`, here in f32 without requantizing).
 pub(crate) fn merged_weight<B: Backend>(l: &LoraLinear<B>) -> Tensor<B, 2> {
     match (&l.lora, l.merged) {
-        (Some(a), false) => l.weight.val() + a.delta_weight(),
-        _ => l.weight.val(),
+        (Some(a), false) => l.base_weight() + a.delta_weight(),
+        _ => l.base_weight(),
     }
 }
 
@@ -685,7 +686,8 @@ impl<B: Backend> Gpt2<B> {
     /// Writes `dir/model.safetensors` (transformers `GPT2LMHeadModel` layout: keys
     /// `transformer.…`, Conv1D weights `[in, out]`, tied `lm_head` not stored, metadata
     /// `{"format":"pt"}`) and `dir/config.json` ([`Gpt2Config::to_json`]), each atomically.
-    /// Attached adapters are merged into the written weights (the model itself is unchanged).
+    /// Attached adapters are merged into the written weights (the model itself is unchanged);
+    /// quantized bases are written dequantized, so the file holds dense f32 weights.
     ///
     /// # Errors
     /// [`ModelError::Io`] if `dir` cannot be created or a file cannot be written;

@@ -777,7 +777,8 @@ impl<B: Backend> Llama<B> {
     /// Writes `dir/model.safetensors` (transformers `LlamaForCausalLM` layout: keys `model.…`,
     /// linear weights `[out, in]`, `lm_head.weight` only when untied, metadata
     /// `{"format":"pt"}`) and `dir/config.json` ([`LlamaConfig::to_json`]), each atomically.
-    /// Attached adapters are merged into the written weights (the model itself is unchanged).
+    /// Attached adapters are merged into the written weights (the model itself is unchanged);
+    /// quantized bases are written dequantized, so the file holds dense f32 weights.
     ///
     /// # Errors
     /// [`ModelError::Io`] if `dir` cannot be created or written; [`ModelError::Format`] if
@@ -888,7 +889,7 @@ impl<B: Backend> LanguageModel<B> for Llama<B> {
             &device,
         );
         match &self.lm_head {
-            Some(h) => h.weight.val().transpose().select(0, idx),
+            Some(h) => h.base_weight().transpose().select(0, idx),
             None => self.embed_tokens.val().select(0, idx),
         }
     }

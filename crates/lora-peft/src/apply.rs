@@ -87,13 +87,18 @@ pub fn apply_lora<B: Backend, M: NamedLinears<B>>(
 
 /// Merges every adapter into its base weight (`W += scaling·A·B`; PEFT `merge_and_unload`) and
 /// removes it, leaving plain linear layers; layers already merged just drop their adapter.
-/// Outputs are unchanged up to float rounding. Returns how many layers had an adapter.
+/// Outputs are unchanged up to float rounding on dense bases. A quantized base is dequantized,
+/// updated and requantized with its scheme (PEFT's bitsandbytes merge), so outputs move by the
+/// requantization error (see `LoraLinear::merge_report`); call `LoraLinear::dequantize` on every
+/// layer first to merge into f32 weights instead. Returns how many layers had an adapter.
 pub fn merge_and_unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> usize {
     let mut n = 0;
     model.visit_linears_mut(&mut |_, l| {
         if l.lora.is_some() {
-            if !l.merged {
-                // Cannot fail: the layer has an adapter and is not merged.
+            if !l.merged && l.merge().is_err() {
+                // Only the requantization of a quantized base can fail (a non-finite merged
+                // weight): merge into the dense f32 weight instead; a dense merge cannot fail.
+                l.dequantize();
                 let _ = l.merge();
             }
             l.lora = None;
@@ -110,8 +115,9 @@ pub fn unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> usize {
     let mut n = 0;
     model.visit_linears_mut(&mut |_, l| {
         if l.lora.is_some() {
-            if l.merged {
-                // Cannot fail: the layer is merged and has its adapter.
+            if l.merged && l.unmerge().is_err() {
+                // As in merge_and_unload: fall back to the dense f32 weight.
+                l.dequantize();
                 let _ = l.unmerge();
             }
             l.lora = None;

@@ -123,10 +123,11 @@ pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
             if mts.contains(name) {
                 let (d_in, d_out) = l.dims();
                 let key_w = format!("{KEY_PREFIX}{name}.weight");
+                // A quantized base (not expected for a trainable module) is written dequantized.
                 let (w, shape) = if l.fan_in_fan_out {
-                    (l.weight.val(), vec![d_in, d_out])
+                    (l.base_weight(), vec![d_in, d_out])
                 } else {
-                    (l.weight.val().transpose(), vec![d_out, d_in])
+                    (l.base_weight().transpose(), vec![d_out, d_in])
                 };
                 let bytes = tensor_bytes(w, &key_w)?;
                 tensors.push((key_w, shape, bytes));
@@ -380,6 +381,8 @@ pub fn load_adapter<B: Backend, M: NamedLinears<B>>(
             }
         }
         if let Some((w, b)) = saved.remove(name) {
+            // The file's dense weight replaces the base, quantized or not.
+            l.quant = None;
             l.weight = Param::initialized(l.weight.id, w);
             if let (Some(b), Some(old_id)) = (b, l.bias.as_ref().map(|p| p.id)) {
                 l.bias = Some(Param::initialized(old_id, b));

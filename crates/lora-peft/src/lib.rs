@@ -15,6 +15,8 @@
 //!   (`base_model.model.{layer}.lora_A.weight` `[r, d_in]`, `.lora_B.weight` `[d_out, r]`,
 //!   `modules_to_save` weights in the Hugging Face layout), strict key and shape checks.
 //! - [`merge_and_unload`] / [`unload`].
+//! - [`quantize_model`]: QLoRA — quantize the frozen linear bases (NF4, NF4 with double
+//!   quantization, LLM.int8) before applying adapters; [`QuantReport`] gives bytes and errors.
 //!
 //! Layout: `lora_core::LoraAdapter` keeps A as `[d_in, r]` and B as `[r, d_out]`; files keep
 //! PyTorch's `nn.Linear` layout, so both are transposed on the way in and out.
@@ -24,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod io;
 pub mod matching;
+pub mod quantize;
 
 pub use apply::{apply_lora, merge_and_unload, unload};
 pub use config::{
@@ -33,3 +36,4 @@ pub use config::{
 pub use error::PeftError;
 pub use io::{load_adapter, save_adapter, write_atomic, KEY_PREFIX, WEIGHTS_NAME};
 pub use matching::{resolve_targets, TargetPlan};
+pub use quantize::{quantize_model, QuantReport};

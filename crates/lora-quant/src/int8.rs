@@ -14,7 +14,7 @@ use crate::{check_values, QuantError};
 
 /// `1/127` as bitsandbytes writes it in `int8_vectorwise_dequant` (rounded to f32 by torch).
 #[allow(clippy::excessive_precision)]
-const INV_127: f32 = 7.874_015_718_698_502e-3;
+pub(crate) const INV_127: f32 = 7.874_015_718_698_502e-3;
 
 /// An int8-quantized 2-D tensor (`[rows, cols]`, row-major).
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,9 @@ fn quantize_rows(values: &[f32], rows: usize, cols: usize, per_row: bool) -> Int
         if am == 0.0 {
             out.extend(std::iter::repeat_n(0i8, chunk.len()));
         } else {
-            let s = 127.0f32 / am;
+            // torch evaluates bitsandbytes' `A * (127.0 / SCB)` as `reciprocal(SCB) * 127`: the
+            // rounding of the reciprocal decides ~1 code in 10^4 (seen on the llama_a fixture).
+            let s = (1.0f32 / am) * 127.0;
             out.extend(chunk.iter().map(|&v| (v * s).round_ties_even() as i8));
         }
     };

@@ -14,20 +14,25 @@
 //! - [`bnb`]: the `save_pretrained` layout of a bitsandbytes `Linear4bit` weight
 //!   (`weight`, `weight.absmax`, `weight.quant_map`, `weight.nested_absmax`, …).
 //!
-//! And burn modules, generic over `B: Backend`:
+//! And frozen burn modules, generic over `B: Backend`, that `lora_core::LoraLinear` uses as its
+//! quantized base (QLoRA = LoRA on a frozen quantized base; this crate does not depend on
+//! `lora-core`):
 //!
-//! - [`QuantLinear`]: a frozen NF4 linear map whose codes stay packed on the device (eight 4-bit
-//!   codes per `I32` word) and are dequantized on the fly in `forward`.
-//! - [`QLoraLinear`]: [`QuantLinear`] + bias + an optional `lora_core::LoraAdapter`, with the same
-//!   forward contract as `lora_core::LoraLinear` (QLoRA = LoRA on a 4-bit frozen base).
+//! - [`QuantLinear`]: NF4 whose codes stay packed on the device (eight 4-bit codes per `I32`
+//!   word) and are dequantized on the fly in `forward`; double-quantized statistics stay
+//!   compressed on the device too.
+//! - [`Int8Linear`]: LLM.int8 vector-wise (absmax per output row), four int8 codes per `I32` word.
+//! - [`QuantBase`]: either of them; [`QuantKind`]: the scheme (`"nf4"`, `"nf4-dq"`, `"int8"`).
 //!
 //! [`QuantStats`] reports packed storage against f32 and the reconstruction error.
 //!
-//! Storage on the device: the codes are an `Int` tensor of dtype I32 (8 codes a word) on every
-//! backend — NdArray keeps I32 storage (`NdArrayTensor::I32`) although its default int element is
-//! i64, and the CubeCL backends (CUDA, wgpu) hold i32 natively — so a `[d_out, d_in]` weight takes
-//! `d_out·d_in/2` bytes plus 4 bytes per block absmax (4.5 bits a parameter at blocksize 64).
+//! Storage on the device: codes are `Int` tensors of dtype I32 on every backend — NdArray keeps
+//! I32 storage (`NdArrayTensor::I32`) although its default int element is i64, and the CubeCL
+//! backends (CUDA, wgpu) hold i32 natively — so a `[d_out, d_in]` NF4 weight takes `d_out·d_in/2`
+//! bytes plus 4 bytes per block absmax (4.5 bits a parameter at blocksize 64; about 4.13 with
+//! double quantization), and an int8 one `d_out·d_in` bytes plus 4 per row.
 
+mod base;
 pub mod blockwise8;
 pub mod bnb;
 pub mod int8;
@@ -35,11 +40,14 @@ mod linear;
 pub mod nf4;
 mod stats;
 
+pub use base::{QuantBase, QuantKind};
 pub use blockwise8::{
     create_dynamic_map, dequantize_blockwise_8bit, quantize_blockwise_8bit, torch_cpu_mean,
 };
 pub use int8::{quantize_int8_per_tensor, quantize_int8_vectorwise, Int8Tensor};
-pub use linear::{QLoraLinear, QuantLinear, NIBBLES_PER_WORD};
+pub use linear::{
+    Int8Linear, NestedAbsmax, Nf4Scales, QuantLinear, BYTES_PER_WORD, NIBBLES_PER_WORD,
+};
 pub use nf4::{
     dequantize_nf4, quantize_nf4, quantize_nf4_shaped, Absmax, DoubleQuant, Nf4Tensor, BLOCKSIZES,
     DOUBLE_QUANT_BLOCKSIZE, NF4_CODE,
@@ -91,9 +99,9 @@ pub enum QuantError {
         /// What was expected.
         message: String,
     },
-    /// An error of the LoRA adapter (rank, dropout, factor shapes).
-    #[error(transparent)]
-    Lora(#[from] lora_core::LoraError),
+    /// A quantization scheme name other than `nf4`, `nf4-dq` and `int8`.
+    #[error("unknown quantization {0:?}: expected one of \"nf4\", \"nf4-dq\", \"int8\"")]
+    UnknownKind(String),
 }
 
 /// Checks that `values` is non-empty and finite; `what` names the tensor in the error.

@@ -1,32 +1,43 @@
-//! A frozen NF4 linear base for QLoRA, with the codes kept packed on the device.
+//! Frozen quantized linear bases for QLoRA, with the codes kept packed on the device:
+//! [`QuantLinear`] (NF4, optionally with double-quantized block statistics) and [`Int8Linear`]
+//! (LLM.int8 vector-wise).
 //!
-//! Storage choice (burn 0.21): the codes are held as an `Int` tensor of dtype **I32**, eight 4-bit
-//! codes per word, the first code in the top nibble (word `j` = bytes `4j..4j+4` of bitsandbytes'
-//! packed tensor, big-endian). I32 is an integer dtype every burn backend stores natively
-//! (NdArray keeps `NdArrayTensor::I32` although its default `IntElem` is i64; the CubeCL
-//! backends, CUDA and wgpu, hold i32 in 4 bytes), so the device holds exactly half a byte per code.
-//! U8 int tensors exist in burn 0.21 (NdArray `U8`, CubeCL `int_from_data` accepts `DType::U8`)
-//! but the unpacking ops (shifts, masks, `select`) are not exercised on u8 across backends (WGSL
-//! has no 8-bit integers), so I32 words are used everywhere. The unpacking uses
-//! `bitwise_right_shift_scalar` + `bitwise_and_scalar(15)`, which is correct for the arithmetic
-//! shift of a negative word because of the mask.
+//! Storage choice (burn 0.21): codes are held as `Int` tensors of dtype **I32**, eight 4-bit codes
+//! (NF4) or four 8-bit codes (int8, and the 8-bit absmax codes of double quantization) per word,
+//! the first code in the most significant bits (word `j` = bytes `4j..4j+4` of bitsandbytes' packed
+//! byte tensor, big-endian). I32 is an integer dtype every burn backend stores natively (NdArray
+//! keeps `NdArrayTensor::I32` although its default `IntElem` is i64; the CubeCL backends, CUDA and
+//! wgpu, hold i32 in 4 bytes), so the device holds exactly half a byte per NF4 code and one byte
+//! per int8 code. U8 int tensors exist in burn 0.21 (NdArray `U8`, CubeCL `int_from_data` accepts
+//! `DType::U8`) but the unpacking ops (shifts, masks, `select`) are not exercised on u8 across
+//! backends (WGSL has no 8-bit integers), so I32 words are used everywhere. Unpacking is
+//! `bitwise_right_shift_scalar` + `bitwise_and_scalar(mask)` (correct for the arithmetic shift of a
+//! negative word because of the mask) followed by a `select` into a small f32 code table (the 16
+//! NF4 values; the 256 values of the signed 8-bit dynamic map; or `byte as i8 as f32` for int8), so
+//! the signs of int8 codes need no integer arithmetic.
+//!
+//! Nothing here is trainable: codes are `Int` tensors (no gradient can exist for them) and the
+//! f32 scales are parameters with `require_grad = false`.
 
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData};
-use lora_core::{LoraAdapter, LoraLayerConfig, LoraLinear};
 
-use crate::nf4::{quantize_nf4_shaped, Nf4Tensor, NF4_CODE};
+use crate::blockwise8::CODE8_LEN;
+use crate::int8::{quantize_int8_vectorwise, Int8Tensor, INV_127};
+use crate::nf4::{quantize_nf4_shaped, Absmax, DoubleQuant, Nf4Tensor, NF4_CODE};
 use crate::QuantError;
 
 /// 4-bit codes per I32 storage word.
 pub const NIBBLES_PER_WORD: usize = 8;
 
-/// Packs bnb-layout bytes (two codes a byte, high nibble first) into big-endian i32 words, eight
-/// codes a word; missing trailing bytes are 0 (their codes are never read).
-fn pack_words(packed: &[u8]) -> Vec<i32> {
-    packed
-        .chunks(4)
+/// 8-bit codes per I32 storage word.
+pub const BYTES_PER_WORD: usize = 4;
+
+/// Packs bytes into big-endian i32 words, four a word; missing trailing bytes are 0 (never read).
+pub(crate) fn pack_words(bytes: &[u8]) -> Vec<i32> {
+    bytes
+        .chunks(BYTES_PER_WORD)
         .map(|c| {
             let mut b = [0u8; 4];
             b[..c.len()].copy_from_slice(c);
@@ -35,7 +46,42 @@ fn pack_words(packed: &[u8]) -> Vec<i32> {
         .collect()
 }
 
-fn read_f32<B: Backend, const D: usize>(
+/// Uploads packed words as a frozen `Int` parameter of dtype I32.
+fn words_param<B: Backend>(bytes: &[u8], device: &B::Device) -> Param<Tensor<B, 1, Int>> {
+    let words = pack_words(bytes);
+    let n = words.len();
+    let t = Tensor::<B, 1, Int>::from_data(TensorData::new(words, [n]), (device, DType::I32));
+    Param::initialized(ParamId::new(), t)
+}
+
+/// A frozen f32 vector parameter (`require_grad = false`).
+fn frozen_f32<B: Backend>(v: Vec<f32>, device: &B::Device) -> Param<Tensor<B, 1>> {
+    let n = v.len();
+    Param::from_tensor(Tensor::from_data(TensorData::new(v, [n]), device)).set_require_grad(false)
+}
+
+/// Reads the words back as bytes (big-endian), the first `n` of them.
+fn read_bytes<B: Backend>(
+    words: &Param<Tensor<B, 1, Int>>,
+    n: usize,
+    what: &str,
+) -> Result<Vec<u8>, QuantError> {
+    let w = words
+        .val()
+        .into_data()
+        .convert::<i64>()
+        .to_vec::<i64>()
+        .map_err(|e| QuantError::Format {
+            key: what.to_string(),
+            message: format!("cannot read tensor data: {e:?}"),
+        })?;
+    Ok(w.iter()
+        .flat_map(|&w| (w as u32).to_be_bytes())
+        .take(n)
+        .collect())
+}
+
+pub(crate) fn read_f32<B: Backend, const D: usize>(
     t: Tensor<B, D>,
     what: &str,
 ) -> Result<Vec<f32>, QuantError> {
@@ -48,21 +94,128 @@ fn read_f32<B: Backend, const D: usize>(
         })
 }
 
+/// Unpacks I32 words into `codes_per_word` codes of `bits` bits each (most significant first),
+/// `[n_words · codes_per_word]` Int.
+fn unpack<B: Backend>(words: Tensor<B, 1, Int>, bits: usize) -> Tensor<B, 1, Int> {
+    let [n_words] = words.dims();
+    let per = 32 / bits;
+    let mask = ((1i64 << bits) - 1).elem::<B::IntElem>();
+    let parts: Vec<Tensor<B, 1, Int>> = (0..per)
+        .map(|k| {
+            let shift = ((32 - bits * (k + 1)) as i64).elem::<B::IntElem>();
+            words
+                .clone()
+                .bitwise_right_shift_scalar(shift)
+                .bitwise_and_scalar(mask)
+        })
+        .collect();
+    Tensor::stack::<2>(parts, 1).reshape([n_words * per])
+}
+
+/// `values` (length ≥ `n`) truncated to `n`, or zero-padded to `n`.
+fn fit<B: Backend>(values: Tensor<B, 1>, n: usize) -> Tensor<B, 1> {
+    let [have] = values.dims();
+    if have >= n {
+        values.narrow(0, 0, n)
+    } else {
+        let device = values.device();
+        Tensor::cat(vec![values, Tensor::zeros([n - have], &device)], 0)
+    }
+}
+
+/// Double-quantized NF4 block statistics on the device (QLoRA §3 "Double Quantization";
+/// bitsandbytes `compress_statistics=True`): 8-bit codes of `absmax − offset` in blocks of
+/// `blocksize2` (256), their f32 second-level absmax and the f32 offset.
+#[derive(Module, Debug)]
+pub struct NestedAbsmax<B: Backend> {
+    /// 8-bit codes `[ceil(n_blocks / 4)]`, `Int` of dtype I32, four codes a word.
+    pub words: Param<Tensor<B, 1, Int>>,
+    /// Second-level absmax `[ceil(n_blocks / blocksize2)]`, f32, frozen (`state2.absmax`).
+    pub absmax2: Param<Tensor<B, 1>>,
+    /// The signed 8-bit dynamic code table `[256]` (`state2.code`; a constant).
+    pub code2: Tensor<B, 1>,
+    /// `mean(absmax)` added back after dequantization (`quant_state.offset`).
+    pub offset: f32,
+    /// Number of first-level blocks (codes).
+    pub n_blocks: usize,
+    /// Second-level block size (256).
+    pub blocksize2: usize,
+}
+
+impl<B: Backend> NestedAbsmax<B> {
+    fn from_double(d: &DoubleQuant, device: &B::Device) -> Self {
+        Self {
+            words: words_param(&d.codes, device),
+            absmax2: frozen_f32(d.absmax2.clone(), device),
+            code2: Tensor::from_data(TensorData::new(d.code2.to_vec(), [CODE8_LEN]), device),
+            offset: d.offset,
+            n_blocks: d.codes.len(),
+            blocksize2: d.blocksize2,
+        }
+    }
+
+    /// The reconstructed f32 absmax `[n_blocks]`: `code2[q] · absmax2[block] + offset`, two f32
+    /// roundings in bitsandbytes' order (equal bit for bit to [`DoubleQuant::dequantize`]).
+    pub fn absmax(&self) -> Tensor<B, 1> {
+        let q = unpack(self.words.val(), 8);
+        let [n2] = self.absmax2.dims();
+        let padded = n2 * self.blocksize2;
+        let v = fit(self.code2.clone().select(0, q), padded);
+        let a = v.reshape([n2, self.blocksize2]) * self.absmax2.val().reshape([n2, 1]);
+        a.reshape([padded])
+            .narrow(0, 0, self.n_blocks)
+            .add_scalar(self.offset)
+    }
+
+    fn storage_bytes(&self) -> usize {
+        let [w] = self.words.dims();
+        let [n2] = self.absmax2.dims();
+        w * self.words.val().dtype().size() + 4 * n2 + 4
+    }
+
+    fn to_double(&self) -> Result<DoubleQuant, QuantError> {
+        let code2 = read_f32(self.code2.clone(), "nested code2")?;
+        let mut c = [0f32; CODE8_LEN];
+        if code2.len() != CODE8_LEN {
+            return Err(QuantError::Shape {
+                what: "nested code2".into(),
+                expected: vec![CODE8_LEN],
+                got: vec![code2.len()],
+            });
+        }
+        c.copy_from_slice(&code2);
+        Ok(DoubleQuant {
+            codes: read_bytes(&self.words, self.n_blocks, "nested absmax codes")?,
+            offset: self.offset,
+            absmax2: read_f32(self.absmax2.val(), "nested absmax2")?,
+            code2: c,
+            blocksize2: self.blocksize2,
+        })
+    }
+}
+
+/// The block scales of a [`QuantLinear`] on the device.
+#[derive(Module, Debug)]
+pub enum Nf4Scales<B: Backend> {
+    /// One f32 absmax per block `[n_blocks]`, frozen (`compress_statistics=False`).
+    F32(Param<Tensor<B, 1>>),
+    /// Double-quantized absmax (`compress_statistics=True`), reconstructed in `forward`.
+    Double(NestedAbsmax<B>),
+}
+
 /// A frozen linear map `y = x·W` whose weight is NF4-quantized (bitsandbytes `Linear4bit`
 /// semantics), dequantized on the fly in [`QuantLinear::forward`].
 ///
 /// The quantized matrix is the PyTorch `nn.Linear` weight `[d_out, d_in]` (what bitsandbytes
 /// quantizes, so blocks run along input features and the codes equal bnb's for the same layer);
 /// the forward contract is this workspace's `[d_in, d_out]` one: `forward(x) = x · Wᵀ_torch`.
-/// Nothing here is trainable: the codes are an `Int` tensor (no gradient can exist for them) and
-/// the absmax a frozen f32 parameter (`require_grad = false`).
 #[derive(Module, Debug)]
 pub struct QuantLinear<B: Backend> {
     /// Packed codes, `[ceil(d_out·d_in / 8)]`, `Int` of dtype I32, eight codes a word.
     pub words: Param<Tensor<B, 1, Int>>,
-    /// Block absmax, `[ceil(d_out·d_in / blocksize)]`, f32, frozen (reconstructed from the double
-    /// quantization when the source was double-quantized; bit-equal to bnb's reconstruction).
-    pub absmax: Param<Tensor<B, 1>>,
+    /// Block absmax: f32, or double-quantized (kept compressed on the device and reconstructed
+    /// bit-equal to bitsandbytes in every dequantization).
+    pub scales: Nf4Scales<B>,
     /// The NF4 code table `[16]` (a constant, not a parameter).
     pub code: Tensor<B, 1>,
     /// Input features.
@@ -75,7 +228,8 @@ pub struct QuantLinear<B: Backend> {
 
 impl<B: Backend> QuantLinear<B> {
     /// Quantizes a dense weight `[d_in, d_out]` (this workspace's layout) as bitsandbytes quantizes
-    /// the equivalent `nn.Linear` weight `[d_out, d_in]`.
+    /// the equivalent `nn.Linear` weight `[d_out, d_in]`
+    /// (`quantize_4bit(W, blocksize, "nf4", compress_statistics)`).
     ///
     /// # Errors
     /// [`QuantError::BadBlocksize`], [`QuantError::NonFinite`], [`QuantError::Empty`];
@@ -93,7 +247,7 @@ impl<B: Backend> QuantLinear<B> {
     }
 
     /// Uploads an NF4 tensor of shape `[d_out, d_in]` (for example one read with
-    /// [`crate::bnb::from_state_dict`]).
+    /// [`crate::bnb::from_state_dict`]); a double-quantized absmax stays compressed.
     ///
     /// # Errors
     /// [`QuantError::Shape`] when the tensor is not 2-D; as [`Nf4Tensor::validate`].
@@ -109,16 +263,13 @@ impl<B: Backend> QuantLinear<B> {
                 })
             }
         };
-        let words = pack_words(&t.packed);
-        let n_words = words.len();
-        let words =
-            Tensor::<B, 1, Int>::from_data(TensorData::new(words, [n_words]), (device, DType::I32));
-        let absmax = t.absmax_f32()?;
-        let n_blocks = absmax.len();
-        let absmax = Tensor::<B, 1>::from_data(TensorData::new(absmax, [n_blocks]), device);
+        let scales = match &t.absmax {
+            Absmax::F32(a) => Nf4Scales::F32(frozen_f32(a.clone(), device)),
+            Absmax::Double(d) => Nf4Scales::Double(NestedAbsmax::from_double(d, device)),
+        };
         Ok(Self {
-            words: Param::initialized(ParamId::new(), words),
-            absmax: Param::from_tensor(absmax).set_require_grad(false),
+            words: words_param(&t.packed, device),
+            scales,
             code: Tensor::from_data(TensorData::new(NF4_CODE.to_vec(), [16]), device),
             d_in,
             d_out,
@@ -131,17 +282,32 @@ impl<B: Backend> QuantLinear<B> {
         (self.d_in, self.d_out)
     }
 
+    /// Whether the block absmax is double-quantized.
+    pub fn compress_statistics(&self) -> bool {
+        matches!(self.scales, Nf4Scales::Double(_))
+    }
+
+    /// Number of 4-bit blocks, `ceil(d_in·d_out / blocksize)`.
+    pub fn num_blocks(&self) -> usize {
+        (self.d_in * self.d_out).div_ceil(self.blocksize)
+    }
+
     /// The dtype the backend holds the packed words in (I32 on NdArray and the CubeCL backends).
     pub fn storage_dtype(&self) -> DType {
         self.words.val().dtype()
     }
 
-    /// Bytes held on the device: the words (4 bytes per 8 codes, or the backend's element size)
-    /// plus 4 per absmax (the 64-byte code table not counted).
+    /// Bytes held on the device: the code words (4 bytes per 8 codes, or the backend's element
+    /// size), plus 4 per f32 absmax, or (double quantization) 1 per absmax code (in words of 4)
+    /// + 4 per second-level absmax + 4 for the offset. The code tables (64 B and 1 KiB constants)
+    /// are not counted.
     pub fn storage_bytes(&self) -> usize {
         let [n_words] = self.words.dims();
-        let [n_blocks] = self.absmax.dims();
-        n_words * self.storage_dtype().size() + 4 * n_blocks
+        n_words * self.storage_dtype().size()
+            + match &self.scales {
+                Nf4Scales::F32(a) => 4 * a.dims()[0],
+                Nf4Scales::Double(d) => d.storage_bytes(),
+            }
     }
 
     /// The packed bytes read back from the device (bnb layout, `ceil(n/2)` bytes).
@@ -149,52 +315,46 @@ impl<B: Backend> QuantLinear<B> {
     /// # Errors
     /// [`QuantError::Format`] if the data cannot be read.
     pub fn packed_bytes(&self) -> Result<Vec<u8>, QuantError> {
-        let words = self
-            .words
-            .val()
-            .into_data()
-            .convert::<i64>()
-            .to_vec::<i64>()
-            .map_err(|e| QuantError::Format {
-                key: "words".into(),
-                message: format!("cannot read tensor data: {e:?}"),
-            })?;
-        let n = (self.d_in * self.d_out).div_ceil(2);
-        Ok(words
-            .iter()
-            .flat_map(|&w| (w as u32).to_be_bytes())
-            .take(n)
-            .collect())
+        read_bytes(&self.words, (self.d_in * self.d_out).div_ceil(2), "words")
+    }
+
+    /// The whole quantized tensor read back from the device, `[d_out, d_in]`, bnb layout
+    /// (double-quantized statistics stay compressed).
+    ///
+    /// # Errors
+    /// [`QuantError::Format`] if the data cannot be read; [`QuantError::Shape`] for a corrupt
+    /// code table.
+    pub fn to_nf4(&self) -> Result<Nf4Tensor, QuantError> {
+        let absmax = match &self.scales {
+            Nf4Scales::F32(a) => Absmax::F32(read_f32(a.val(), "absmax")?),
+            Nf4Scales::Double(d) => Absmax::Double(Box::new(d.to_double()?)),
+        };
+        Ok(Nf4Tensor {
+            packed: self.packed_bytes()?,
+            absmax,
+            shape: vec![self.d_out, self.d_in],
+            blocksize: self.blocksize,
+        })
+    }
+
+    /// The f32 block absmax `[num_blocks]` (reconstructed from the double quantization when
+    /// compressed, bit-equal to bitsandbytes).
+    pub fn absmax(&self) -> Tensor<B, 1> {
+        match &self.scales {
+            Nf4Scales::F32(a) => a.val(),
+            Nf4Scales::Double(d) => d.absmax(),
+        }
     }
 
     /// The dequantized weight in PyTorch layout `[d_out, d_in]`: `code[q] · absmax[block]`, equal
     /// bit for bit to bitsandbytes' `dequantize_4bit`.
     pub fn dequantize_weight(&self) -> Tensor<B, 2> {
-        let words = self.words.val();
-        let [n_words] = words.dims();
-        let device = words.device();
-        let nibbles: Vec<Tensor<B, 1, Int>> = (0..NIBBLES_PER_WORD)
-            .map(|k| {
-                let shift = (28 - 4 * k as i64).elem::<B::IntElem>();
-                words
-                    .clone()
-                    .bitwise_right_shift_scalar(shift)
-                    .bitwise_and_scalar(15i64.elem::<B::IntElem>())
-            })
-            .collect();
-        let idx = Tensor::stack::<2>(nibbles, 1).reshape([n_words * NIBBLES_PER_WORD]);
-        let values = self.code.clone().select(0, idx);
+        let idx = unpack(self.words.val(), 4);
         let n = self.d_in * self.d_out;
-        let [n_blocks] = self.absmax.dims();
+        let n_blocks = self.num_blocks();
         let padded = n_blocks * self.blocksize;
-        let have = n_words * NIBBLES_PER_WORD;
-        let values = if have >= padded {
-            values.narrow(0, 0, padded)
-        } else {
-            Tensor::cat(vec![values, Tensor::zeros([padded - have], &device)], 0)
-        };
-        let w =
-            values.reshape([n_blocks, self.blocksize]) * self.absmax.val().reshape([n_blocks, 1]);
+        let values = fit(self.code.clone().select(0, idx), padded);
+        let w = values.reshape([n_blocks, self.blocksize]) * self.absmax().reshape([n_blocks, 1]);
         w.reshape([padded])
             .narrow(0, 0, n)
             .reshape([self.d_out, self.d_in])
@@ -212,127 +372,127 @@ impl<B: Backend> QuantLinear<B> {
     }
 }
 
-/// QLoRA's layer: a frozen NF4 base ([`QuantLinear`]), an optional frozen f32 bias and an optional
-/// LoRA adapter (Dettmers et al. 2023, "QLoRA", eq. 5:
-/// `Y = X·dequant(W) + b + s·X·A·B`), with the forward contract of `lora_core::LoraLinear`.
-#[derive(Module, Debug)]
-pub struct QLoraLinear<B: Backend> {
-    /// The quantized base.
-    pub base: QuantLinear<B>,
-    /// Optional bias `[d_out]`, f32, frozen.
-    pub bias: Option<Param<Tensor<B, 1>>>,
-    /// The adapter, if attached (A `[d_in, r]`, B `[r, d_out]`, trainable).
-    pub lora: Option<LoraAdapter<B>>,
+/// `byte as i8 as f32` for every byte value: the int8 code table used to decode packed codes.
+fn int8_table() -> Vec<f32> {
+    (0..=255u8).map(|b| b as i8 as f32).collect()
 }
 
-impl<B: Backend> QLoraLinear<B> {
-    /// A layer from a quantized base and an optional bias `[d_out]`.
+/// A frozen linear map `y = x·W` whose weight is LLM.int8 vector-wise quantized (Dettmers et al.
+/// 2022, "LLM.int8()", §3.2; bitsandbytes `int8_vectorwise_quant` with threshold 0, i.e. no
+/// outlier decomposition): one f32 absmax (`SCB`) per **output** row of the PyTorch weight
+/// `[d_out, d_in]`, codes `q = round_half_even(w · 127/absmax)` in `[-127, 127]`
+/// ([`quantize_int8_vectorwise`]). Dequantized on the fly in `forward` as
+/// `q · absmax · (1/127)` (bitsandbytes `int8_vectorwise_dequant`, bit for bit) and multiplied in
+/// f32 (bitsandbytes' CPU/fallback path; the CUDA int8 matmul kernel is not reproduced).
+#[derive(Module, Debug)]
+pub struct Int8Linear<B: Backend> {
+    /// Codes `[ceil(d_out·d_in / 4)]`, `Int` of dtype I32, four two's-complement bytes a word
+    /// (row-major over `[d_out, d_in]`, first code in the top byte).
+    pub words: Param<Tensor<B, 1, Int>>,
+    /// Row absmax `[d_out]`, f32, frozen (bitsandbytes `SCB`).
+    pub absmax: Param<Tensor<B, 1>>,
+    /// Decoding table `[256]`: `byte as i8 as f32` (a constant).
+    pub table: Tensor<B, 1>,
+    /// Input features.
+    pub d_in: usize,
+    /// Output features.
+    pub d_out: usize,
+}
+
+impl<B: Backend> Int8Linear<B> {
+    /// Quantizes a dense weight `[d_in, d_out]` (this workspace's layout) as bitsandbytes
+    /// quantizes the equivalent `nn.Linear` weight `[d_out, d_in]` (absmax per output row).
     ///
     /// # Errors
-    /// [`QuantError::Shape`] when the bias length differs from `d_out`.
-    pub fn new(base: QuantLinear<B>, bias: Option<Tensor<B, 1>>) -> Result<Self, QuantError> {
-        if let Some(b) = &bias {
-            if b.dims()[0] != base.d_out {
-                return Err(QuantError::Shape {
-                    what: "bias".into(),
-                    expected: vec![base.d_out],
-                    got: b.dims().to_vec(),
-                });
-            }
-        }
-        Ok(Self {
-            base,
-            bias: bias.map(|b| Param::from_tensor(b).set_require_grad(false)),
-            lora: None,
-        })
+    /// [`QuantError::NonFinite`], [`QuantError::Empty`], [`QuantError::Shape`];
+    /// [`QuantError::Format`] if the tensor data cannot be read.
+    pub fn from_weight(weight: Tensor<B, 2>) -> Result<Self, QuantError> {
+        let [d_in, d_out] = weight.dims();
+        let device = weight.device();
+        let values = read_f32(weight.transpose(), "weight")?;
+        let t = quantize_int8_vectorwise(&values, d_out, d_in)?;
+        Self::from_int8(&t, &device)
     }
 
-    /// Quantizes a dense `[d_in, d_out]` weight (see [`QuantLinear::from_weight`]) and keeps the
-    /// bias in f32.
+    /// Uploads an int8 tensor `[d_out, d_in]` with one scale per row (vector-wise) or one for the
+    /// whole tensor (per-tensor; repeated per row, which dequantizes identically).
     ///
     /// # Errors
-    /// As [`QuantLinear::from_weight`] and [`QLoraLinear::new`].
-    pub fn from_weight(
-        weight: Tensor<B, 2>,
-        bias: Option<Tensor<B, 1>>,
-        blocksize: usize,
-        compress_statistics: bool,
-    ) -> Result<Self, QuantError> {
-        Self::new(
-            QuantLinear::from_weight(weight, blocksize, compress_statistics)?,
-            bias,
-        )
+    /// [`QuantError::Shape`] when the codes or scales do not fit the shape.
+    pub fn from_int8(t: &Int8Tensor, device: &B::Device) -> Result<Self, QuantError> {
+        let [d_out, d_in] = t.shape;
+        if d_out == 0 || d_in == 0 || t.q.len() != d_out * d_in {
+            return Err(QuantError::Shape {
+                what: "Int8Linear codes (shape [d_out, d_in] vs number of codes)".into(),
+                expected: vec![t.q.len()],
+                got: vec![d_out, d_in],
+            });
+        }
+        let absmax = match t.scale.len() {
+            n if n == d_out => t.scale.clone(),
+            1 => vec![t.scale[0]; d_out],
+            n => {
+                return Err(QuantError::Shape {
+                    what: "Int8Linear scales (one per row or one per tensor)".into(),
+                    expected: vec![d_out],
+                    got: vec![n],
+                })
+            }
+        };
+        let bytes: Vec<u8> = t.q.iter().map(|&q| q as u8).collect();
+        Ok(Self {
+            words: words_param(&bytes, device),
+            absmax: frozen_f32(absmax, device),
+            table: Tensor::from_data(TensorData::new(int8_table(), [256]), device),
+            d_in,
+            d_out,
+        })
     }
 
     /// `(d_in, d_out)`.
     pub fn dims(&self) -> (usize, usize) {
-        self.base.dims()
+        (self.d_in, self.d_out)
     }
 
-    /// Attaches a fresh adapter (as `LoraLinear::attach`).
+    /// Bytes held on the device: the code words (4 bytes per 4 codes) + 4 per row absmax (the
+    /// 1 KiB decoding table not counted).
+    pub fn storage_bytes(&self) -> usize {
+        let [n_words] = self.words.dims();
+        n_words * self.words.val().dtype().size() + 4 * self.d_out
+    }
+
+    /// Codes and row absmax read back from the device, `[d_out, d_in]`.
     ///
     /// # Errors
-    /// [`QuantError::Lora`] for a bad rank or dropout.
-    pub fn attach(
-        &mut self,
-        config: &LoraLayerConfig,
-        device: &B::Device,
-    ) -> Result<(), QuantError> {
-        let (i, o) = self.dims();
-        self.lora = Some(LoraAdapter::new(i, o, config, device)?);
-        Ok(())
+    /// [`QuantError::Format`] if the data cannot be read.
+    pub fn to_int8(&self) -> Result<Int8Tensor, QuantError> {
+        let n = self.d_in * self.d_out;
+        Ok(Int8Tensor {
+            q: read_bytes(&self.words, n, "int8 words")?
+                .into_iter()
+                .map(|b| b as i8)
+                .collect(),
+            scale: read_f32(self.absmax.val(), "int8 absmax")?,
+            shape: [self.d_out, self.d_in],
+        })
     }
 
-    /// Attaches an adapter from factors `a` `[d_in, r]`, `b` `[r, d_out]`.
-    ///
-    /// # Errors
-    /// [`QuantError::Shape`] when the factors do not fit the layer; [`QuantError::Lora`].
-    pub fn attach_tensors(
-        &mut self,
-        a: Tensor<B, 2>,
-        b: Tensor<B, 2>,
-        config: &LoraLayerConfig,
-    ) -> Result<(), QuantError> {
-        let (i, o) = self.dims();
-        for (what, got, expected) in [
-            ("lora_A", a.dims(), [i, config.r]),
-            ("lora_B", b.dims(), [config.r, o]),
-        ] {
-            if got != expected {
-                return Err(QuantError::Shape {
-                    what: what.into(),
-                    expected: expected.to_vec(),
-                    got: got.to_vec(),
-                });
-            }
-        }
-        self.lora = Some(LoraAdapter::from_tensors(a, b, config)?);
-        Ok(())
+    /// The dequantized weight in PyTorch layout `[d_out, d_in]`: `q · absmax[row] · (1/127)`
+    /// (f32, in that order), equal bit for bit to [`Int8Tensor::dequantize`].
+    pub fn dequantize_weight(&self) -> Tensor<B, 2> {
+        let idx = unpack(self.words.val(), 8);
+        let q = fit(self.table.clone().select(0, idx), self.d_in * self.d_out)
+            .reshape([self.d_out, self.d_in]);
+        (q * self.absmax.val().reshape([self.d_out, 1])).mul_scalar(INV_127)
     }
 
-    /// `x` `[..., d_in]` → `[..., d_out]`: `x·dequant(W) + b + scaling·B(A(dropout(x)))`.
+    /// The dequantized weight in this workspace's layout `[d_in, d_out]`.
+    pub fn weight_in_out(&self) -> Tensor<B, 2> {
+        self.dequantize_weight().transpose()
+    }
+
+    /// `x` `[..., d_in]` → `[..., d_out]`: `x · W` with the weight dequantized for this call.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let base = burn::tensor::module::linear(
-            x.clone(),
-            self.base.weight_in_out(),
-            self.bias.as_ref().map(|b| b.val()),
-        );
-        match &self.lora {
-            Some(l) => base + l.forward(x),
-            None => base,
-        }
-    }
-
-    /// A dense `lora_core::LoraLinear` with the dequantized weight `[d_in, d_out]`, the bias and
-    /// the adapter (unmerged) — for merging (`merge_and_unload`) or export, as PEFT merges a
-    /// 4-bit layer into its dequantized weight.
-    ///
-    /// # Errors
-    /// [`QuantError::Lora`] (cannot happen for a layer built by [`QLoraLinear::new`]: the bias
-    /// length was checked there).
-    pub fn into_lora_linear(self) -> Result<LoraLinear<B>, QuantError> {
-        let mut l = LoraLinear::new(self.base.weight_in_out(), self.bias.map(|b| b.val()), false)?;
-        l.lora = self.lora;
-        Ok(l)
+        burn::tensor::module::linear(x, self.weight_in_out(), None)
     }
 }
