@@ -14,8 +14,8 @@ for q in none int8 nf4 nf4-dq; do
   /usr/bin/time -v "$bin" --quant "$q" --steps "$steps" --eval-size 16 --no-eval-before \
     --output-dir "$(mktemp -d)" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f MB", $2/1024}' "$log")
-  base=$(grep -o 'base linear weights: .*' "$log" | head -n1 | sed 's/base linear weights: //; s/, max.*//')
-  tps=$(grep -o 'training: .* tok/s' "$log" | awk '{print $4}')
+  base=$(grep -o 'base linear weights: .*' "$log" | head -n1 | sed 's/base linear weights: //; s/, max.*//' || true)
+  tps=$(grep -o 'training: .* tok/s' "$log" | awk '{print $4}' || true)
   printf '| %s | %s | %s | %s |\n' "$q" "${base:-f32 (unquantized)}" "$rss" "$tps"
   rm -f "$log"
 done

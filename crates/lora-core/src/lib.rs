@@ -698,3 +698,26 @@ pub fn atomic_write(path: impl AsRef<std::path::Path>, bytes: &[u8]) -> std::io:
     }
     Ok(())
 }
+
+/// The values of a safetensors tensor as f32: F32 as is, F16 and BF16 widened exactly.
+/// `None` for any other dtype (the caller names the file and key in its error). Shared by every
+/// reader of checkpoints and adapter files in this workspace.
+pub fn safetensors_f32(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
+    use safetensors::Dtype;
+    let data = view.data();
+    Some(match view.dtype() {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}

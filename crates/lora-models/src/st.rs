@@ -58,28 +58,11 @@ impl StFile {
             path: self.path.clone(),
             key: key.into(),
         })?;
-        let data = view.data();
-        let vals: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(ModelError::Dtype {
-                    path: self.path.clone(),
-                    key: key.into(),
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
+        let vals = lora_core::safetensors_f32(&view).ok_or_else(|| ModelError::Dtype {
+            path: self.path.clone(),
+            key: key.into(),
+            dtype: format!("{:?}", view.dtype()),
+        })?;
         Ok((vals, view.shape().to_vec()))
     }
 

@@ -214,28 +214,11 @@ impl AdapterFile<'_> {
                 got: view.shape().to_vec(),
             });
         }
-        let data = view.data();
-        let vals: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(PeftError::Dtype {
-                    path: self.path.to_path_buf(),
-                    key: orig.clone(),
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
+        let vals = lora_core::safetensors_f32(&view).ok_or_else(|| PeftError::Dtype {
+            path: self.path.to_path_buf(),
+            key: orig.clone(),
+            dtype: format!("{:?}", view.dtype()),
+        })?;
         self.used.insert(key.to_string());
         Ok(Tensor::from_data(TensorData::new(vals, expected), device))
     }
