@@ -8,14 +8,19 @@ set -euo pipefail
 steps=${1:-6}
 bin=${CARGO_TARGET_DIR:-target}/release/examples/finetune
 [ -x "$bin" ] || { echo "build first: cargo build --release --examples" >&2; exit 1; }
-printf '| base | base linear weights | peak RSS | train tok/s |\n|---|---|---|---|\n'
+printf '| base | base linear weights | peak RSS | train tok/s | step time vs none |\n|---|---|---|---|---|\n'
+ref=
 for q in none int8 nf4 nf4-dq; do
   log=$(mktemp)
+  out=$(mktemp -d)
   /usr/bin/time -v "$bin" --quant "$q" --steps "$steps" --eval-size 16 --no-eval-before \
-    --output-dir "$(mktemp -d)" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    --output-dir "$out" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  rm -rf "$out"
   rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f MB", $2/1024}' "$log")
   base=$(grep -o 'base linear weights: .*' "$log" | head -n1 | sed 's/base linear weights: //; s/, max.*//' || true)
   tps=$(grep -o 'training: .* tok/s' "$log" | awk '{print $4}' || true)
-  printf '| %s | %s | %s | %s |\n' "$q" "${base:-f32 (unquantized)}" "$rss" "$tps"
+  [ -n "$ref" ] || ref=$tps
+  ratio=$(awk -v r="$ref" -v t="$tps" 'BEGIN { if (t > 0) printf "%.2f", r / t; else print "-" }')
+  printf '| %s | %s | %s | %s | %s |\n' "$q" "${base:-f32 (unquantized)}" "$rss" "$tps" "$ratio"
   rm -f "$log"
 done

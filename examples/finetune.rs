@@ -539,7 +539,7 @@ where
                 tps
             );
             println!(
-                "training: {} steps, {:.0} tok/s, {:.1}s, final loss {:.4}",
+                "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last 20 steps {:.4}",
                 stats.steps, stats.tokens_per_sec, stats.wall_secs, stats.running_loss
             );
             save_adapter(&clf, &cfg, &args.output_dir)?;
@@ -623,7 +623,7 @@ where
                 perplexity(&model.valid())
             );
             println!(
-                "training: {} steps, {:.0} tok/s, {:.1}s, final loss {:.4}",
+                "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last 20 steps {:.4}",
                 stats.steps, stats.tokens_per_sec, stats.wall_secs, stats.running_loss
             );
             save_adapter(&model, &cfg, &args.output_dir)?;
