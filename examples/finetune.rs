@@ -215,17 +215,15 @@ fn run() -> Result<(), AnyError> {
                 path.display(),
                 t.elapsed().as_secs_f64()
             );
-            let targets = [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ];
             run_model(
-                &args, model, &tok, &targets, &train_set, &test_set, &path, &device,
+                &args,
+                model,
+                &tok,
+                &lora_models::llama::LORA_TARGETS,
+                &train_set,
+                &test_set,
+                &path,
+                &device,
             )?;
         }
         ModelKind::Gpt2 => {
@@ -244,9 +242,15 @@ fn run() -> Result<(), AnyError> {
                 )
                 .into());
             }
-            let targets = ["c_attn", "c_proj", "c_fc"];
             run_model(
-                &args, model, &tok, &targets, &train_set, &test_set, &dir, &device,
+                &args,
+                model,
+                &tok,
+                &lora_models::gpt2::LORA_TARGETS,
+                &train_set,
+                &test_set,
+                &dir,
+                &device,
             )?;
         }
     }

@@ -374,6 +374,33 @@ struct OutTensor<'a> {
     data: Cow<'a, [u8]>,
 }
 
+/// A tensor written through unchanged (1-D tensors, and tensors not selected by `--tensors`):
+/// its report row and its output entry.
+fn copy_unchanged<'a>(
+    name: &str,
+    t: &safetensors::tensor::TensorView<'a>,
+    reports: &mut Vec<TensorReport>,
+    out: &mut Vec<(String, OutTensor<'a>)>,
+) {
+    reports.push(TensorReport {
+        name: name.to_string(),
+        shape: t.shape().to_vec(),
+        layout: "copied".into(),
+        bytes_before: t.data().len(),
+        bytes_after: t.data().len(),
+        bits_per_param: None,
+        error: None,
+    });
+    out.push((
+        name.to_string(),
+        OutTensor {
+            dtype: t.dtype(),
+            shape: t.shape().to_vec(),
+            data: Cow::Borrowed(t.data()),
+        },
+    ));
+}
+
 fn bnb_to_out(t: BnbTensor) -> OutTensor<'static> {
     let (dtype, data) = match t.data {
         BnbData::U8(v) => (Dtype::U8, v),
@@ -501,23 +528,7 @@ fn quantize(opts: &Options, quant: BnbQuant) -> Result<Report, CliError> {
             });
             out.extend(q.entries.into_iter().map(|(k, v)| (k, bnb_to_out(v))));
         } else {
-            reports.push(TensorReport {
-                name: name.clone(),
-                shape: t.shape().to_vec(),
-                layout: "copied".into(),
-                bytes_before: before,
-                bytes_after: before,
-                bits_per_param: None,
-                error: None,
-            });
-            out.push((
-                name.clone(),
-                OutTensor {
-                    dtype: t.dtype(),
-                    shape: t.shape().to_vec(),
-                    data: Cow::Borrowed(t.data()),
-                },
-            ));
+            copy_unchanged(name, &t, &mut reports, &mut out);
         }
     }
     let mut seen = BTreeSet::new();
@@ -646,23 +657,7 @@ fn dequantize(opts: &Options, reference: Option<&PathBuf>) -> Result<Report, Cli
         let t = st
             .tensor(name)
             .map_err(|e| CliError(format!("{}: `{name}`: {e}", display(path))))?;
-        reports.push(TensorReport {
-            name: name.clone(),
-            shape: t.shape().to_vec(),
-            layout: "copied".into(),
-            bytes_before: t.data().len(),
-            bytes_after: t.data().len(),
-            bits_per_param: None,
-            error: None,
-        });
-        out.push((
-            name.clone(),
-            OutTensor {
-                dtype: t.dtype(),
-                shape: t.shape().to_vec(),
-                data: Cow::Borrowed(t.data()),
-            },
-        ));
+        copy_unchanged(name, &t, &mut reports, &mut out);
     }
     reports.sort_by(|a, b| a.name.cmp(&b.name));
     let file_bytes = write_out(&opts.out, &out, input_metadata(&bytes))?;

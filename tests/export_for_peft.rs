@@ -161,24 +161,12 @@ impl<M: LanguageModel<B> + NamedLinears<B>> FnMutModel for M {
 
 #[test]
 fn gpt2_lm_adapter_for_peft() {
-    lm_case("gpt2_a", "gpt2_a", &["c_attn", "c_proj", "c_fc"]);
+    lm_case("gpt2_a", "gpt2_a", &lora_models::gpt2::LORA_TARGETS);
 }
 
 #[test]
 fn llama_lm_adapter_for_peft() {
-    lm_case(
-        "llama_a",
-        "llama_a",
-        &[
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ],
-    );
+    lm_case("llama_a", "llama_a", &lora_models::llama::LORA_TARGETS);
 }
 
 fn cls_case<M: LanguageModel<B> + NamedLinears<B>>(fx: &str, m: M, targets: &[&str]) {

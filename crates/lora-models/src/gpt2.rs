@@ -726,6 +726,11 @@ impl<B: Backend> Gpt2<B> {
     }
 }
 
+/// The linear (Conv1D) layers of a GPT-2 block, as PEFT names them (`c_proj` matches both
+/// `attn.c_proj` and `mlp.c_proj`): the default LoRA targets of `finetune`; PEFT's own default
+/// is `c_attn`.
+pub const LORA_TARGETS: [&str; 3] = ["c_attn", "c_proj", "c_fc"];
+
 impl<B: Backend> LanguageModel<B> for Gpt2<B> {
     /// # Panics
     /// If `seq` exceeds `n_positions` (GPT-2 has no position embedding beyond it).

@@ -320,6 +320,18 @@ fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4
     Tensor::cat(vec![o1, o2], 3)
 }
 
+/// The linear layers of a Llama decoder layer, as PEFT names them: every attention and MLP
+/// projection (the default LoRA targets of `finetune`; PEFT's own default is `q_proj`, `v_proj`).
+pub const LORA_TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
 /// Self-attention (`LlamaAttention`) with RoPE and grouped-query attention; no biases.
 #[derive(Module, Debug)]
 pub struct LlamaAttention<B: Backend> {
