@@ -69,6 +69,16 @@ enum ScoreInit {
     Random,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum Truncation {
+    /// Keep the first tokens.
+    Head,
+    /// Keep the last tokens.
+    Tail,
+    /// Keep a quarter of the room from the start and the rest from the end.
+    HeadTail,
+}
+
 /// LoRA fine-tuning on IMDB.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -148,6 +158,34 @@ struct Args {
     /// vector-wise).
     #[arg(long, default_value = "none")]
     quant: String,
+    /// Wall-clock budget for the training steps in seconds (evaluation not counted): training
+    /// stops at `--steps` or when the budget is spent, and the learning rate decays linearly to
+    /// 0 by whichever limit comes first (lora_train::train::budget_lr).
+    #[arg(long)]
+    time_budget: Option<f64>,
+
+    /// Which tokens of a long review are kept (classify): "head" (the first ones), "tail"
+    /// (the last ones) or "head-tail" (the first quarter of the room from the start, the rest
+    /// from the end; Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?" §5.3).
+    #[arg(long, value_enum, default_value_t = Truncation::Head)]
+    truncation: Truncation,
+
+    /// Pad each batch's length up to a multiple of this (capped at --max-length). On the GPU
+    /// backends every new sequence length compiles and autotunes new kernels, so a few fixed
+    /// lengths are much faster there; 1 = pad to the longest sequence of the batch.
+    #[arg(long, default_value_t = 1)]
+    pad_multiple: usize,
+
+    /// Reviews per evaluation batch.
+    #[arg(long, default_value_t = 16)]
+    eval_batch_size: usize,
+
+    /// Also write the exact token ids, lengths and labels of the training examples (in training
+    /// order) and of the held-out set to this safetensors file, for the PEFT side-by-side run
+    /// (benches/peft_imdb.py) (classify only).
+    #[arg(long)]
+    dump_data: Option<PathBuf>,
+
     /// NF4 block size (values per absmax): 32, 64, 128, ..., 4096.
     #[arg(long, default_value_t = 64)]
     blocksize: usize,
@@ -186,6 +224,15 @@ fn run() -> Result<(), AnyError> {
     }
     if args.eval_size == 0 {
         return Err("--eval-size must be at least 1".into());
+    }
+    if args.eval_batch_size == 0 || args.batch_size == 0 {
+        return Err("--batch-size and --eval-batch-size must be at least 1".into());
+    }
+    if args.pad_multiple == 0 {
+        return Err("--pad-multiple must be at least 1 (1 = no extra padding)".into());
+    }
+    if args.dump_data.is_some() && args.task != Task::Classify {
+        return Err("--dump-data is for --task classify only".into());
     }
     quant_kind(&args)?; // bad --quant / --blocksize fail before anything is fetched
 
@@ -332,24 +379,128 @@ fn lora_config(
     Ok(cfg)
 }
 
-/// Tokenizes reviews for classification: review tokens truncated so that review + suffix fits
-/// in `max_length`.
+/// Tokenizes reviews for classification: review tokens truncated per `truncation` so that
+/// review + suffix fits in `max_length`. Runs on all cores (the tokenizers are `Sync`).
 fn encode_cls(
     tok: &Tokenizer,
     reviews: &[Review],
     suffix: &[u32],
     max_length: usize,
+    truncation: Truncation,
 ) -> Result<Vec<Vec<u32>>, AnyError> {
     let keep = max_length.saturating_sub(suffix.len()).max(1);
-    reviews
-        .iter()
-        .map(|r| {
-            let mut ids = tok.encode(&r.text)?;
-            ids.truncate(keep);
-            ids.extend_from_slice(suffix);
-            Ok(ids)
-        })
-        .collect()
+    let one = |r: &Review| -> Result<Vec<u32>, String> {
+        let mut ids = tok.encode(&r.text).map_err(|e| e.to_string())?;
+        if ids.len() > keep {
+            ids = match truncation {
+                Truncation::Head => ids[..keep].to_vec(),
+                Truncation::Tail => ids[ids.len() - keep..].to_vec(),
+                Truncation::HeadTail => {
+                    let head = keep / 4;
+                    let mut v = ids[..head].to_vec();
+                    v.extend_from_slice(&ids[ids.len() - (keep - head)..]);
+                    v
+                }
+            };
+        }
+        ids.extend_from_slice(suffix);
+        Ok(ids)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = reviews.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<Vec<u32>>, String>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = reviews
+            .chunks(chunk)
+            .map(|c| sc.spawn(move || c.iter().map(one).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("tokenizer thread panicked".into())))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(reviews.len());
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
+
+/// Right-pads every batch to a multiple of `multiple` columns (at most `max_len`), so that a
+/// run sees only a few distinct shapes.
+fn pad_batches(batches: &mut [Batch], multiple: usize, max_len: usize, pad: u32) {
+    if multiple <= 1 {
+        return;
+    }
+    for b in batches {
+        let seq = (b.seq.div_ceil(multiple) * multiple).min(max_len.max(b.seq));
+        if seq == b.seq {
+            continue;
+        }
+        let mut ids = Vec::with_capacity(b.batch * seq);
+        for row in b.input_ids.chunks(b.seq) {
+            ids.extend_from_slice(row);
+            ids.extend(std::iter::repeat_n(i64::from(pad), seq - b.seq));
+        }
+        b.input_ids = ids;
+        b.seq = seq;
+    }
+}
+
+/// Writes the examples of a run for the PEFT side-by-side script: `train_ids` / `test_ids` I32
+/// `[n, max_length]` right-padded with `pad_id`, `*_len` and `*_labels` I32 `[n]`; metadata
+/// `pad_id`, `neg_id`, `pos_id`, `max_length`, `batch_size`, `seed` (decimal strings).
+#[allow(clippy::too_many_arguments)]
+fn dump_data(
+    path: &Path,
+    train: (&[Vec<u32>], &[u8]),
+    test: (&[Vec<u32>], &[u8]),
+    pad: u32,
+    neg_pos: (u32, u32),
+    args: &Args,
+) -> Result<(), AnyError> {
+    use safetensors::{tensor::TensorView, Dtype};
+    let ml = args.max_length;
+    let enc = |ids: &[Vec<u32>], labels: &[u8]| -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        let mut m = Vec::with_capacity(ids.len() * ml * 4);
+        for row in ids {
+            for t in 0..ml {
+                let v = row.get(t).copied().unwrap_or(pad) as i32;
+                m.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let len: Vec<u8> = ids
+            .iter()
+            .flat_map(|r| (r.len().min(ml) as i32).to_le_bytes())
+            .collect();
+        let lab: Vec<u8> = labels.iter().flat_map(|&l| i32::from(l).to_le_bytes()).collect();
+        (m, len, lab)
+    };
+    let (a, b, c) = enc(train.0, train.1);
+    let (d, e, f) = enc(test.0, test.1);
+    let (ntr, nte) = (train.0.len(), test.0.len());
+    let views = vec![
+        ("train_ids", TensorView::new(Dtype::I32, vec![ntr, ml], &a)?),
+        ("train_len", TensorView::new(Dtype::I32, vec![ntr], &b)?),
+        ("train_labels", TensorView::new(Dtype::I32, vec![ntr], &c)?),
+        ("test_ids", TensorView::new(Dtype::I32, vec![nte, ml], &d)?),
+        ("test_len", TensorView::new(Dtype::I32, vec![nte], &e)?),
+        ("test_labels", TensorView::new(Dtype::I32, vec![nte], &f)?),
+    ];
+    let meta: std::collections::HashMap<String, String> = [
+        ("pad_id", pad.to_string()),
+        ("neg_id", neg_pos.0.to_string()),
+        ("pos_id", neg_pos.1.to_string()),
+        ("max_length", ml.to_string()),
+        ("batch_size", args.batch_size.to_string()),
+        ("seed", args.seed.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let bytes = safetensors::serialize(views, Some(meta))?;
+    lora_core::atomic_write(path, &bytes)?;
+    eprintln!("data for the PEFT run written to {}", path.display());
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -416,15 +567,15 @@ where
         // A seed of its own for the loop (dropout masks), so that they do not replay the
         // random stream that initialised the adapters.
         seed: args.seed.wrapping_add(1),
+        time_budget_secs: args.time_budget,
         ..TrainConfig::default()
     };
     // The examples the run will see, in a seeded order (repeating if steps need more).
     if train_set.is_empty() {
         return Err("no training reviews left after the split".into());
     }
-    let train_slice: Vec<Review> = (0..needed)
-        .map(|i| train_set[i % train_set.len()].clone())
-        .collect();
+    // Each review at most once here; batches repeat (modulo) when the steps need more.
+    let train_slice: Vec<Review> = train_set[..needed.min(train_set.len())].to_vec();
 
     match args.task {
         Task::Classify => {
@@ -439,8 +590,9 @@ where
                 .into());
             }
             let t = Instant::now();
-            let train_ids = encode_cls(tok, &train_slice, &suffix, args.max_length)?;
-            let test_ids = encode_cls(tok, test_set, &suffix, args.max_length)?;
+            let train_ids =
+                encode_cls(tok, &train_slice, &suffix, args.max_length, args.truncation)?;
+            let test_ids = encode_cls(tok, test_set, &suffix, args.max_length, args.truncation)?;
             eprintln!(
                 "tokenized {} train + {} test reviews in {:.1}s",
                 train_ids.len(),
@@ -449,7 +601,7 @@ where
             );
             let labels: Vec<u8> = train_slice.iter().map(|r| r.label).collect();
             let test_labels: Vec<u8> = test_set.iter().map(|r| r.label).collect();
-            let train_batches = make_batches(
+            let mut train_batches = make_batches(
                 &train_ids,
                 &labels,
                 args.batch_size,
@@ -457,8 +609,28 @@ where
                 pad,
                 None,
             )?;
-            let test_batches =
-                make_batches(&test_ids, &test_labels, 16, args.max_length, pad, None)?;
+            let mut test_batches = make_batches(
+                &test_ids,
+                &test_labels,
+                args.eval_batch_size,
+                args.max_length,
+                pad,
+                None,
+            )?;
+            pad_batches(&mut train_batches, args.pad_multiple, args.max_length, pad);
+            pad_batches(&mut test_batches, args.pad_multiple, args.max_length, pad);
+            if let Some(p) = &args.dump_data {
+                let neg = single_token(tok, " negative")?;
+                let pos = single_token(tok, " positive")?;
+                dump_data(
+                    p,
+                    (&train_ids, &labels),
+                    (&test_ids, &test_labels),
+                    pad,
+                    (neg, pos),
+                    args,
+                )?;
+            }
 
             let mut clf = match args.score_init {
                 ScoreInit::Random => SequenceClassifier::new_random(model, 2, 0.02, device),

@@ -104,6 +104,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Show the progress bar / periodic log lines on stderr.
     pub progress: bool,
+    /// Wall-clock budget of the training steps in seconds (eval and checkpoint callbacks not
+    /// counted), or `None`. With a budget, training stops at `steps` or when the budget is spent,
+    /// whichever comes first, and the decay after warmup follows whichever is further along:
+    /// see [`budget_lr`]. Used to fit a run into a fixed device window without knowing the
+    /// step time in advance.
+    pub time_budget_secs: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -123,6 +129,7 @@ impl Default for TrainConfig {
             checkpoint_every: None,
             seed: 42,
             progress: true,
+            time_budget_secs: None,
         }
     }
 }
@@ -158,6 +165,11 @@ impl TrainConfig {
                 return bad(format!("max_grad_norm must be finite and > 0, got {m}"));
             }
         }
+        if let Some(b) = self.time_budget_secs {
+            if !(b.is_finite() && b > 0.0) {
+                return bad(format!("time_budget_secs must be finite and > 0, got {b}"));
+            }
+        }
         for (name, v) in [
             ("eval_every", self.eval_every),
             ("checkpoint_every", self.checkpoint_every),
@@ -181,6 +193,26 @@ pub fn linear_warmup_lr(base_lr: f64, step: usize, warmup_steps: usize, total_st
     }
     let rem = total_steps.saturating_sub(step) as f64;
     base_lr * (rem / total_steps.saturating_sub(warmup_steps).max(1) as f64).max(0.0)
+}
+
+/// Learning rate under a wall-clock budget: [`linear_warmup_lr`] during warmup, then
+/// `base_lr · max(0, min((total − step) / (total − warmup), 1 − elapsed / budget))`, i.e. the
+/// linear decay reaches 0 at the step limit or at the end of the budget, whichever comes first.
+/// `elapsed_secs` is the training time spent before this step. Without a budget this equals
+/// [`linear_warmup_lr`].
+pub fn budget_lr(
+    base_lr: f64,
+    step: usize,
+    warmup_steps: usize,
+    total_steps: usize,
+    elapsed_secs: f64,
+    budget_secs: Option<f64>,
+) -> f64 {
+    let by_steps = linear_warmup_lr(base_lr, step, warmup_steps, total_steps);
+    match budget_secs {
+        Some(b) if step >= warmup_steps => by_steps.min(base_lr * (1.0 - elapsed_secs / b).max(0.0)),
+        _ => by_steps,
+    }
 }
 
 /// burn's AdamW with every hyper-parameter taken from `cfg` (β1, β2, eps, weight_decay), no
@@ -420,8 +452,30 @@ where
         tokens_per_sec: 0.0,
     };
     let ga = cfg.grad_accum;
+    // Training time so far, without the eval / checkpoint callbacks (for the time budget).
+    let mut callback_secs = 0.0f64;
+    let mut last_log = Instant::now();
     for step in 1..=cfg.steps {
-        let lr = linear_warmup_lr(cfg.lr, step - 1, cfg.warmup_steps, cfg.steps);
+        let elapsed = start.elapsed().as_secs_f64() - callback_secs;
+        if cfg.time_budget_secs.is_some_and(|b| elapsed >= b) {
+            say(
+                &pb,
+                format!(
+                    "time budget of {:.0}s spent after {} steps: stopping",
+                    cfg.time_budget_secs.unwrap_or(0.0),
+                    step - 1
+                ),
+            );
+            break;
+        }
+        let lr = budget_lr(
+            cfg.lr,
+            step - 1,
+            cfg.warmup_steps,
+            cfg.steps,
+            elapsed,
+            cfg.time_budget_secs,
+        );
         let acc = accumulate_grads(
             &model,
             ga,
@@ -456,9 +510,16 @@ where
         let msg = format!("loss {running:.4} lr {lr:.2e} gnorm {norm:.3} {tps:.0} tok/s");
         pb.set_message(msg.clone());
         pb.set_position(step as u64);
-        if log_lines && (step == 1 || step % log_every == 0 || step == cfg.steps) {
+        if log_lines
+            && (step == 1
+                || step % log_every == 0
+                || step == cfg.steps
+                || last_log.elapsed().as_secs_f64() >= 30.0)
+        {
+            last_log = Instant::now();
             say(&pb, format!("step {step}/{}: {msg}", cfg.steps));
         }
+        let t_cb = Instant::now();
         if cfg.eval_every.is_some_and(|e| step % e == 0) {
             let summary = eval_fn(&model, step);
             say(&pb, format!("eval @ step {step}: {summary}"));
@@ -467,6 +528,7 @@ where
             checkpoint_fn(&model, step)
                 .map_err(|message| TrainError::Checkpoint { step, message })?;
         }
+        callback_secs += t_cb.elapsed().as_secs_f64();
         stats.final_loss = acc.loss;
         stats.running_loss = running;
     }

@@ -7,7 +7,7 @@ use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 use lora_train::train::{
-    accumulate_grads, atomic_write, clip_grad_norm, grad_norm, linear_warmup_lr, train,
+    accumulate_grads, atomic_write, budget_lr, clip_grad_norm, grad_norm, linear_warmup_lr, train,
     TrainConfig, TrainError,
 };
 
@@ -68,6 +68,45 @@ fn lr_schedule_closed_form() {
     assert_eq!(linear_warmup_lr(1.0, 3, 0, 4), 0.25);
     // warmup == total (degenerate): no division by zero
     assert_eq!(linear_warmup_lr(1.0, 5, 5, 5), 0.0);
+}
+
+#[test]
+fn time_budget_schedule_closed_form() {
+    // warmup 10 of 1000 steps, budget 100 s.
+    let b = Some(100.0);
+    // warmup ignores the clock
+    assert_eq!(budget_lr(1.0, 5, 10, 1000, 99.0, b), 0.5);
+    // after warmup, the time fraction dominates: 25 s of 100 -> 0.75 (steps would give ~0.99)
+    assert!((budget_lr(1.0, 20, 10, 1000, 25.0, b) - 0.75).abs() < 1e-12);
+    // the step fraction dominates when it is further along: step 910 -> 90/990, time 0.5
+    assert!((budget_lr(1.0, 910, 10, 1000, 50.0, b) - 90.0 / 990.0).abs() < 1e-12);
+    // past the budget: 0, never negative
+    assert_eq!(budget_lr(1.0, 20, 10, 1000, 150.0, b), 0.0);
+    // no budget: the plain schedule
+    assert_eq!(budget_lr(1.0, 35, 10, 110, 1e9, None), 0.75);
+}
+
+#[test]
+fn time_budget_stops_training() {
+    // A budget already spent before the second step: the loop stops early, not at `steps`.
+    let cfg = TrainConfig {
+        time_budget_secs: Some(1e-9),
+        ..quiet(50)
+    };
+    let dev = Default::default();
+    let m = tiny(&[1.0, 2.0, 3.0], [[1.0, 0.0], [0.0, 1.0]]);
+    let (_, stats) = train(
+        m,
+        &cfg,
+        &dev,
+        |_| (),
+        |m: &Tiny<AD>, _: &()| Ok((m.a.val().sum() + m.b.val().sum(), 1)),
+        |_, _| String::new(),
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    assert!(stats.steps < 50, "ran {} steps", stats.steps);
+    assert!(TrainConfig { time_budget_secs: Some(0.0), ..quiet(1) }.validate().is_err());
 }
 
 /// loss = Σ a·ca + Σ b·cb + Σ frozen, so grad a = ca, grad b = cb, no grad for `frozen`.
