@@ -22,6 +22,13 @@
 //! weights right after loading, before the adapters are added (`score`, `lm_head` and
 //! `modules_to_save` stay f32; embeddings, norms and biases are never quantized). The adapters
 //! then train on the dequantized-on-the-fly base; the saved adapter is an ordinary PEFT adapter.
+//!
+//! Mixed precision (Micikevicius et al. 2018 §3; PyTorch `torch.autocast`): `--precision bf16`
+//! (or `f16`) stores every frozen linear base in that dtype and runs the linear layers' matmuls
+//! in it, after LoRA is attached and after quantization; the LoRA factors, the `score` head
+//! (`modules_to_save`), their gradients and AdamW state stay f32, and so do embeddings, norms,
+//! attention scores and the loss. NdArray (the CPU backend) has no bf16/f16 tensors: there the
+//! flag stops with an error naming the backend, before anything is fetched.
 
 use burn::module::AutodiffModule;
 use burn::module::ModuleDisplay;
@@ -30,7 +37,7 @@ use burn::tensor::backend::Backend as _;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use clap::{Parser, ValueEnum};
 use lora_burn::{backend_name, Backend, TrainBackend};
-use lora_core::{count_parameters, QuantKind};
+use lora_core::{count_parameters, NamedLinears, Precision, QuantKind};
 use lora_models::classify::SequenceClassifier;
 use lora_models::gguf::GgufFile;
 use lora_models::gpt2::Gpt2;
@@ -189,6 +196,34 @@ struct Args {
     /// NF4 block size (values per absmax): 32, 64, 128, ..., 4096.
     #[arg(long, default_value_t = 64)]
     blocksize: usize,
+    /// Compute precision of the frozen linear bases and their matmuls: "f32", "bf16" or "f16"
+    /// (LoRA factors, score head, gradients and AdamW state stay f32). bf16/f16 need a GPU
+    /// backend (cuda, wgpu).
+    #[arg(long, default_value = "f32")]
+    precision: String,
+}
+
+/// `--precision` → [`Precision`], checked against the backend.
+///
+/// # Errors
+/// [`lora_core::LoraError::UnknownPrecision`] for a bad value,
+/// [`lora_core::LoraError::UnsupportedDtype`] naming the backend when it cannot hold the dtype.
+fn precision(
+    args: &Args,
+    device: &burn::tensor::Device<TrainBackend>,
+) -> Result<Precision, AnyError> {
+    let p: Precision = args
+        .precision
+        .parse()
+        .map_err(|e| format!("--precision: {e}"))?;
+    if !TrainBackend::supports_dtype(device, p.dtype().into()) {
+        let e = lora_core::LoraError::UnsupportedDtype {
+            dtype: p.dtype(),
+            backend: TrainBackend::name(device),
+        };
+        return Err(format!("--precision {p}: {e}").into());
+    }
+    Ok(p)
 }
 
 /// `--quant` / `--blocksize` → the scheme, or `None` for "none".
@@ -218,7 +253,16 @@ fn run() -> Result<(), AnyError> {
     let args = Args::parse();
     let t_start = Instant::now();
     let device = Default::default();
-    eprintln!("backend: {}", backend_name());
+    let prec = precision(&args, &device)?; // before anything is fetched
+    eprintln!(
+        "backend: {}, precision: {prec} compute{}",
+        backend_name(),
+        if prec == Precision::F32 {
+            String::new()
+        } else {
+            " (f32 master LoRA weights, gradients and AdamW state)".into()
+        }
+    );
     if args.r == 0 {
         return Err("--r must be at least 1 (got 0)".into());
     }
@@ -415,7 +459,10 @@ fn encode_cls(
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("tokenizer thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("tokenizer thread panicked".into()))
+            })
             .collect()
     });
     let mut out = Vec::with_capacity(reviews.len());
@@ -472,7 +519,10 @@ fn dump_data(
             .iter()
             .flat_map(|r| (r.len().min(ml) as i32).to_le_bytes())
             .collect();
-        let lab: Vec<u8> = labels.iter().flat_map(|&l| i32::from(l).to_le_bytes()).collect();
+        let lab: Vec<u8> = labels
+            .iter()
+            .flat_map(|&l| i32::from(l).to_le_bytes())
+            .collect();
         (m, len, lab)
     };
     let (a, b, c) = enc(train.0, train.1);
@@ -649,6 +699,7 @@ where
                 args.lora_alpha,
                 args.lora_dropout
             );
+            set_precision(&mut clf, args, device)?;
             println!("{}", count_parameters(&clf));
 
             let evaluate = |m: &SequenceClassifier<Backend, M::InnerModule>| -> (f64, f64) {
@@ -734,6 +785,7 @@ where
         Task::CausalLm => {
             let adapted = apply_lora(&mut model, &cfg, device)?;
             eprintln!("LoRA on {} layers", adapted.len());
+            set_precision(&mut model, args, device)?;
             println!("{}", count_parameters(&model));
             let enc = |rs: &[Review]| -> Result<Vec<Vec<u32>>, AnyError> {
                 rs.iter()
@@ -805,6 +857,21 @@ where
             save_adapter(&model, &cfg, &args.output_dir)?;
             println!("adapter written to {}", args.output_dir.display());
         }
+    }
+    Ok(())
+}
+
+/// Applies `--precision` to every frozen linear base of `model` (after LoRA and quantization;
+/// a no-op for f32) and says what it did.
+fn set_precision<M: NamedLinears<TrainBackend>>(
+    model: &mut M,
+    args: &Args,
+    device: &burn::tensor::Device<TrainBackend>,
+) -> Result<(), AnyError> {
+    let p = precision(args, device)?;
+    if p != Precision::F32 {
+        let report = model.set_compute_dtype(p.dtype())?;
+        eprintln!("precision {p}: {report}");
     }
     Ok(())
 }

@@ -22,11 +22,19 @@
 //! [`quant`]); the forward pass dequantizes the base weight and the adapter trains beside it
 //! exactly as on a dense base. Merging into a quantized base requantizes, as PEFT does for
 //! bitsandbytes layers.
+//!
+//! Mixed precision (Micikevicius et al. 2018, "Mixed Precision Training", §3; PyTorch
+//! `torch.autocast`): [`LoraLinear::set_compute_dtype`] (one layer) and
+//! [`NamedLinears::set_compute_dtype`] (a whole model) store the frozen base in bf16 or f16 and
+//! run the layer's matmuls in that dtype, while the LoRA factors stay f32 *master weights*, so
+//! gradients and AdamW state are f32. Each layer takes and returns f32 activations; embeddings,
+//! norms, softmax, attention scores and the loss stay f32. [`Precision`] parses the
+//! `--precision f32|bf16|f16` flag of the examples.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{DType, Distribution, Element, FloatDType, Tensor};
 
 pub use lora_quant as quant;
 pub use lora_quant::{QuantBase, QuantError, QuantKind, QuantStats};
@@ -58,6 +66,87 @@ pub enum LoraError {
     /// block size, unreadable tensor data.
     #[error("quantization: {0}")]
     Quant(#[from] QuantError),
+    /// The backend cannot hold tensors of the requested compute dtype (for example bf16 or f16
+    /// on burn's NdArray CPU backend, whose `dtype_usage` lists neither).
+    #[error(
+        "compute dtype {dtype:?} is not supported by the {backend} backend; use f32 there, or \
+         a GPU backend (cuda, wgpu) for bf16/f16"
+    )]
+    UnsupportedDtype {
+        /// The dtype asked for.
+        dtype: FloatDType,
+        /// The backend's name (`Backend::name`).
+        backend: String,
+    },
+    /// A `--precision` value other than `f32`, `bf16` and `f16`.
+    #[error("unknown precision {0:?}: expected one of \"f32\", \"bf16\", \"f16\"")]
+    UnknownPrecision(String),
+}
+
+/// The compute precision of the frozen bases' matmuls (the `--precision` flag). The LoRA
+/// factors, their gradients and the optimizer state are f32 in every case (master weights,
+/// Micikevicius et al. 2018 §3); only the frozen base weight and the layer's matmuls change
+/// dtype, as under PyTorch `torch.autocast(dtype=torch.bfloat16)` with PEFT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// Everything f32 (the default; bit-identical to a model that was never switched).
+    #[default]
+    F32,
+    /// bfloat16 base and matmuls (8-bit exponent: f32's range, 8 significant bits).
+    Bf16,
+    /// IEEE half base and matmuls (5-bit exponent, 11 significant bits; overflows above
+    /// 65504, so activations or gradients can become non-finite where bf16 would not).
+    F16,
+}
+
+impl Precision {
+    /// The burn dtype: `F32`, `BF16` or `F16`.
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            Self::F32 => FloatDType::F32,
+            Self::Bf16 => FloatDType::BF16,
+            Self::F16 => FloatDType::F16,
+        }
+    }
+
+    /// `"f32"`, `"bf16"` or `"f16"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    /// [`Precision::name`].
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = LoraError;
+
+    /// `"f32"`/`"fp32"`, `"bf16"`, `"f16"`/`"fp16"`, case-insensitive.
+    ///
+    /// # Errors
+    /// [`LoraError::UnknownPrecision`] naming the string.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            "f16" | "fp16" => Ok(Self::F16),
+            _ => Err(LoraError::UnknownPrecision(s.to_string())),
+        }
+    }
+}
+
+/// The dtype of the backend's default float element (`B::FloatElem`; F32 for `NdArray<f32>`
+/// and `Cuda<f32, i32>`): the dtype of master weights, activations between layers and the loss.
+pub fn master_dtype<B: Backend>() -> FloatDType {
+    FloatDType::from(<B::FloatElem as Element>::dtype())
 }
 
 /// How the adapter factors are initialised (PEFT's `init_lora_weights`).
@@ -231,6 +320,20 @@ impl<B: Backend> LoraAdapter<B> {
         h.matmul(self.lora_b.val().unsqueeze::<D>())
             .mul_scalar(self.scaling)
     }
+
+    /// `scaling · (x·A)·B` with **no dropout** (apply it before) for an `x` `[..., d_in]` that
+    /// is already in the compute dtype `dtype` (bf16/f16): A and B are cast to `dtype` for the
+    /// two matmuls only, so the result `[..., d_out]` is in `dtype` while the parameters stay
+    /// f32 and their gradients come back f32 through the casts (burn-autodiff `float_cast`
+    /// casts the gradient to the input's dtype). PyTorch autocast does the same with PEFT's
+    /// f32 `lora_A`/`lora_B` inside a bf16 autocast region.
+    pub fn forward_cast<const D: usize>(&self, x: Tensor<B, D>, dtype: FloatDType) -> Tensor<B, D> {
+        let a = self.lora_a.val().cast(dtype);
+        let b = self.lora_b.val().cast(dtype);
+        x.matmul(a.unsqueeze::<D>())
+            .matmul(b.unsqueeze::<D>())
+            .mul_scalar(self.scaling)
+    }
 }
 
 /// A linear layer with a frozen base and an optional LoRA adapter.
@@ -241,11 +344,16 @@ impl<B: Backend> LoraAdapter<B> {
 /// unless the layer was made trainable as a PEFT `modules_to_save` module with
 /// [`LoraLinear::set_base_trainable`]. Code that reads the base weight (export, merging,
 /// initialisation from it) must use [`LoraLinear::base_weight`], which dequantizes when needed.
+///
+/// Compute dtype: the dtype of `weight` (also of the empty placeholder of a quantized layer) is
+/// the dtype the layer's matmuls run in; it is the backend's float dtype (f32) unless
+/// [`LoraLinear::set_compute_dtype`] changed it (mixed precision).
 #[derive(Module, Debug)]
 pub struct LoraLinear<B: Backend> {
-    /// Dense base weight `[d_in, d_out]` f32 when `quant` is `None`. When the layer is quantized
-    /// this is an empty `[0, 0]` frozen placeholder (it keeps its parameter id) and the base
-    /// lives in `quant`.
+    /// Dense base weight `[d_in, d_out]` when `quant` is `None`, f32 or the compute dtype (bf16,
+    /// f16) set by [`LoraLinear::set_compute_dtype`]. When the layer is quantized this is an
+    /// empty `[0, 0]` frozen placeholder in the compute dtype (it keeps its parameter id) and
+    /// the base lives in `quant`.
     pub weight: Param<Tensor<B, 2>>,
     /// The frozen quantized base (NF4 or int8 codes packed on the device), or `None` for a dense
     /// base in `weight`.
@@ -307,14 +415,69 @@ impl<B: Backend> LoraLinear<B> {
         self.quant.is_some()
     }
 
-    /// The base weight `[d_in, d_out]` f32: `weight`, or the dequantized `quant` (bit-equal to
-    /// bitsandbytes' dequantization of the same codes). Includes the adapter's update only when
-    /// the layer is merged.
+    /// The base weight `[d_in, d_out]` in the backend's float dtype (f32, see
+    /// [`master_dtype`]): `weight` (widened exactly when it is stored in bf16/f16), or the
+    /// dequantized `quant` (bit-equal to bitsandbytes' dequantization of the same codes).
+    /// Includes the adapter's update only when the layer is merged.
     pub fn base_weight(&self) -> Tensor<B, 2> {
         match &self.quant {
             Some(q) => q.dequantize_weight_in_out(),
-            None => self.weight.val(),
+            None => {
+                let w = self.weight.val();
+                let master = master_dtype::<B>();
+                if w.dtype() == DType::from(master) {
+                    w
+                } else {
+                    w.cast(master)
+                }
+            }
         }
+    }
+
+    /// The dtype the layer's matmuls run in: the dtype of `weight` (F32 unless changed by
+    /// [`LoraLinear::set_compute_dtype`]).
+    pub fn compute_dtype(&self) -> FloatDType {
+        FloatDType::from(self.weight.dtype())
+    }
+
+    /// Sets the compute dtype of the frozen base (mixed precision; Micikevicius et al. 2018
+    /// §3, PyTorch autocast): a dense `weight` is stored in `dtype` (rounded to nearest even
+    /// once; setting f32 again widens the rounded values, it does not restore the originals);
+    /// a quantized base keeps its codes and is dequantized to f32 then cast to `dtype` in each
+    /// forward (the values bitsandbytes' `dequantize_4bit(…, dtype)` produces). The forward then
+    /// casts `x` to `dtype`, runs the base and the LoRA matmuls in `dtype` (A and B cast for the
+    /// matmul only), and casts the sum back to `x`'s dtype before adding the f32 bias. A and B,
+    /// their gradients and the optimizer state stay f32. With `dtype` equal to the current one
+    /// nothing changes; with f32 on a never-switched layer the forward is bit-identical.
+    ///
+    /// # Errors
+    /// [`LoraError::UnsupportedDtype`] when the backend cannot hold `dtype` (NdArray has no
+    /// bf16/f16); [`LoraError::State`] when the base weight is trainable (a `modules_to_save`
+    /// layer must keep an f32 master weight) and `dtype` is not the backend's float dtype. The
+    /// layer is unchanged on error.
+    pub fn set_compute_dtype(&mut self, dtype: FloatDType) -> Result<(), LoraError> {
+        if self.compute_dtype() == dtype {
+            return Ok(());
+        }
+        let device = self.weight.device();
+        if !B::supports_dtype(&device, dtype.into()) {
+            return Err(LoraError::UnsupportedDtype {
+                dtype,
+                backend: B::name(&device),
+            });
+        }
+        if self.weight.is_require_grad() && dtype != master_dtype::<B>() {
+            return Err(LoraError::State(format!(
+                "set_compute_dtype({dtype:?}): the base weight is trainable (modules_to_save); a \
+                 trained weight stays an f32 master weight"
+            )));
+        }
+        let w = match &self.quant {
+            Some(_) => Tensor::zeros([0, 0], (&device, DType::from(dtype))),
+            None => self.weight.val().cast(dtype),
+        };
+        self.weight = Param::initialized(self.weight.id, w).set_require_grad(false);
+        Ok(())
     }
 
     /// Quantizes the frozen base weight in place (QLoRA: quantize the base, then attach
@@ -341,19 +504,27 @@ impl<B: Backend> LoraLinear<B> {
                     .into(),
             ));
         }
-        let (q, stats) = QuantBase::quantize(self.weight.val(), kind)?;
+        let (q, stats) = QuantBase::quantize(self.base_weight(), kind)?;
         let device = self.weight.device();
-        self.weight = Param::initialized(self.weight.id, Tensor::zeros([0, 0], &device))
-            .set_require_grad(false);
+        // The placeholder keeps the compute dtype (f32 unless set_compute_dtype changed it).
+        let cd = self.compute_dtype();
+        let placeholder = if cd == master_dtype::<B>() {
+            Tensor::zeros([0, 0], &device)
+        } else {
+            Tensor::zeros([0, 0], (&device, DType::from(cd)))
+        };
+        self.weight = Param::initialized(self.weight.id, placeholder).set_require_grad(false);
         self.quant = Some(q);
         Ok(stats)
     }
 
-    /// Turns a quantized base back into a dense f32 `weight` (the dequantized values; frozen).
-    /// A no-op on a dense layer. Use it to export merged f32 weights or to train the base.
+    /// Turns a quantized base back into a dense `weight` (the dequantized values; frozen), in
+    /// the compute dtype (f32 unless [`LoraLinear::set_compute_dtype`] changed it). A no-op on
+    /// a dense layer. Use it to export merged f32 weights or to train the base.
     pub fn dequantize(&mut self) {
+        let cd = self.compute_dtype();
         if let Some(q) = self.quant.take() {
-            let w = q.dequantize_weight_in_out();
+            let w = q.dequantize_weight_in_out_as(cd);
             self.weight = Param::initialized(self.weight.id, w).set_require_grad(false);
         }
     }
@@ -407,10 +578,16 @@ impl<B: Backend> LoraLinear<B> {
     }
 
     /// Makes the base weight and bias trainable (PEFT `modules_to_save`) or frozen again. A
-    /// quantized base is dequantized first when made trainable (only a dense f32 weight trains).
+    /// quantized base is dequantized first when made trainable, and a base stored in bf16/f16
+    /// is widened back to the backend's float dtype (only a dense f32 master weight trains;
+    /// the bf16 rounding stays).
     pub fn set_base_trainable(&mut self, trainable: bool) {
         if trainable {
             self.dequantize();
+            if self.compute_dtype() != master_dtype::<B>() {
+                let w = self.base_weight();
+                self.weight = Param::initialized(self.weight.id, w);
+            }
         }
         self.weight = self.weight.clone().set_require_grad(trainable);
         self.bias = self.bias.take().map(|b| b.set_require_grad(trainable));
@@ -420,7 +597,18 @@ impl<B: Backend> LoraLinear<B> {
     /// term is skipped when merged or absent. A quantized `W` is dequantized for the call (a
     /// transient f32 copy of the base; the dense `ΔW` is never built); no gradient reaches the
     /// codes or their scales.
+    ///
+    /// Mixed precision: when the compute dtype ([`LoraLinear::compute_dtype`]) differs from
+    /// `x`'s dtype, `x` (and, separately, `dropout(x)` when dropout is active) is cast to the
+    /// compute dtype, `x·W + scaling·B(A(x))` is computed in it (A, B cast for the matmul
+    /// only; [`LoraAdapter::forward_cast`]), the sum is cast back to `x`'s dtype and the bias is
+    /// added there (f32). Output dtype = input dtype. When the dtypes agree this is the plain
+    /// f32 computation, with no cast.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let cd = self.weight.dtype();
+        if cd != x.dtype() {
+            return self.forward_mixed(x, FloatDType::from(cd));
+        }
         let base = burn::tensor::module::linear(
             x.clone(),
             self.base_weight(),
@@ -429,6 +617,40 @@ impl<B: Backend> LoraLinear<B> {
         match (&self.lora, self.merged) {
             (Some(l), false) => base + l.forward(x),
             _ => base,
+        }
+    }
+
+    /// The forward of a layer whose compute dtype `cd` differs from `x`'s (see `forward`).
+    fn forward_mixed<const D: usize>(&self, x: Tensor<B, D>, cd: FloatDType) -> Tensor<B, D> {
+        let xd = FloatDType::from(x.dtype());
+        let xc = x.clone().cast(cd);
+        let w = match &self.quant {
+            Some(q) => q.dequantize_weight_in_out_as(cd),
+            None => self.weight.val(),
+        };
+        let mut y = burn::tensor::module::linear(xc.clone(), w, None);
+        if let (Some(l), false) = (&self.lora, self.merged) {
+            // Dropout in the input's dtype (its mask is drawn there), then cast; without active
+            // dropout the cast input of the base is reused.
+            let h = if l.dropout.prob == 0.0 || !B::ad_enabled(&x.device()) {
+                xc
+            } else {
+                l.dropout.forward(x).cast(cd)
+            };
+            y = y + l.forward_cast(h, cd);
+        }
+        let y = y.cast(xd);
+        match &self.bias {
+            Some(b) => {
+                let b = b.val();
+                let b = if b.dtype() == DType::from(xd) {
+                    b
+                } else {
+                    b.cast(xd)
+                };
+                y + b.unsqueeze::<D>()
+            }
+            None => y,
         }
     }
 
@@ -493,7 +715,15 @@ impl<B: Backend> LoraLinear<B> {
         match &self.quant {
             None => {
                 let grad = self.weight.is_require_grad();
-                let w = self.weight.val().detach() + delta;
+                let cd = self.compute_dtype();
+                // In the backend's float dtype, then back to the compute dtype (bf16/f16 bases
+                // are rounded once more, as PEFT's merge into a bf16 weight is).
+                let w = self.base_weight().detach() + delta;
+                let w = if cd == master_dtype::<B>() {
+                    w
+                } else {
+                    w.cast(cd)
+                };
                 self.weight = Param::initialized(self.weight.id, w).set_require_grad(grad);
                 Ok(None)
             }
@@ -522,10 +752,15 @@ impl<B: Backend> LoraLinear<B> {
     }
 
     /// Converts to burn's `nn::Linear` (same `[d_in, d_out]` layout), merging first; a quantized
-    /// base is dequantized to f32.
+    /// base is dequantized, and a bf16/f16 base widened, to f32 (the backend's float dtype).
     pub fn into_linear(self) -> burn::nn::Linear<B> {
         let mut s = self.merge_and_unload();
         s.dequantize();
+        if s.compute_dtype() != master_dtype::<B>() {
+            let grad = s.weight.is_require_grad();
+            let w = s.base_weight();
+            s.weight = Param::initialized(s.weight.id, w).set_require_grad(grad);
+        }
         burn::nn::Linear {
             weight: s.weight,
             bias: s.bias,
@@ -659,6 +894,92 @@ pub trait NamedLinears<B: Backend> {
         let mut v = Vec::new();
         self.visit_linears(&mut |n, _| v.push(n.to_string()));
         v
+    }
+
+    /// Mixed precision for the whole model: [`LoraLinear::set_compute_dtype`] on every linear
+    /// layer whose base is frozen. Layers with a trainable base (PEFT `modules_to_save`, such
+    /// as a classifier's `score`) keep their f32 master weight and compute in f32; they are
+    /// listed in the report. Everything outside the linear layers (embeddings, norms, softmax,
+    /// attention scores, the loss) stays f32, as under PyTorch autocast, where those ops run in
+    /// f32 (Micikevicius et al. 2018 §3). `Precision::F32.dtype()` switches a model back.
+    ///
+    /// # Errors
+    /// [`LoraError::UnsupportedDtype`] when the backend cannot hold `dtype`, checked on the
+    /// first layer before anything changes.
+    fn set_compute_dtype(&mut self, dtype: FloatDType) -> Result<PrecisionReport, LoraError> {
+        let mut first_err = None;
+        let mut checked = false;
+        self.visit_linears(&mut |_, l| {
+            if !checked {
+                checked = true;
+                let device = l.weight.device();
+                if !B::supports_dtype(&device, dtype.into()) {
+                    first_err = Some(LoraError::UnsupportedDtype {
+                        dtype,
+                        backend: B::name(&device),
+                    });
+                }
+            }
+        });
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        let mut report = PrecisionReport {
+            dtype,
+            ..PrecisionReport::default()
+        };
+        let mut err = None;
+        self.visit_linears_mut(&mut |name, l| {
+            if err.is_some() {
+                return;
+            }
+            if l.weight.is_require_grad() {
+                report.kept_master.push(name.to_string());
+                return;
+            }
+            match l.set_compute_dtype(dtype) {
+                Ok(()) => report.switched.push(name.to_string()),
+                Err(e) => err = Some(LoraError::State(format!("{name}: {e}"))),
+            }
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+}
+
+/// What [`NamedLinears::set_compute_dtype`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrecisionReport {
+    /// The compute dtype asked for.
+    pub dtype: FloatDType,
+    /// Layers now computing in `dtype` (module names, model order).
+    pub switched: Vec<String>,
+    /// Layers with a trainable base (`modules_to_save`) left in f32.
+    pub kept_master: Vec<String>,
+}
+
+impl Default for PrecisionReport {
+    fn default() -> Self {
+        Self {
+            dtype: FloatDType::F32,
+            switched: Vec::new(),
+            kept_master: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for PrecisionReport {
+    /// `compute dtype BF16 on 210 linear layers (kept f32: ["score"])`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "compute dtype {:?} on {} linear layers (kept f32: {:?})",
+            self.dtype,
+            self.switched.len(),
+            self.kept_master
+        )
     }
 }
 

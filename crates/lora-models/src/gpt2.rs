@@ -802,3 +802,105 @@ impl<B: Backend> NamedLinears<B> for Gpt2<B> {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Random initialisation (benchmarks)
+// ---------------------------------------------------------------------------------------------
+
+impl Gpt2Config {
+    /// The configuration of transformers' `GPT2Config()` defaults, the 124M-parameter GPT-2
+    /// ("gpt2"): vocab 50257, n_positions 1024, n_embd 768, n_layer 12, n_head 12, gelu_new.
+    pub fn gpt2_124m() -> Self {
+        Self::from_json(serde_json::json!({}), Path::new("<GPT2Config() defaults>"))
+            .expect("transformers' GPT2Config defaults are a valid config")
+    }
+
+    /// A GPT-2 with the given sizes and transformers' defaults for everything else (used for
+    /// small CPU benchmarks and tests: e.g. `sized(1000, 128, 64, 2, 4)`).
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] for a zero size or `n_head` not dividing `n_embd`.
+    pub fn sized(
+        vocab_size: usize,
+        n_positions: usize,
+        n_embd: usize,
+        n_layer: usize,
+        n_head: usize,
+    ) -> Result<Self, ModelError> {
+        Self::from_json(
+            serde_json::json!({
+                "vocab_size": vocab_size,
+                "n_positions": n_positions,
+                "n_embd": n_embd,
+                "n_layer": n_layer,
+                "n_head": n_head,
+            }),
+            Path::new("<Gpt2Config::sized>"),
+        )
+    }
+}
+
+impl<B: Backend> Gpt2<B> {
+    /// A GPT-2 of shape `config` with random weights, initialised as transformers'
+    /// `GPT2PreTrainedModel._init_weights`: embeddings and Conv1D weights ~ N(0, 0.02), every
+    /// `c_proj` weight ~ N(0, 0.02/√(2·n_layer)), biases 0, LayerNorm weight 1 and bias 0.
+    /// Draws use the backend's generator (seed it with `B::seed`). All parameters are frozen,
+    /// as after [`Gpt2::load`]. Meant for speed benchmarks (`examples/train_bench.rs`), where
+    /// the values do not matter but must not be zeros.
+    ///
+    /// # Errors
+    /// [`ModelError::Lora`] if a layer refuses its weight (cannot happen for a config that
+    /// [`Gpt2Config::from_json`] accepted; kept so that no shape error can panic).
+    pub fn random(c: &Gpt2Config, device: &B::Device) -> Result<Self, ModelError> {
+        use burn::tensor::Distribution;
+        let d = c.n_embd;
+        let normal = |shape: [usize; 2], std: f64| {
+            Tensor::<B, 2>::random(shape, Distribution::Normal(0.0, std), device)
+        };
+        let ln = || LayerNorm {
+            weight: frozen(Tensor::<B, 1>::ones([d], device)),
+            bias: frozen(Tensor::<B, 1>::zeros([d], device)),
+            eps: c.layer_norm_epsilon,
+        };
+        let proj_std = 0.02 / ((2 * c.n_layer) as f64).sqrt();
+        let conv = |din: usize, dout: usize, std: f64| -> Result<LoraLinear<B>, ModelError> {
+            Ok(LoraLinear::new(
+                normal([din, dout], std),
+                Some(Tensor::<B, 1>::zeros([dout], device)),
+                true,
+            )?)
+        };
+        let head_dim = d / c.n_head;
+        let mut h = Vec::with_capacity(c.n_layer);
+        for i in 0..c.n_layer {
+            let mut scale = 1.0;
+            if c.scale_attn_weights {
+                scale /= (head_dim as f64).sqrt();
+            }
+            if c.scale_attn_by_inverse_layer_idx {
+                scale /= (i + 1) as f64;
+            }
+            h.push(Gpt2Block {
+                ln_1: ln(),
+                attn: Gpt2Attention {
+                    c_attn: conv(d, 3 * d, 0.02)?,
+                    c_proj: conv(d, d, proj_std)?,
+                    n_head: c.n_head,
+                    scale,
+                },
+                ln_2: ln(),
+                mlp: Gpt2Mlp {
+                    c_fc: conv(d, c.n_inner, 0.02)?,
+                    c_proj: conv(c.n_inner, d, proj_std)?,
+                    gelu_exact: c.activation_function == Gpt2Activation::Gelu,
+                },
+            });
+        }
+        Ok(Self {
+            wte: frozen(normal([c.vocab_size, d], 0.02)),
+            wpe: frozen(normal([c.n_positions, d], 0.02)),
+            h,
+            ln_f: ln(),
+        })
+    }
+}

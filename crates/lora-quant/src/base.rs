@@ -2,7 +2,7 @@
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, FloatDType, Tensor};
 
 use crate::int8::quantize_int8_vectorwise;
 use crate::linear::{read_f32, Int8Linear, QuantLinear};
@@ -188,6 +188,20 @@ impl<B: Backend> QuantBase<B> {
         match self {
             Self::Nf4(q) => q.weight_in_out(),
             Self::Int8(q) => q.weight_in_out(),
+        }
+    }
+
+    /// The dequantized weight `[d_in, d_out]` in `dtype` (mixed precision): dequantized in f32
+    /// as [`QuantBase::dequantize_weight_in_out`], then cast (round to nearest even) when
+    /// `dtype` differs — the values bitsandbytes' `dequantize_4bit(…, dtype=torch.bfloat16)`
+    /// gives, since its kernel also forms `code[q]·absmax` in f32 and rounds once on the store.
+    /// First version: the transient f32 copy is built, then cast.
+    pub fn dequantize_weight_in_out_as(&self, dtype: FloatDType) -> Tensor<B, 2> {
+        let w = self.dequantize_weight_in_out();
+        if w.dtype() == DType::from(dtype) {
+            w
+        } else {
+            w.cast(dtype)
         }
     }
 

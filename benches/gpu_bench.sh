@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Side-by-side GPU training benchmark: ours (examples/train_bench.rs, burn CUDA) vs PyTorch + PEFT
+# (benches/peft_bench.py), GPT-2 124M shape, random weights, batch 8 x 1024, LoRA r=8 on c_attn
+# and on all linear layers, LoRA and QLoRA (NF4), f32 / tf32 / bf16. Prints ONE markdown table.
+#
+# Build here, carry, run on the GPU machine (device tool, carry ["carry"]):
+#   CUDARC_CUDA_VERSION=13000 CARGO_TARGET_DIR=/work/target-cuda cargo build --release \
+#     --no-default-features --features cuda --example train_bench
+#   mkdir -p carry && cp /work/target-cuda/release/examples/train_bench carry/train_bench-cuda \
+#     && strip carry/train_bench-cuda
+#   bash benches/gpu_bench.sh            (on the GPU machine; raw JSON + logs go to $OUT)
+#
+# Steps: (1) ceilings (copy GB/s, matmul TFLOP/s f32/tf32/bf16) with python; (2) our binary, all
+# configurations in ONE process (CubeCL compiles kernels once, ~40 s); (3) the PEFT
+# configurations in one python process; nvidia-smi memory.used is polled every 100 ms around
+# (2) and (3) alike, and each configuration's peak is the max inside its own time window; (4) the
+# table (peft_bench.py table). Works without nvidia-smi (peak MiB then n/a).
+#
+# Configurations (8 of ours, 6 of PEFT; GPU time ~3-4 min of the 8 allowed):
+#   ours  {c_attn, all} x {LoRA, QLoRA nf4} x {f32, bf16}. burn's CUDA "f32" runs its matmuls
+#         on TF32 tensor cores (cubek-matmul adjust_dtypes), so ours has no true-f32 row: its f32
+#         run is compared with PEFT's tf32 ("tf32 (ours: f32, tf32 matmul)").
+#   PEFT  {c_attn, all} x LoRA x {f32 (IEEE), tf32, bf16 autocast}. QLoRA rows need bitsandbytes,
+#         which the GPU machine's image does not list: add e.g. ",c_attn:nf4:bf16" to
+#         PEFT_CONFIGS to let the table say "n/a (no bitsandbytes)" explicitly, or carry a wheel.
+# QLoRA/LoRA step ratios come from ours' nf4 vs none rows at equal targets and precision.
+#
+# Environment (defaults in brackets): BIN [carry/train_bench-cuda], PY [python3], OUT [out/gpu_bench],
+# DEVICE [cuda], MODEL [gpt2-124m], BATCH [8], SEQ [1024], WARMUP [3], STEPS [10],
+# OURS_CONFIGS, PEFT_CONFIGS, OURS_TIMEOUT [330], PEFT_TIMEOUT [150], GPU_INDEX [0] (the GPU nvidia-smi
+# polls; on a machine of several GPUs also set CUDA_VISIBLE_DEVICES to it).
+# CPU smoke test: BIN=/work/target/release/examples/train_bench PY=/work/pyref/bin/python \
+#   DEVICE=cpu MODEL=tiny BATCH=2 SEQ=32 WARMUP=1 STEPS=2 OUT=/tmp/gb bash benches/gpu_bench.sh
+set -u
+cd "$(dirname "$0")/.."
+BIN=${BIN:-carry/train_bench-cuda}
+PY=${PY:-python3}
+OUT=${OUT:-out/gpu_bench}
+DEVICE=${DEVICE:-cuda}
+MODEL=${MODEL:-gpt2-124m}
+BATCH=${BATCH:-8}
+SEQ=${SEQ:-1024}
+WARMUP=${WARMUP:-3}
+STEPS=${STEPS:-10}
+OURS_CONFIGS=${OURS_CONFIGS:-c_attn:nf4:bf16,all:nf4:bf16,c_attn:none:bf16,all:none:bf16,c_attn:nf4:f32,all:nf4:f32,c_attn:none:f32,all:none:f32}
+PEFT_CONFIGS=${PEFT_CONFIGS:-c_attn:none:bf16,all:none:bf16,c_attn:none:tf32,all:none:tf32,c_attn:none:f32,all:none:f32,c_attn:nf4:bf16,all:nf4:bf16,c_attn:nf4:tf32,all:nf4:tf32}
+OURS_TIMEOUT=${OURS_TIMEOUT:-330}
+PEFT_TIMEOUT=${PEFT_TIMEOUT:-150}
+mkdir -p "$OUT"
+rm -f "$OUT"/ours.jsonl "$OUT"/peft.jsonl "$OUT"/ceilings.jsonl "$OUT"/smi_*.csv "$OUT"/table.md
+T0=$(date +%s)
+
+POLL_PID=""
+poll_start() { # file
+  POLL_PID=""
+  : >"$1"
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi -i "${GPU_INDEX:-0}" --query-gpu=timestamp,memory.used --format=csv,noheader,nounits -lms 100 >"$1" 2>/dev/null &
+    POLL_PID=$!
+    sleep 0.3
+  fi
+}
+poll_stop() {
+  if [ -n "$POLL_PID" ]; then
+    sleep 0.3
+    kill "$POLL_PID" 2>/dev/null
+    wait "$POLL_PID" 2>/dev/null
+  fi
+  POLL_PID=""
+}
+trap poll_stop EXIT
+
+if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi -i "${GPU_INDEX:-0}" --query-gpu=name,driver_version,memory.used,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+else
+  echo "no nvidia-smi: peak memory will read n/a" | tee "$OUT/gpu.txt"
+fi
+
+# (1) ceilings
+echo "== ceilings ($DEVICE)"
+timeout 120 "$PY" benches/peft_bench.py ceilings --device "$DEVICE" --json "$OUT/ceilings.jsonl" >"$OUT/ceilings.log" 2>&1 \
+  || { echo "ceilings FAILED (rc $?):"; tail -5 "$OUT/ceilings.log"; }
+grep -v '^JSON' "$OUT/ceilings.log" | tail -2
+# Peaks for our MFU: on CUDA our f32 runs TF32 matmuls, so its peak is the TF32 rate.
+PEAK=$("$PY" - "$OUT/ceilings.jsonl" "$DEVICE" <<'PY' 2>/dev/null
+import json, sys
+j = json.loads(open(sys.argv[1]).readline())
+f = j["matmul_tflops_tf32"] if sys.argv[2].startswith("cuda") else j["matmul_tflops_f32"]
+print(f"f32={f:.3f},bf16={j['matmul_tflops_bf16']:.3f}")
+PY
+)
+echo "peaks passed to ours: ${PEAK:-none}"
+
+# (2) ours, one process
+echo "== ours: $BIN ($OURS_CONFIGS)"
+if [ -x "$BIN" ]; then
+  poll_start "$OUT/smi_ours.csv"
+  timeout "$OURS_TIMEOUT" "$BIN" --config "$MODEL" --batch "$BATCH" --seq "$SEQ" --warmup "$WARMUP" --steps "$STEPS" \
+    --configs "$OURS_CONFIGS" --json "$OUT/ours.jsonl" ${PEAK:+--peak-tflops "$PEAK"} >"$OUT/ours.log" 2>&1
+  rc=$?
+  poll_stop
+  [ $rc -ne 0 ] && { echo "ours exited with rc $rc (124 = timeout); last lines:"; tail -5 "$OUT/ours.log"; }
+else
+  echo "ours: $BIN is not an executable file; skipped"
+fi
+
+# (3) PEFT, one process
+echo "== PEFT ($PEFT_CONFIGS)"
+poll_start "$OUT/smi_peft.csv"
+timeout "$PEFT_TIMEOUT" "$PY" benches/peft_bench.py run --device "$DEVICE" --config "$MODEL" --batch "$BATCH" --seq "$SEQ" \
+  --warmup "$WARMUP" --steps "$STEPS" --configs "$PEFT_CONFIGS" --json "$OUT/peft.jsonl" >"$OUT/peft.log" 2>&1
+rc=$?
+poll_stop
+[ $rc -ne 0 ] && { echo "PEFT exited with rc $rc (124 = timeout); last lines:"; tail -5 "$OUT/peft.log"; }
+
+# (4) one table
+echo "== total $(($(date +%s) - T0)) s; raw JSON and logs in $OUT"
+echo
+"$PY" benches/peft_bench.py table --ours "$OUT/ours.jsonl" --peft "$OUT/peft.jsonl" --ceilings "$OUT/ceilings.jsonl" \
+  --smi-ours "$OUT/smi_ours.csv" --smi-peft "$OUT/smi_peft.csv" --out "$OUT/table.md"

