@@ -19,6 +19,7 @@
 #   speed    carry ["carry/g1"]: benches/gpu_bench.sh (ours vs PyTorch + PEFT table)
 #   imdb     carry ["carry/g2"]: the IMDB recipe, ours on GPU 0 and PEFT on GPU 1 at once (a
 #            machine of two H200s), same split, same token ids, same time budget
+#   imdb-ours, imdb-peft   the same one after the other on a one-GPU machine (two calls)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_session}
@@ -27,7 +28,7 @@ export LORA_BURN_CACHE=$PWD/carry/cache
 stage=${1:?usage: gpu_session.sh parity|speed|imdb}
 
 unpack() {
-  for f in carry/bin/*.xz; do
+  for f in carry/bin/*.xz carry/g1/*.xz; do
     [ -e "$f" ] || continue
     b=carry/run/$(basename "$f" .xz)
     [ -x "$b" ] || { python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$b" && chmod +x "$b"; }
@@ -45,6 +46,9 @@ parity)
   for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
   export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   CUDA_VISIBLE_DEVICES=0 timeout 240 carry/run/backend_parity-wgpu --nocapture --test-threads 1 2>&1 | tee "$OUT/parity_wgpu.log" | grep -E "PARITY|test result|panicked|FAILED|rror"
+  echo "== mixed precision (bf16 / f16 compute, f32 master weights) on cuda and wgpu"
+  CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/mixed_precision-cuda --nocapture --test-threads 1 2>&1 | tee "$OUT/mixed_cuda.log" | grep -vE "^\s*$" | tail -12
+  CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/mixed_precision-wgpu --nocapture --test-threads 1 2>&1 | tee "$OUT/mixed_wgpu.log" | grep -vE "^\s*$" | tail -12
   if [ -x carry/run/nf4_kernel_bench-cuda ]; then
     echo "== NF4 dequantization kernel"
     CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/nf4_kernel_bench-cuda 2>&1 | tee "$OUT/nf4_kernel.log" | tail -25
@@ -52,26 +56,36 @@ parity)
   ;;
 speed)
   unpack
+  if [ -x carry/run/nf4_kernel_bench-cuda ]; then
+    echo "== NF4 dequantization kernel"
+    CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/nf4_kernel_bench-cuda 2>&1 | tee "$OUT/nf4_kernel.log" | tail -25
+  fi
   CUDA_VISIBLE_DEVICES=0 GPU_INDEX=0 BIN=carry/run/train_bench-cuda OUT=$OUT/speed bash benches/gpu_bench.sh
   ;;
-imdb)
+imdb|imdb-ours|imdb-peft)
   unpack
   mkdir -p "$LORA_BURN_CACHE/smollm2"
   G=$LORA_BURN_CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-  cat carry/g1/gguf.part.aa carry/g2/gguf.part.ab >"$G"
+  [ -s "$G" ] || cat carry/g1/gguf.part.aa carry/g2/gguf.part.ab >"$G"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl >/dev/null 2>&1
   # The recipe. Same flags on both sides; the training budget leaves room for loading,
   # tokenizing, kernel compilation and the 5,000-review evaluation inside one 10-minute command.
-  BUDGET=${BUDGET:-400}
+  BUDGET=${BUDGET:-360}
+  PREC=${PREC:-f32}   # ours f32 (TF32 matmuls on cuda) vs PEFT tf32; or bf16 on both sides
+  PEFT_PREC=$PREC; [ "$PREC" = f32 ] && PEFT_PREC=tf32
   TIME=""; [ -x /usr/bin/time ] && TIME="/usr/bin/time -v"
   R="--r 8 --lora-alpha 16 --lora-dropout 0.05 --layers all --lr 1e-3 --warmup-steps 30 --steps 100000 --time-budget $BUDGET"
-  ( CUDA_VISIBLE_DEVICES=0 $TIME carry/run/finetune-cuda $R --batch-size 32 --max-length 256 \
+  ours=1; peft=1; PG=1
+  [ "$stage" = imdb-ours ] && peft=0
+  [ "$stage" = imdb-peft ] && { ours=0; PG=0; }
+  [ "$ours" = 1 ] && ( CUDA_VISIBLE_DEVICES=0 $TIME carry/run/finetune-cuda $R --batch-size 32 --max-length 256 \
       --truncation head-tail --pad-multiple 64 --eval-size 5000 --eval-batch-size 64 --no-eval-before \
-      --output-dir "$OUT/ours_adapter" >"$OUT/ours_imdb.log" 2>&1; echo "ours exit $?" >>"$OUT/ours_imdb.log" ) &
-  ( CUDA_VISIBLE_DEVICES=1 PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 $TIME python3 benches/peft_imdb.py \
+      --precision $PREC --output-dir "$OUT/ours_adapter_$PREC" >"$OUT/ours_imdb_$PREC.log" 2>&1; echo "ours exit $?" >>"$OUT/ours_imdb_$PREC.log" ) &
+  [ "$peft" = 1 ] && ( CUDA_VISIBLE_DEVICES=$PG PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 $TIME python3 benches/peft_imdb.py \
       --gguf "$G" --data carry/g2/imdb_dump.safetensors.gz $R --pad-multiple 64 --eval-batch-size 64 \
-      --precision tf32 --device cuda --no-eval-before --out "$OUT/peft_imdb.json" >"$OUT/peft_imdb.log" 2>&1; echo "peft exit $?" >>"$OUT/peft_imdb.log" ) &
+      --precision $PEFT_PREC --device cuda --no-eval-before --out "$OUT/peft_imdb_$PREC.json" >"$OUT/peft_imdb_$PREC.log" 2>&1; echo "peft exit $?" >>"$OUT/peft_imdb_$PREC.log" ) &
   wait
-  for f in ours_imdb peft_imdb; do echo "== $f"; grep -vE "^\s*$" "$OUT/$f.log" | grep -iE "accuracy|tok/s|trained|budget|wall|Maximum resident|exit|error|Elapsed" | tail -14; done
+  wait
+  for f in ours_imdb_$PREC peft_imdb_$PREC; do [ -f "$OUT/$f.log" ] || continue; echo "== $f"; grep -vE "^\s*$" "$OUT/$f.log" | grep -iE "accuracy|tok/s|trained|budget|wall|Maximum resident|exit|error|Elapsed" | tail -14; done
   ;;
 esac

@@ -282,6 +282,11 @@ def cmd_run(a):
     dev = torch.device(a.device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", 0)
+    if dev.type == "cuda":
+        # The caching allocator must exist before reset_peak_memory_stats, else torch raises
+        # "Invalid device argument : did you call init?" (seen on the H200, 2026-11-29).
+        torch.cuda.init()
+        torch.zeros(1, device=dev)
     if a.threads:
         torch.set_num_threads(a.threads)
     vocab, npos, _, _, _ = model_shape(a.config)

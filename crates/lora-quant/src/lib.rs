@@ -34,6 +34,8 @@
 
 mod base;
 pub mod blockwise8;
+#[cfg(feature = "cubecl")]
+pub mod cube;
 pub mod bnb;
 pub mod int8;
 mod linear;

@@ -348,7 +348,22 @@ impl<B: Backend> QuantLinear<B> {
 
     /// The dequantized weight in PyTorch layout `[d_out, d_in]`: `code[q] · absmax[block]`, equal
     /// bit for bit to bitsandbytes' `dequantize_4bit`.
+    ///
+    /// With the `cuda` feature, on the CUDA CubeCL backends (`burn::backend::Cuda`, its
+    /// non-fusion `CubeBackend`, and their `Autodiff` wrappers, f32/i32) this is one CubeCL kernel
+    /// ([`crate::cube::try_dequantize_weight`]); everywhere else, and if that path rejects its
+    /// inputs, the burn-ops path [`QuantLinear::dequantize_weight_ops`]. Both are bit-exact.
     pub fn dequantize_weight(&self) -> Tensor<B, 2> {
+        #[cfg(feature = "cubecl")]
+        if let Some(w) = crate::cube::try_dequantize_weight(self) {
+            return w;
+        }
+        self.dequantize_weight_ops()
+    }
+
+    /// [`QuantLinear::dequantize_weight`] with burn tensor ops only (any backend): unpack the
+    /// nibbles with shifts and masks, `select` into the code table, multiply by the block absmax.
+    pub fn dequantize_weight_ops(&self) -> Tensor<B, 2> {
         let idx = unpack(self.words.val(), 4);
         let n = self.d_in * self.d_out;
         let n_blocks = self.num_blocks();
