@@ -42,7 +42,7 @@ BATCH=${BATCH:-8}
 SEQ=${SEQ:-1024}
 WARMUP=${WARMUP:-3}
 STEPS=${STEPS:-10}
-OURS_CONFIGS=${OURS_CONFIGS:-c_attn:nf4:bf16,all:nf4:bf16,c_attn:none:bf16,all:none:bf16,c_attn:nf4:f32,all:nf4:f32,c_attn:none:f32,all:none:f32}
+OURS_CONFIGS=${OURS_CONFIGS:-c_attn:none:f32,c_attn:nf4:f32,all:none:f32,all:nf4:f32,c_attn:none:bf16,all:none:bf16,c_attn:nf4:bf16,all:nf4:bf16}
 PEFT_CONFIGS=${PEFT_CONFIGS:-c_attn:none:bf16,all:none:bf16,c_attn:none:tf32,all:none:tf32,c_attn:none:f32,all:none:f32,c_attn:nf4:bf16,all:nf4:bf16,c_attn:nf4:tf32,all:nf4:tf32}
 OURS_TIMEOUT=${OURS_TIMEOUT:-330}
 PEFT_TIMEOUT=${PEFT_TIMEOUT:-150}
@@ -91,15 +91,22 @@ PY
 )
 echo "peaks passed to ours: ${PEAK:-none}"
 
-# (2) ours, one process
+# (2) ours: one process per precision, f32 first. A failed kernel launch leaves burn's CUDA
+# server "in an invalid state" for the rest of its process (seen 2026-11-29: a bf16 + NF4 failure
+# hung every later configuration), so precisions do not share a process.
 echo "== ours: $BIN ($OURS_CONFIGS)"
 if [ -x "$BIN" ]; then
   poll_start "$OUT/smi_ours.csv"
-  timeout "$OURS_TIMEOUT" "$BIN" --config "$MODEL" --batch "$BATCH" --seq "$SEQ" --warmup "$WARMUP" --steps "$STEPS" \
-    --configs "$OURS_CONFIGS" --json "$OUT/ours.jsonl" ${PEAK:+--peak-tflops "$PEAK"} >"$OUT/ours.log" 2>&1
-  rc=$?
+  for prec in f32 bf16; do
+    group=$(echo "$OURS_CONFIGS" | tr ',' '\n' | awk -F: -v p="$prec" '$3 == p' | paste -sd, -)
+    [ -z "$group" ] && continue
+    echo "   ($prec: $group)"
+    timeout "$OURS_TIMEOUT" "$BIN" --config "$MODEL" --batch "$BATCH" --seq "$SEQ" --warmup "$WARMUP" --steps "$STEPS" \
+      --configs "$group" --json "$OUT/ours.jsonl" ${PEAK:+--peak-tflops "$PEAK"} >>"$OUT/ours.log" 2>&1
+    rc=$?
+    [ $rc -ne 0 ] && { echo "ours ($prec) exited with rc $rc (124 = timeout); last lines:"; tail -5 "$OUT/ours.log"; }
+  done
   poll_stop
-  [ $rc -ne 0 ] && { echo "ours exited with rc $rc (124 = timeout); last lines:"; tail -5 "$OUT/ours.log"; }
 else
   echo "ours: $BIN is not an executable file; skipped"
 fi
