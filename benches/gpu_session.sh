@@ -35,6 +35,21 @@ unpack() {
   done
 }
 
+# cubecl.toml (repo root) turns on the PTX cache and logs one line per kernel compilation and per
+# autotuned key under target/; the caches are handed back so the next session can carry them
+# (unpack into target/ here, carry ["target/autotune", "target/cuda"]).
+save_caches() {
+  [ -d target ] || return 0
+  for f in target/cubecl/compile.log target/cubecl/autotune.log; do
+    [ -f "$f" ] && echo "$f: $(wc -l <"$f") lines"
+  done
+  tar -C target -cf - autotune cuda cubecl 2>/dev/null |
+    python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.compress(sys.stdin.buffer.read(), preset=6))" \
+      >"$OUT/cubecl-cache-$stage.tar.xz"
+  ls -la "$OUT/cubecl-cache-$stage.tar.xz"
+}
+trap save_caches EXIT
+
 case $stage in
 parity)
   unpack
@@ -71,6 +86,9 @@ imdb|imdb-ours|imdb-peft)
   # The recipe. Same flags on both sides; the training budget leaves room for loading,
   # tokenizing, kernel compilation and the 5,000-review evaluation inside one 10-minute command.
   BUDGET=${BUDGET:-360}
+  # One sequence length (256) and one batch size (32) for training and evaluation: every new
+  # shape costs kernel compilations and autotuning on the GPU backends.
+  PAD=${PAD:-256}
   PREC=${PREC:-f32}   # ours f32 (TF32 matmuls on cuda) vs PEFT tf32; or bf16 on both sides
   PEFT_PREC=$PREC; [ "$PREC" = f32 ] && PEFT_PREC=tf32
   TIME=""; [ -x /usr/bin/time ] && TIME="/usr/bin/time -v"
@@ -79,10 +97,10 @@ imdb|imdb-ours|imdb-peft)
   [ "$stage" = imdb-ours ] && peft=0
   [ "$stage" = imdb-peft ] && { ours=0; PG=0; }
   [ "$ours" = 1 ] && ( CUDA_VISIBLE_DEVICES=0 $TIME carry/run/finetune-cuda $R --batch-size 32 --max-length 256 \
-      --truncation head-tail --pad-multiple 64 --eval-size 5000 --eval-batch-size 64 --no-eval-before \
+      --truncation head-tail --pad-multiple $PAD --eval-size 5000 --eval-batch-size 32 --no-eval-before \
       --precision $PREC --output-dir "$OUT/ours_adapter_$PREC" >"$OUT/ours_imdb_$PREC.log" 2>&1; echo "ours exit $?" >>"$OUT/ours_imdb_$PREC.log" ) &
   [ "$peft" = 1 ] && ( CUDA_VISIBLE_DEVICES=$PG PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 $TIME python3 benches/peft_imdb.py \
-      --gguf "$G" --data carry/g2/imdb_dump.safetensors.gz $R --pad-multiple 64 --eval-batch-size 64 \
+      --gguf "$G" --data carry/g2/imdb_dump.safetensors.gz $R --pad-multiple $PAD --eval-batch-size 32 \
       --precision $PEFT_PREC --device cuda --no-eval-before --out "$OUT/peft_imdb_$PREC.json" >"$OUT/peft_imdb_$PREC.log" 2>&1; echo "peft exit $?" >>"$OUT/peft_imdb_$PREC.log" ) &
   wait
   wait

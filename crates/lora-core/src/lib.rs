@@ -473,7 +473,10 @@ impl<B: Backend> LoraLinear<B> {
             )));
         }
         let w = match &self.quant {
-            Some(_) => Tensor::zeros([0, 0], (&device, DType::from(dtype))),
+            // `empty`, not `zeros`: filling 0 elements launches a kernel with a grid of 0 blocks,
+            // which CUDA rejects (CUDA_ERROR_INVALID_VALUE) and which leaves burn's CUDA server
+            // unusable (H200, 2026-11-29; docs/gpu_notes.md).
+            Some(_) => Tensor::empty([0, 0], (&device, DType::from(dtype))),
             None => self.weight.val().cast(dtype),
         };
         self.weight = Param::initialized(self.weight.id, w).set_require_grad(false);
@@ -508,10 +511,11 @@ impl<B: Backend> LoraLinear<B> {
         let device = self.weight.device();
         // The placeholder keeps the compute dtype (f32 unless set_compute_dtype changed it).
         let cd = self.compute_dtype();
+        // `empty`, not `zeros`: a 0-element fill is a 0-block kernel launch, an error on CUDA.
         let placeholder = if cd == master_dtype::<B>() {
-            Tensor::zeros([0, 0], &device)
+            Tensor::empty([0, 0], &device)
         } else {
-            Tensor::zeros([0, 0], (&device, DType::from(cd)))
+            Tensor::empty([0, 0], (&device, DType::from(cd)))
         };
         self.weight = Param::initialized(self.weight.id, placeholder).set_require_grad(false);
         self.quant = Some(q);
