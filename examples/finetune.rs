@@ -45,7 +45,8 @@ use lora_models::llama::Llama;
 use lora_models::tokenizer::Tokenizer;
 use lora_models::LanguageModel;
 use lora_peft::{
-    apply_lora, quantize_model, save_adapter, LayersToTransform, LoraConfig, TargetModules,
+    apply_lora, merge_and_unload, quantize_model, save_adapter, LayersToTransform, LoraConfig,
+    TargetModules,
 };
 use lora_train::data::{load_imdb, make_batches, split, Batch, Review};
 use lora_train::train::{train, TrainConfig};
@@ -758,12 +759,25 @@ where
                         .map_err(|e| e.to_string())
                 },
             )?;
-            let (acc, tps) = evaluate(&clf.valid());
+            // Inference on merged weights (W + scaling·A·B, PEFT merge_and_unload): one matmul per
+            // layer instead of three. A quantized base is left unmerged (merging would requantize
+            // it, changing the model), as with bitsandbytes bases in PEFT.
+            let merged = quant_kind(args)?.is_none();
+            let eval_model = {
+                let mut m = clf.valid();
+                if merged {
+                    merge_and_unload(&mut m);
+                }
+                m
+            };
+            let (acc, tps) = evaluate(&eval_model);
+            drop(eval_model);
             println!(
-                "held-out accuracy after: {:.2}% on {} reviews ({:.0} tok/s eval)",
+                "held-out accuracy after: {:.2}% on {} reviews ({:.0} tok/s eval{})",
                 acc * 100.0,
                 test_set.len(),
-                tps
+                tps,
+                if merged { ", merged weights" } else { "" }
             );
             println!(
                 "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last 20 steps {:.4}",
