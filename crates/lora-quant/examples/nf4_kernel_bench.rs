@@ -33,8 +33,7 @@ use burn_cubecl::CubeBackend;
 use cubecl::cuda::{CudaDevice, CudaRuntime};
 use cubecl::Compiler;
 use lora_quant::cube::{
-    copy_f32_cube, dequantize_weight_cube, dequantize_weight_cube_into,
-    dequantize_weight_cube_into_with, dequantize_weight_cube_with, Nf4Kernel,
+    copy_f32_cube, dequantize_weight_cube_into_with, dequantize_weight_cube_with, Nf4Kernel,
 };
 use lora_quant::{dequantize_nf4, quantize_nf4_shaped, QuantLinear};
 
@@ -199,7 +198,8 @@ fn main() {
         let padded = (d_out * d_in).div_ceil(8) * 8;
         let poison =
             Tensor::<Cb, 1>::from_data(TensorData::new(vec![f32::NAN; padded], [padded]), &device);
-        let got = dequantize_weight_cube_into(&q, poison).expect("kernel");
+        let got =
+            dequantize_weight_cube_into_with(&q, poison, Nf4Kernel::WordPerThread).expect("kernel");
         assert_eq!(got.dims(), [d_out, d_in]);
         let (bad_k, max_k) = compare(&to_vec(got), &want);
         let poison =
@@ -297,7 +297,10 @@ fn main() {
         let pick = |k: usize, j: usize| if rotate { k % qs.len() } else { j };
         let k_secs = time(iters, inner, sync_cb, |k| {
             (0..per_call)
-                .map(|j| dequantize_weight_cube(&qs[pick(k, j)]).expect("kernel"))
+                .map(|j| {
+                    dequantize_weight_cube_with(&qs[pick(k, j)], Nf4Kernel::WordPerThread)
+                        .expect("kernel")
+                })
                 .collect::<Vec<_>>()
         });
         let h_secs = time(iters, inner, sync_cb, |k| {

@@ -180,13 +180,16 @@ fn elemwise_launch<R: CubeRuntime>(
 /// Which NF4 kernel to launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nf4Kernel {
-    /// [`nf4_dequant_kernel`]: one thread per word, two 16-byte stores (the default).
+    /// [`nf4_dequant_kernel`]: one thread per word, two 16-byte stores. H200, 4096×4096:
+    /// 1,693 GB/s (0.43 of copy).
     WordPerThread,
-    /// [`nf4_dequant_half_kernel`]: one thread per half word, one 16-byte store.
+    /// [`nf4_dequant_half_kernel`]: one thread per half word, one 16-byte store, so a warp's
+    /// stores are contiguous (the default). H200, 4096×4096: 2,230 GB/s (0.56 of copy); both
+    /// bit-exact (docs/benchmarks.md, 2026-11-29).
     HalfWordPerThread,
 }
 
-/// Launches the NF4 kernel ([`Nf4Kernel::WordPerThread`]): `out[e] = code[q_e] · (absmax[e / blocksize] + offset)` for every
+/// Launches the NF4 kernel ([`Nf4Kernel::HalfWordPerThread`]): `out[e] = code[q_e] · (absmax[e / blocksize] + offset)` for every
 /// element `e < 8 · n_words` (the codes past `numel` are padding and land in the padding of
 /// `out`).
 ///
@@ -215,7 +218,7 @@ pub fn nf4_dequantize_into<R: CubeRuntime>(
         offset,
         blocksize,
         out,
-        Nf4Kernel::WordPerThread,
+        Nf4Kernel::HalfWordPerThread,
     )
 }
 
@@ -429,7 +432,7 @@ where
     I: IntElement,
     BT: BoolElement,
 {
-    dequantize_weight_cube_into_with(q, out, Nf4Kernel::WordPerThread)
+    dequantize_weight_cube_into_with(q, out, Nf4Kernel::HalfWordPerThread)
 }
 
 /// [`dequantize_weight_cube_into`] with the kernel variant chosen.
@@ -497,7 +500,7 @@ where
     I: IntElement,
     BT: BoolElement,
 {
-    dequantize_weight_cube_with(q, Nf4Kernel::WordPerThread)
+    dequantize_weight_cube_with(q, Nf4Kernel::HalfWordPerThread)
 }
 
 /// [`dequantize_weight_cube`] with the kernel variant chosen.
