@@ -48,7 +48,7 @@ use lora_peft::{
     apply_lora, merge_and_unload, quantize_model, save_adapter, LayersToTransform, LoraConfig,
     TargetModules,
 };
-use lora_train::data::{load_imdb, make_batches, split, Batch, Review};
+use lora_train::data::{self, load_imdb, make_batches, split, Batch, Review};
 use lora_train::train::{train, TrainConfig};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -434,20 +434,14 @@ fn encode_cls(
     truncation: Truncation,
 ) -> Result<Vec<Vec<u32>>, AnyError> {
     let keep = max_length.saturating_sub(suffix.len()).max(1);
+    let how = match truncation {
+        Truncation::Head => data::Truncation::Head,
+        Truncation::Tail => data::Truncation::Tail,
+        Truncation::HeadTail => data::Truncation::HeadTail,
+    };
     let one = |r: &Review| -> Result<Vec<u32>, String> {
-        let mut ids = tok.encode(&r.text).map_err(|e| e.to_string())?;
-        if ids.len() > keep {
-            ids = match truncation {
-                Truncation::Head => ids[..keep].to_vec(),
-                Truncation::Tail => ids[ids.len() - keep..].to_vec(),
-                Truncation::HeadTail => {
-                    let head = keep / 4;
-                    let mut v = ids[..head].to_vec();
-                    v.extend_from_slice(&ids[ids.len() - (keep - head)..]);
-                    v
-                }
-            };
-        }
+        let ids = tok.encode(&r.text).map_err(|e| e.to_string())?;
+        let mut ids = data::truncate_tokens(&ids, keep, how);
         ids.extend_from_slice(suffix);
         Ok(ids)
     };
@@ -471,27 +465,6 @@ fn encode_cls(
         out.extend(p?);
     }
     Ok(out)
-}
-
-/// Right-pads every batch to a multiple of `multiple` columns (at most `max_len`), so that a
-/// run sees only a few distinct shapes.
-fn pad_batches(batches: &mut [Batch], multiple: usize, max_len: usize, pad: u32) {
-    if multiple <= 1 {
-        return;
-    }
-    for b in batches {
-        let seq = (b.seq.div_ceil(multiple) * multiple).min(max_len.max(b.seq));
-        if seq == b.seq {
-            continue;
-        }
-        let mut ids = Vec::with_capacity(b.batch * seq);
-        for row in b.input_ids.chunks(b.seq) {
-            ids.extend_from_slice(row);
-            ids.extend(std::iter::repeat_n(i64::from(pad), seq - b.seq));
-        }
-        b.input_ids = ids;
-        b.seq = seq;
-    }
 }
 
 /// Writes the examples of a run for the PEFT side-by-side script: `train_ids` / `test_ids` I32
@@ -668,8 +641,18 @@ where
                 pad,
                 None,
             )?;
-            pad_batches(&mut train_batches, args.pad_multiple, args.max_length, pad);
-            pad_batches(&mut test_batches, args.pad_multiple, args.max_length, pad);
+            data::pad_batches_to_multiple(
+                &mut train_batches,
+                args.pad_multiple,
+                args.max_length,
+                pad,
+            );
+            data::pad_batches_to_multiple(
+                &mut test_batches,
+                args.pad_multiple,
+                args.max_length,
+                pad,
+            );
             if let Some(p) = &args.dump_data {
                 let neg = single_token(tok, " negative")?;
                 let pos = single_token(tok, " positive")?;

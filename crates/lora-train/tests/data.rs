@@ -318,3 +318,47 @@ fn bucketed_batches_cover_all_and_pad_less() {
     );
     assert!(make_bucketed_batches(&toks, &labels, 4, 48, 0, 5, 0).is_err());
 }
+
+#[test]
+fn truncation_keeps_head_tail_or_both() {
+    use lora_train::data::{truncate_tokens, Truncation};
+    let ids: Vec<u32> = (0..10).collect();
+    assert_eq!(truncate_tokens(&ids, 4, Truncation::Head), vec![0, 1, 2, 3]);
+    assert_eq!(truncate_tokens(&ids, 4, Truncation::Tail), vec![6, 7, 8, 9]);
+    // keep 8: head 8/4 = 2 tokens, tail 6
+    assert_eq!(
+        truncate_tokens(&ids, 8, Truncation::HeadTail),
+        vec![0, 1, 4, 5, 6, 7, 8, 9]
+    );
+    // keep 3: head 0, tail 3
+    assert_eq!(
+        truncate_tokens(&ids, 3, Truncation::HeadTail),
+        vec![7, 8, 9]
+    );
+    // short sequences are untouched
+    assert_eq!(
+        truncate_tokens(&ids[..3], 8, Truncation::Tail),
+        vec![0, 1, 2]
+    );
+}
+
+#[test]
+fn padding_to_a_multiple_keeps_rows_and_caps_at_max_len() {
+    use lora_train::data::{make_batches, pad_batches_to_multiple};
+    let ids = vec![vec![5u32, 6, 7], vec![8u32]];
+    let mut b = make_batches(&ids, &[1, 0], 2, 16, 0, None).unwrap();
+    assert_eq!(b[0].seq, 3);
+    pad_batches_to_multiple(&mut b, 4, 16, 9);
+    assert_eq!(b[0].seq, 4);
+    assert_eq!(b[0].input_ids, vec![5, 6, 7, 9, 8, 0, 0, 9]);
+    assert_eq!(b[0].lengths, vec![3, 1]);
+    // capped at max_len (6 < 8)
+    let mut b = make_batches(&[vec![1u32; 5]], &[0], 1, 6, 0, None).unwrap();
+    pad_batches_to_multiple(&mut b, 8, 6, 2);
+    assert_eq!(b[0].seq, 6);
+    assert_eq!(b[0].input_ids, vec![1, 1, 1, 1, 1, 2]);
+    // multiple 1: unchanged
+    let mut c = b.clone();
+    pad_batches_to_multiple(&mut c, 1, 6, 2);
+    assert_eq!(c, b);
+}
