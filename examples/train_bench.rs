@@ -523,7 +523,11 @@ fn run() -> Result<(), AnyError> {
     let device: Device = Default::default();
     let backend = backend_name();
     // burn's CUDA matmul runs f32 inputs on TF32 tensor cores (cubek-matmul adjust_dtypes).
-    let f32_matmul = if backend == "cuda" { "tf32" } else { "f32" };
+    let f32_matmul = if backend.starts_with("cuda") {
+        "tf32"
+    } else {
+        "f32"
+    };
     eprintln!(
         "train_bench: backend {backend}, config {} (n_layer {}, n_embd {}, vocab {}), batch {} x seq {}, warmup {}, steps {}",
         args.config, c.n_layer, c.n_embd, c.vocab_size, args.batch, args.seq, args.warmup, args.steps

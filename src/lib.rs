@@ -10,22 +10,25 @@ pub use lora_peft as peft;
 pub use lora_train as train;
 
 /// The compute backend chosen by cargo feature (`cuda` > `wgpu` > `ndarray`), f32.
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-base")]
 pub type Backend = burn::backend::Cuda<f32, i32>;
 /// The compute backend chosen by cargo feature (`cuda` > `wgpu` > `ndarray`), f32.
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+#[cfg(all(feature = "wgpu", not(feature = "cuda-base")))]
 pub type Backend = burn::backend::Wgpu<f32, i32>;
 /// The compute backend chosen by cargo feature (`cuda` > `wgpu` > `ndarray`), f32.
-#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda"))))]
+#[cfg(all(feature = "ndarray", not(any(feature = "wgpu", feature = "cuda-base"))))]
 pub type Backend = burn::backend::NdArray<f32>;
 
 /// [`Backend`] with autodiff, for training.
 pub type TrainBackend = burn::backend::Autodiff<Backend>;
 
-/// A human name of the selected backend, for logs.
+/// A human name of the selected backend, for logs: "cuda", "cuda (no autotune)" (feature
+/// `cuda-base` without `cuda`), "wgpu" or "ndarray (CPU)".
 pub fn backend_name() -> &'static str {
     if cfg!(feature = "cuda") {
         "cuda"
+    } else if cfg!(feature = "cuda-base") {
+        "cuda (no autotune)"
     } else if cfg!(feature = "wgpu") {
         "wgpu"
     } else {

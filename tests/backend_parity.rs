@@ -47,7 +47,7 @@ fn fixtures() -> PathBuf {
 /// The precision of f32 matrix products on this backend, and its bound on `rel`.
 fn precision() -> (&'static str, f64) {
     let p = std::env::var("LORA_BURN_PARITY_PRECISION").unwrap_or_else(|_| {
-        if cfg!(feature = "cuda") {
+        if cfg!(feature = "cuda-base") {
             "tf32".into()
         } else {
             "f32".into()

@@ -151,19 +151,19 @@ fn check(dtype: FloatDType, quant: Option<QuantKind>, lo: f64, hi: f64) {
 }
 
 #[test]
-#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), ignore)]
+#[cfg_attr(not(any(feature = "cuda-base", feature = "wgpu")), ignore)]
 fn bf16_dense() {
     check(FloatDType::BF16, None, 1e-4, 1e-2);
 }
 
 #[test]
-#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), ignore)]
+#[cfg_attr(not(any(feature = "cuda-base", feature = "wgpu")), ignore)]
 fn bf16_nf4() {
     check(FloatDType::BF16, Some(QuantKind::NF4), 1e-4, 1e-2);
 }
 
 #[test]
-#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), ignore)]
+#[cfg_attr(not(any(feature = "cuda-base", feature = "wgpu")), ignore)]
 fn f16_dense() {
     check(FloatDType::F16, None, 1e-5, 1e-2);
 }
@@ -171,7 +171,7 @@ fn f16_dense() {
 /// The same plumbing with f64 compute on the CPU (NdArray holds f64): only the final rounding
 /// to f32 remains, so this checks the closed forms above themselves (rel < 1e-6).
 #[test]
-#[cfg_attr(any(feature = "cuda", feature = "wgpu"), ignore)]
+#[cfg_attr(any(feature = "cuda-base", feature = "wgpu"), ignore)]
 fn f64_plumbing_matches_the_closed_forms() {
     check(FloatDType::F64, None, 0.0, 1e-6);
     check(FloatDType::F64, Some(QuantKind::NF4), 0.0, 1e-6);

@@ -615,7 +615,7 @@ pub fn kernel_definitions<R: Runtime>(
 
 /// The same layer with every tensor mapped to another backend (`int` for the code words, `float`
 /// for the f32 tensors); the parameters are transient (fresh ids).
-#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+#[cfg_attr(not(feature = "cuda-base"), allow(dead_code))]
 fn map_backend<B1: Backend, B2: Backend>(
     q: &QuantLinear<B1>,
     int: impl Fn(Tensor<B1, 1, Int>) -> Tensor<B2, 1, Int>,
@@ -642,7 +642,7 @@ fn map_backend<B1: Backend, B2: Backend>(
     }
 }
 
-#[cfg(feature = "cuda")]
+#[cfg(feature = "cuda-base")]
 mod dispatch {
     use std::any::Any;
 
@@ -721,13 +721,13 @@ mod dispatch {
 /// a constant); `None` for any other backend, or when the kernel path rejects the layer's tensors
 /// (a dtype other than I32/F32), so that the caller falls back to the burn-ops path.
 pub fn try_dequantize_weight<B: Backend>(q: &QuantLinear<B>) -> Option<Tensor<B, 2>> {
-    #[cfg(feature = "cuda")]
+    #[cfg(feature = "cuda-base")]
     {
         dispatch::any(q)
             .and_then(|b| b.downcast::<Tensor<B, 2>>().ok())
             .map(|b| *b)
     }
-    #[cfg(not(feature = "cuda"))]
+    #[cfg(not(feature = "cuda-base"))]
     {
         let _ = q;
         None

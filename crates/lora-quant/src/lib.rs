@@ -34,9 +34,9 @@
 
 mod base;
 pub mod blockwise8;
+pub mod bnb;
 #[cfg(feature = "cubecl")]
 pub mod cube;
-pub mod bnb;
 pub mod int8;
 mod linear;
 pub mod nf4;

@@ -18,5 +18,8 @@ fn repository_cubecl_toml_parses() {
         c.compilation.cache.is_some(),
         "the compilation (PTX) cache should be on"
     );
-    assert!(text.contains("compile.log") && text.contains("autotune.log"), "{text}");
+    assert!(
+        text.contains("compile.log") && text.contains("autotune.log"),
+        "{text}"
+    );
 }

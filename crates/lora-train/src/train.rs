@@ -210,7 +210,9 @@ pub fn budget_lr(
 ) -> f64 {
     let by_steps = linear_warmup_lr(base_lr, step, warmup_steps, total_steps);
     match budget_secs {
-        Some(b) if step >= warmup_steps => by_steps.min(base_lr * (1.0 - elapsed_secs / b).max(0.0)),
+        Some(b) if step >= warmup_steps => {
+            by_steps.min(base_lr * (1.0 - elapsed_secs / b).max(0.0))
+        }
         _ => by_steps,
     }
 }

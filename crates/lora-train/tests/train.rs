@@ -106,7 +106,12 @@ fn time_budget_stops_training() {
     )
     .unwrap();
     assert!(stats.steps < 50, "ran {} steps", stats.steps);
-    assert!(TrainConfig { time_budget_secs: Some(0.0), ..quiet(1) }.validate().is_err());
+    assert!(TrainConfig {
+        time_budget_secs: Some(0.0),
+        ..quiet(1)
+    }
+    .validate()
+    .is_err());
 }
 
 /// loss = Σ a·ca + Σ b·cb + Σ frozen, so grad a = ca, grad b = cb, no grad for `frozen`.
