@@ -2,10 +2,12 @@
 # Prepares, on the build machine, everything benches/gpu_session.sh needs on the GPU machine, in
 # the git-ignored carry/ (and .gl/, .whl/), sized for a 64 MiB-per-call transfer limit:
 #   carry/bin/  stripped, xz-compressed GPU binaries (cuda + wgpu parity and mixed-precision tests,
-#               finetune and train_bench for cuda)                                  (~35 MB)
+#               finetune for cuda)                                                  (~32 MB)
 #   carry/d1/   the IMDB npm tarball                                                 (25.5 MB)
-#   carry/g1/   first 56 MB of the SmolLM2 GGUF + the NF4 kernel bench binary         (~59 MB)
+#   carry/g1/   first 50 MB of the SmolLM2 GGUF + the NF4 kernel bench and train_bench (~62 MB)
 #   carry/g2/   the rest of the GGUF + the IMDB recipe's token ids (finetune --dump-data, U16, gz)
+# Each call's total (its carry + the ~3.3 MB of tracked files) must stay under 64 MiB = 67.1 MB;
+# the script prints the three totals.
 #   .gl/        the Vulkan/EGL loader packages (wgpu on the GPU machine; apt-get download)
 #   .whl/       the gguf wheel (transformers reads the GGUF with it on the PyTorch side)
 # Needs: cargo, python3 with numpy + safetensors (for the dump), xz, strip, apt-get, pip; the inputs
@@ -41,13 +43,13 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     --example finetune --example train_bench
   CARGO_TARGET_DIR=$CT cargo build --release -p lora-quant --features cuda --example nf4_kernel_bench
 fi
-rm -f carry/bin/*.xz carry/g1/*.xz
+rm -f carry/bin/*.xz carry/g1/*.xz carry/g1/gguf.part.* carry/g2/gguf.part.*
 for t in backend_parity mixed_precision; do
   pack "$(test_bin "$CT" cuda $t)" carry/bin/$t-cuda
   pack "$(test_bin "$WT" wgpu $t)" carry/bin/$t-wgpu
 done
 pack "$CT/release/examples/finetune" carry/bin/finetune-cuda
-pack "$CT/release/examples/train_bench" carry/bin/train_bench-cuda
+pack "$CT/release/examples/train_bench" carry/g1/train_bench-cuda
 pack "$CT/release/examples/nf4_kernel_bench" carry/g1/nf4_kernel_bench-cuda
 
 # Inputs (fetched and sha256-checked by the CPU finetune when missing).
@@ -64,7 +66,7 @@ until [ -s "$DUMP" ] || ! kill -0 $pid 2>/dev/null; do sleep 2; done
 kill $pid 2>/dev/null || true
 [ -s "$DUMP" ] || { echo "finetune --dump-data failed: see /tmp/lora-burn-dump.log"; exit 1; }
 cp "$T" carry/d1/
-split -b 56000000 "$G" /tmp/lora-burn-gguf.part.
+split -b 50000000 "$G" /tmp/lora-burn-gguf.part.
 mv /tmp/lora-burn-gguf.part.aa carry/g1/gguf.part.aa
 mv /tmp/lora-burn-gguf.part.ab carry/g2/gguf.part.ab
 "$PY" - "$DUMP" carry/g2/imdb_dump.safetensors.gz <<'PY'
@@ -87,5 +89,9 @@ apt-get $o update >/dev/null
 (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 -d .whl gguf==0.19.0
-du -sh carry/* .gl .whl
+tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+for call in "carry/bin carry/d1 .gl .whl" carry/g1 carry/g2; do
+  n=$(( $(du -cb $call | tail -1 | cut -f1) + tree ))
+  echo "call [$call]: $n bytes of 67108864 $([ $n -lt 67108864 ] && echo ok || echo TOO BIG)"
+done
 echo "ready: calls with carry [.gl .whl carry/bin carry/d1], [carry/g1], [carry/g2] (benches/gpu_session.sh)"

