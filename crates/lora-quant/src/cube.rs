@@ -557,39 +557,29 @@ pub fn kernel_definitions<R: Runtime>(
         b
     };
 
-    let mut b = builder();
-    let words = <Array<u32> as LaunchArg>::expand(&arr, &mut b);
-    let absmax = <Array<f32> as LaunchArg>::expand(&arr, &mut b);
-    let code = <Array<f32> as LaunchArg>::expand(&arr, &mut b);
-    let offset = <f32 as LaunchArg>::expand(&(), &mut b);
-    let out = <Array<Vector<f32, Const<4>>> as LaunchArg>::expand_output(&arr, &mut b);
-    nf4_dequant_kernel::expand(
-        &mut b.scope,
-        words,
-        absmax,
-        code,
-        offset,
-        out,
-        blocksize / NIBBLES_PER_WORD,
-    );
-    let nf4 = b.build(settings("nf4_dequant_kernel"));
-
-    let mut b = builder();
-    let words = <Array<u32> as LaunchArg>::expand(&arr, &mut b);
-    let absmax = <Array<f32> as LaunchArg>::expand(&arr, &mut b);
-    let code = <Array<f32> as LaunchArg>::expand(&arr, &mut b);
-    let offset = <f32 as LaunchArg>::expand(&(), &mut b);
-    let out = <Array<Vector<f32, Const<4>>> as LaunchArg>::expand_output(&arr, &mut b);
-    nf4_dequant_half_kernel::expand(
-        &mut b.scope,
-        words,
-        absmax,
-        code,
-        offset,
-        out,
-        blocksize / NIBBLES_PER_WORD,
-    );
-    let half = b.build(settings("nf4_dequant_half_kernel"));
+    // The two NF4 variants take the same arguments.
+    macro_rules! nf4_definition {
+        ($kernel:ident) => {{
+            let mut b = builder();
+            let words = <Array<u32> as LaunchArg>::expand(&arr, &mut b);
+            let absmax = <Array<f32> as LaunchArg>::expand(&arr, &mut b);
+            let code = <Array<f32> as LaunchArg>::expand(&arr, &mut b);
+            let offset = <f32 as LaunchArg>::expand(&(), &mut b);
+            let out = <Array<Vector<f32, Const<4>>> as LaunchArg>::expand_output(&arr, &mut b);
+            $kernel::expand(
+                &mut b.scope,
+                words,
+                absmax,
+                code,
+                offset,
+                out,
+                blocksize / NIBBLES_PER_WORD,
+            );
+            b.build(settings(stringify!($kernel)))
+        }};
+    }
+    let nf4 = nf4_definition!(nf4_dequant_kernel);
+    let half = nf4_definition!(nf4_dequant_half_kernel);
 
     let mut b = builder();
     let words = <Array<u32> as LaunchArg>::expand(&arr, &mut b);
