@@ -52,6 +52,14 @@ save_caches() {
 }
 trap save_caches EXIT
 
+# The NF4 dequantization kernel's correctness + bandwidth run, when its binary has been carried
+# (carry/bin in `parity`, carry/g1 in `speed`).
+nf4_bench() {
+  [ -x carry/run/nf4_kernel_bench-cuda ] || return 0
+  echo "== NF4 dequantization kernel"
+  CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/nf4_kernel_bench-cuda 2>&1 | tee "$OUT/nf4_kernel.log" | tail -25
+}
+
 case $stage in
 parity)
   unpack
@@ -66,17 +74,11 @@ parity)
   echo "== mixed precision (bf16 / f16 compute, f32 master weights) on cuda and wgpu"
   CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/mixed_precision-cuda --nocapture --test-threads 1 2>&1 | tee "$OUT/mixed_cuda.log" | grep -vE "^\s*$" | tail -12
   CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/mixed_precision-wgpu --nocapture --test-threads 1 2>&1 | tee "$OUT/mixed_wgpu.log" | grep -vE "^\s*$" | tail -12
-  if [ -x carry/run/nf4_kernel_bench-cuda ]; then
-    echo "== NF4 dequantization kernel"
-    CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/nf4_kernel_bench-cuda 2>&1 | tee "$OUT/nf4_kernel.log" | tail -25
-  fi
+  nf4_bench
   ;;
 speed)
   unpack
-  if [ -x carry/run/nf4_kernel_bench-cuda ]; then
-    echo "== NF4 dequantization kernel"
-    CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/nf4_kernel_bench-cuda 2>&1 | tee "$OUT/nf4_kernel.log" | tail -25
-  fi
+  nf4_bench
   CUDA_VISIBLE_DEVICES=0 GPU_INDEX=0 BIN=carry/run/train_bench-cuda OUT=$OUT/speed bash benches/gpu_bench.sh
   ;;
 imdb|imdb-ours|imdb-peft)

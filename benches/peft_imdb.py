@@ -344,13 +344,16 @@ def main(argv=None):
         f"layers {args.layers})")
     print(f"trainable params: {n_tr:,} || all params: {n_all:,} || trainable%: {100 * n_tr / n_all:.4f}")
 
-    if args.check_base:
+    def check_against_base(key, what):
+        """--check-base: max |logits(PEFT model) - logits(model without PEFT)| on the check rows."""
         model.eval()
         with torch.no_grad():
             got = forward(model, ids_c, Lc, args)
-        check["before_max_abs_diff"] = (got - base_logits).abs().max().item()
-        print(f"check-base: PEFT (before training) vs model without PEFT on {k} test rows: "
-              f"max |diff| {check['before_max_abs_diff']:.3e}")
+        check[key] = (got - base_logits).abs().max().item()
+        print(f"check-base: PEFT ({what}) vs model without PEFT on {k} test rows: max |diff| {check[key]:.3e}")
+
+    if args.check_base:
+        check_against_base("before_max_abs_diff", "before training")
 
     if args.compile:
         model = torch.compile(model)
@@ -430,12 +433,7 @@ def main(argv=None):
     print(f"training: {steps_done} steps ({examples} examples, {examples / n_train:.2f} epochs), "
           f"{tps:.0f} tok/s, {train_secs:.1f}s, mean loss of the last 20 steps {running:.4f}")
     if args.check_base:
-        model.eval()
-        with torch.no_grad():
-            got = forward(model, ids_c, Lc, args)
-        check["after_max_abs_diff"] = (got - base_logits).abs().max().item()
-        print(f"check-base: PEFT (after training) vs model without PEFT: max |diff| "
-              f"{check['after_max_abs_diff']:.3e} (0 expected with --lr 0)")
+        check_against_base("after_max_abs_diff", "after training; 0 expected with --lr 0")
     total = time.perf_counter() - T0
     print(f"total wall time {total:.1f}s (model load {load_secs:.1f}s)")
     result.update({
