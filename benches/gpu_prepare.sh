@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Prepares, on the build machine, everything benches/gpu_session.sh needs on the GPU machine, in
 # the git-ignored carry/ (and .gl/, .whl/), sized for a 64 MiB-per-call transfer limit:
-#   carry/bin/  stripped, xz-compressed GPU binaries (cuda + wgpu parity and mixed-precision tests,
-#               finetune for cuda)                                                  (~32 MB)
-#   carry/d1/   the IMDB npm tarball                                                 (25.5 MB)
-#   carry/g1/   first 50 MB of the SmolLM2 GGUF + the NF4 kernel bench and train_bench (~62 MB)
-#   carry/g2/   the rest of the GGUF + the IMDB recipe's token ids (finetune --dump-data, U16, gz)
+#   carry/bin/  stripped, xz-compressed parity binaries (cuda + wgpu backend_parity and
+#               mixed_precision)                                                      (~24 MB)
+#   carry/d1/   the IMDB npm tarball (for the parity stage)                           (25.5 MB)
+#   carry/a/    finetune + train_bench for CUDA and the first part of the xz-compressed SmolLM2
+#               GGUF (98.4 MB -> ~90 MB)                                              (~63 MB)
+#   carry/b/    the rest of the GGUF + reviews.json (xz, 17.3 MB; sha256-checked by finetune)
+#   carry/c/    the IMDB recipe's token ids (finetune --dump-data, U16, gz) for the PEFT side, the
+#               NF4 kernel bench and a copy of the cuda mixed-precision test
 # Each call's total (its carry + the ~3.3 MB of tracked files) must stay under 64 MiB = 67.1 MB;
-# the script prints the three totals.
+# the script prints the totals. Calls: [.gl .whl carry/bin carry/d1] parity, [carry/a] speed,
+# [carry/b] imdb-ours (needs carry/a already there), [.whl carry/c] imdb-peft.
 #   .gl/        the Vulkan/EGL loader packages (wgpu on the GPU machine; apt-get download)
 #   .whl/       the gguf wheel (transformers reads the GGUF with it on the PyTorch side)
 # Needs: cargo, python3 with numpy + safetensors (for the dump), xz, strip, apt-get, pip; the inputs
 # are fetched into the cache by the CPU build of finetune when missing.
-# SKIP_BUILD=1 reuses the binaries already built. Build dirs: $CUDA_TARGET [target-cuda],
+# SKIP_BUILD=1 reuses the binaries already built; SKIP_PARITY=1 keeps carry/bin. Build dirs: $CUDA_TARGET [target-cuda],
 # $WGPU_TARGET [target-wgpu] (a cold cuda build takes ~10 min on 2 cores, wgpu ~8 more).
+# CUDA_FEATURE [cuda-base]: the feature finetune and train_bench are built with (cuda-base = no
+# burn autotune: minutes less kernel compilation per process, docs/gpu_notes.md); the parity
+# binaries use `cuda`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUDARC_CUDA_VERSION=13000
@@ -21,7 +28,9 @@ CT=${CUDA_TARGET:-$PWD/target-cuda}
 WT=${WGPU_TARGET:-$PWD/target-wgpu}
 CACHE=${LORA_BURN_CACHE:-$HOME/.cache/lora-burn}
 PY=${PY:-python3}
-mkdir -p carry/bin carry/d1 carry/g1 carry/g2 .gl .whl
+CF=${CUDA_FEATURE:-cuda-base}
+mkdir -p carry/bin carry/d1 carry/a carry/b carry/c .gl .whl
+rm -rf carry/g1 carry/g2
 grep -qx '/.gl/' .git/info/exclude 2>/dev/null || printf '/.gl/\n/.whl/\n' >>.git/info/exclude
 
 # The test binaries cargo reports for --no-run, by name.
@@ -39,18 +48,23 @@ pack() { # source destination(.xz added)
 }
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  CARGO_TARGET_DIR=$CT cargo build --release --no-default-features --features cuda \
+  CARGO_TARGET_DIR=$CT cargo build --release --no-default-features --features "$CF" \
     --example finetune --example train_bench
   CARGO_TARGET_DIR=$CT cargo build --release -p lora-quant --features cuda --example nf4_kernel_bench
 fi
-rm -f carry/bin/*.xz carry/g1/*.xz carry/g1/gguf.part.* carry/g2/gguf.part.*
-for t in backend_parity mixed_precision; do
-  pack "$(test_bin "$CT" cuda $t)" carry/bin/$t-cuda
-  pack "$(test_bin "$WT" wgpu $t)" carry/bin/$t-wgpu
-done
-pack "$CT/release/examples/finetune" carry/bin/finetune-cuda
-pack "$CT/release/examples/train_bench" carry/g1/train_bench-cuda
-pack "$CT/release/examples/nf4_kernel_bench" carry/g1/nf4_kernel_bench-cuda
+rm -f carry/a/* carry/b/* carry/c/*
+# SKIP_PARITY=1 keeps carry/bin as it is (its `cuda` build would rebuild burn with autotune).
+if [ "${SKIP_PARITY:-0}" != 1 ]; then
+  rm -f carry/bin/*.xz
+  for t in backend_parity mixed_precision; do
+    pack "$(test_bin "$CT" cuda $t)" carry/bin/$t-cuda
+    pack "$(test_bin "$WT" wgpu $t)" carry/bin/$t-wgpu
+  done
+fi
+cp carry/bin/mixed_precision-cuda.xz carry/c/
+pack "$CT/release/examples/finetune" carry/a/finetune-cuda
+pack "$CT/release/examples/train_bench" carry/a/train_bench-cuda
+pack "$CT/release/examples/nf4_kernel_bench" carry/c/nf4_kernel_bench-cuda
 
 # Inputs (fetched and sha256-checked by the CPU finetune when missing).
 G=$CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -66,10 +80,16 @@ until [ -s "$DUMP" ] || ! kill -0 $pid 2>/dev/null; do sleep 2; done
 kill $pid 2>/dev/null || true
 [ -s "$DUMP" ] || { echo "finetune --dump-data failed: see /tmp/lora-burn-dump.log"; exit 1; }
 cp "$T" carry/d1/
-split -b 50000000 "$G" /tmp/lora-burn-gguf.part.
-mv /tmp/lora-burn-gguf.part.aa carry/g1/gguf.part.aa
-mv /tmp/lora-burn-gguf.part.ab carry/g2/gguf.part.ab
-"$PY" - "$DUMP" carry/g2/imdb_dump.safetensors.gz <<'PY'
+# The GGUF compresses by ~9% with xz; its first part fills carry/a up to the limit.
+R=$CACHE/imdb/reviews.json
+xz -T2 -9e -c "$R" >carry/b/reviews.json.xz
+xz -T2 -6 -c "$G" >/tmp/lora-burn-gguf.xz
+tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+room=$(( 67108864 - 200000 - tree - $(du -cb carry/a | tail -1 | cut -f1) ))
+head -c "$room" /tmp/lora-burn-gguf.xz >carry/a/gguf.xz.aa
+tail -c +"$((room + 1))" /tmp/lora-burn-gguf.xz >carry/b/gguf.xz.ab
+rm -f /tmp/lora-burn-gguf.xz
+"$PY" - "$DUMP" carry/c/imdb_dump.safetensors.gz <<'PY'
 import gzip, sys
 import numpy as np
 from safetensors import safe_open
@@ -89,9 +109,8 @@ apt-get $o update >/dev/null
 (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 -d .whl gguf==0.19.0
-tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
-for call in "carry/bin carry/d1 .gl .whl" carry/g1 carry/g2; do
+for call in "carry/bin carry/d1 .gl .whl" carry/a carry/b ".whl carry/c"; do
   n=$(( $(du -cb $call | tail -1 | cut -f1) + tree ))
   echo "call [$call]: $n bytes of 67108864 $([ $n -lt 67108864 ] && echo ok || echo TOO BIG)"
 done
-echo "ready: calls with carry [.gl .whl carry/bin carry/d1], [carry/g1], [carry/g2] (benches/gpu_session.sh)"
+echo "ready: calls with carry [.gl .whl carry/bin carry/d1], [carry/a], [carry/b], [.whl carry/c] (benches/gpu_session.sh)"

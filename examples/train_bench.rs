@@ -422,6 +422,13 @@ fn run_config(
         if i == 0 {
             loss_first = loss.into_scalar().elem::<f64>();
         }
+        // Progress while kernels compile (the first GPU steps can take minutes).
+        sync(device)?;
+        eprintln!(
+            "   warmup step {} done at {:.1}s",
+            i + 1,
+            t1.elapsed().as_secs_f64()
+        );
     }
     sync(device)?;
     let warmup_s = t1.elapsed().as_secs_f64();
