@@ -19,6 +19,11 @@
 # earlier call stay there):
 #   parity     carry [".gl", ".whl", "carry/bin", "carry/d1"]: parity tests on cuda and wgpu
 #   speed      carry ["carry/a"]: benches/gpu_bench.sh (ours vs PyTorch + PEFT table)
+#   profile    (after `speed`, nothing more to carry) where a GPT-2 step's time goes, ours vs
+#              PyTorch: single matmuls at the step's shapes (train_bench --matmul-bench vs
+#              peft_bench.py matmuls), ours' step split into phases and host-enqueue vs device
+#              drain (--phases), CubeCL's per-kernel times (CUBECL_DEBUG_OPTION=profile,
+#              benches/cubecl_profile.py) and torch.profiler's for PEFT (--profile)
 #   imdb-ours  carry ["carry/b"] (after `speed`): the IMDB recipe, ours
 #   imdb-peft  carry [".whl", "carry/c"] (after imdb-ours): the same recipe in PEFT, same split,
 #              same token ids, same time budget; first the mixed-precision test and the NF4
@@ -29,7 +34,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_session}
 mkdir -p "$OUT" carry/run
 export LORA_BURN_CACHE=$PWD/carry/cache
-stage=${1:?usage: gpu_session.sh parity|speed|imdb|imdb-ours|imdb-peft}
+stage=${1:?usage: gpu_session.sh parity|speed|profile|imdb|imdb-ours|imdb-peft}
 
 unpack() {
   for f in carry/bin/*.xz carry/a/*.xz carry/c/*.xz; do
@@ -81,6 +86,32 @@ parity)
 speed)
   unpack
   CUDA_VISIBLE_DEVICES=0 GPU_INDEX=0 BIN=carry/run/train_bench-cuda OUT=$OUT/speed bash benches/gpu_bench.sh
+  ;;
+profile)
+  unpack
+  # CPU smoke test: TB=target/release/examples/train_bench PYDEV=cpu BATCH=2 SEQ=32 MODEL=tiny
+  P=$OUT/profile; mkdir -p "$P"; TB=${TB:-carry/run/train_bench-cuda}
+  export CUDA_VISIBLE_DEVICES=0
+  B=${BATCH:-8}; S=${SEQ:-1024}; PYDEV=${PYDEV:-cuda}; M=${MODEL:-gpt2-124m}
+  G="--config $M --batch $B --seq $S"
+  PB="--device $PYDEV --config $M --batch $B --seq $S"
+  echo "== matmuls at the GPT-2 step's shapes: ours, then torch"
+  timeout 150 $TB $G --matmul-bench --json "$P/mm_ours.jsonl" >"$P/mm_ours.log" 2>&1 || tail -3 "$P/mm_ours.log"
+  timeout 90 ${PY:-python3} benches/peft_bench.py matmuls $PB --json "$P/mm_torch.jsonl" >"$P/mm_torch.log" 2>&1 || tail -3 "$P/mm_torch.log"
+  ${PY:-python3} benches/peft_bench.py mmtable --ours "$P/mm_ours.jsonl" --torch "$P/mm_torch.jsonl" --out "$P/mm_table.md"
+  echo "== ours: phases and host enqueue vs device drain"
+  timeout 150 $TB $G --warmup 2 --steps 5 --configs all:none:f32,all:none:bf16 --phases --json "$P/phases.jsonl" 2>&1 |
+    tee "$P/phases.log" | grep -E "phases|median step|error"
+  STEP=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['step_ms_median'])" "$P/phases.jsonl" 2>/dev/null)
+  echo "== ours: CubeCL per-kernel profile (all:none:f32, every launch timed alone)"
+  rm -f target/cubecl/profile.log
+  CUBECL_DEBUG_OPTION=profile timeout 150 $TB $G --warmup 2 --steps 3 --configs all:none:f32 >"$P/cubecl_profile_run.log" 2>&1 ||
+    tail -3 "$P/cubecl_profile_run.log"
+  cp target/cubecl/profile.log "$P/" 2>/dev/null
+  ${PY:-python3} benches/cubecl_profile.py target/cubecl/profile.log --last 3 ${STEP:+--step-ms $STEP} --json "$P/cubecl_profile.jsonl" | tee "$P/cubecl_profile.md"
+  echo "== PEFT: torch.profiler"
+  timeout 120 ${PY:-python3} benches/peft_bench.py run $PB --warmup 3 --steps 5 --configs all:none:tf32,all:none:bf16 \
+    --profile 3 --json "$P/peft_profile.jsonl" 2>&1 | tee "$P/peft_profile.log" | grep -vE "^JSON|^\|" | tail -40
   ;;
 imdb|imdb-ours|imdb-peft)
   unpack

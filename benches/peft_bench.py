@@ -15,6 +15,10 @@ Subcommands:
             "highest"), tf32 = "high", bf16 = torch.autocast(bfloat16) over f32 master weights.
             QUANT nf4 / nf4-dq needs bitsandbytes (on CUDA); without it the line says
             "n/a (no bitsandbytes)".
+  matmuls   torch's matrix products at the shapes of one GPT-2 training step, the counterpart of
+            `train_bench --matmul-bench` (same shapes and names; tf32 for ours' f32, bf16): x @ w
+            ("2d") and F.linear on [batch, seq, K] ("linear"). One JSON line each.
+  mmtable   Joins the two matmul JSON files (--ours, --torch) into one markdown table.
   table     Joins our JSON lines, PEFT's, the ceilings and the nvidia-smi logs into one markdown
             table (goals: ours >= 1.2 x PEFT tokens/s at equal precision; QLoRA step <= 1.3 x
             LoRA step).
@@ -137,6 +141,50 @@ def cmd_ceilings(a):
     )
 
 
+def cmd_matmuls(a):
+    import torch
+
+    dev = torch.device(a.device)
+    vocab, _, d, _, _ = model_shape(a.config)
+    f = 4 * d
+    m = a.batch * a.seq
+    shapes = [("c_attn", d, 3 * d), ("attn.c_proj", d, d), ("c_fc", d, f), ("mlp.c_proj", f, d),
+              ("lm_head", d, vocab), ("lm_head.grad_x", vocab, d), ("square", 8192, 8192)]
+    for p in ("tf32", "bf16"):
+        set_matmul_precision(torch, p)
+        dt = torch.bfloat16 if p == "bf16" else torch.float32
+        for name, k, n in shapes:
+            rows = 8192 if name == "square" else m
+            for form in ("2d", "linear"):
+                if name == "square" and form == "linear":
+                    continue
+                x = torch.randn(rows, k, device=dev, dtype=dt)
+                w = torch.randn(k, n, device=dev, dtype=dt)
+                wt = w.t().contiguous()
+                x3 = x.view(a.batch, rows // a.batch, k)
+                fn = (lambda: x @ w) if form == "2d" else (lambda: torch.nn.functional.linear(x3, wt))
+                for _ in range(3):
+                    fn()
+                sync(torch, dev)
+                t = time.perf_counter()
+                for _ in range(20):
+                    fn()
+                sync(torch, dev)
+                ms = (time.perf_counter() - t) * 1e3 / 20
+                tf = 2.0 * rows * k * n / (ms * 1e-3) / 1e12
+                j = {"side": "torch", "kind": "matmul", "name": name, "form": form, "dtype": p,
+                     "m": rows, "k": k, "n": n, "ms": ms, "tflops": tf}
+                print(f"   matmul {name:<15} {form:<6} {p:<4} [{rows}x{k}]x[{k}x{n}]: {ms:.3f} ms, {tf:.1f} TFLOP/s",
+                      file=sys.stderr, flush=True)
+                line = json.dumps(j)
+                print("JSON " + line, flush=True)
+                if a.json:
+                    with open(a.json, "a") as fh:
+                        fh.write(line + "\n")
+                del x, w, wt, x3
+    set_matmul_precision(torch, "f32")
+
+
 # --------------------------------------------------------------------------------------------
 # run
 # --------------------------------------------------------------------------------------------
@@ -199,6 +247,31 @@ class NotAvailable(Exception):
     pass
 
 
+def torch_profile(torch, dev, a, step):
+    """torch.profiler over --profile more steps: CUDA kernel time per step against the wall time
+    of the profiled steps, and the top kernels (the counterpart of benches/cubecl_profile.py)."""
+    from torch.profiler import ProfilerActivity, profile as tprofile
+
+    sync(torch, dev)
+    t = time.perf_counter()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with tprofile(activities=acts) as prof:
+        for i in range(a.profile):
+            step(a.warmup + a.steps + i)
+        sync(torch, dev)
+    wall = (time.perf_counter() - t) * 1e3 / a.profile
+    ev = [e for e in prof.key_averages() if str(getattr(e, "device_type", "")).endswith("CUDA")]
+    kernels = sorted(((e.key, e.device_time_total / 1e3 / a.profile, e.count / a.profile) for e in ev),
+                     key=lambda x: -x[1])
+    busy = sum(k[1] for k in kernels)
+    print(f"   profile: CUDA kernel time {busy:.2f} ms per step over {wall:.2f} ms wall (profiled); top kernels:",
+          file=sys.stderr, flush=True)
+    for k in kernels[:15]:
+        print(f"     {k[1]:8.3f} ms {k[2]:6.0f}x  {k[0][:110]}", file=sys.stderr, flush=True)
+    return {"kernel_ms_per_step": busy, "profiled_step_ms": wall,
+            "top": [{"name": k[0], "ms": k[1], "launches": k[2]} for k in kernels[:25]]}
+
+
 def run_one(torch, a, dev, targets, quant, precision):
     import contextlib
 
@@ -244,6 +317,13 @@ def run_one(torch, a, dev, targets, quant, precision):
         sync(torch, dev)
         times.append((time.perf_counter() - t) * 1e3)
     loss_last = float(last)
+    profile = None
+    if a.profile > 0:
+        try:
+            profile = torch_profile(torch, dev, a, step)
+        except Exception as e:  # noqa: BLE001 - the timing above stands without the profile
+            profile = {"error": f"{type(e).__name__}: {e}"}
+            print(f"   profile failed: {profile['error']}", file=sys.stderr, flush=True)
     if a.warmup == 0:
         loss_first = loss_last
     if not (math.isfinite(loss_first) and math.isfinite(loss_last)):
@@ -267,6 +347,8 @@ def run_one(torch, a, dev, targets, quant, precision):
         "warmup_s": warmup_s,
         "attn_implementation": getattr(model.config, "_attn_implementation", None),
     }
+    if profile:
+        res["profile"] = profile
     if dev.type == "cuda":
         res["torch_max_allocated_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
         res["torch_max_reserved_mib"] = torch.cuda.max_memory_reserved(dev) / 2**20
@@ -542,6 +624,29 @@ def cmd_table(a):
             f.write(text + "\n")
 
 
+def cmd_mmtable(a):
+    """Side by side: ours' (train_bench --matmul-bench) and torch's (matmuls) products."""
+    ours = {(j["name"], j["form"], "tf32" if j["dtype"] == "f32" else j["dtype"]): j for j in read_jsonl(a.ours)}
+    theirs = {(j["name"], j["form"], j["dtype"]): j for j in read_jsonl(a.torch)}
+    lines = ["| product | form | shape [M×K]·[K×N] | precision | ours ms | torch ms | ours TFLOP/s | torch TFLOP/s | ours/torch speed |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|"]
+    for key, t in theirs.items():
+        o = ours.get(key)
+        shape = f"[{t['m']}×{t['k']}]·[{t['k']}×{t['n']}]"
+        prec = "tf32 (ours: f32)" if key[2] == "tf32" else key[2]
+        if o is None or "ms" not in o:
+            why = (o or {}).get("error", "not measured")
+            lines.append(f"| {key[0]} | {key[1]} | {shape} | {prec} | {why} | {t['ms']:.3f} | | {t['tflops']:.1f} | |")
+        else:
+            lines.append(f"| {key[0]} | {key[1]} | {shape} | {prec} | {o['ms']:.3f} | {t['ms']:.3f} | "
+                         f"{o['tflops']:.1f} | {t['tflops']:.1f} | {t['ms'] / o['ms']:.2f} |")
+    text = "\n".join(lines)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -562,6 +667,18 @@ def main():
     r.add_argument("--lr", type=float, default=1e-4)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=0)
+    r.add_argument("--profile", type=int, default=0,
+                   help="torch.profiler over this many extra steps: CUDA kernel time per step, top kernels")
+    mm = sub.add_parser("matmuls")
+    mm.add_argument("--device", default="cuda")
+    mm.add_argument("--config", default="gpt2-124m")
+    mm.add_argument("--batch", type=int, default=8)
+    mm.add_argument("--seq", type=int, default=1024)
+    mm.add_argument("--json")
+    mt = sub.add_parser("mmtable")
+    mt.add_argument("--ours", required=True)
+    mt.add_argument("--torch", required=True)
+    mt.add_argument("--out")
     t = sub.add_parser("table")
     t.add_argument("--ours")
     t.add_argument("--peft")
@@ -570,7 +687,7 @@ def main():
     t.add_argument("--smi-peft")
     t.add_argument("--out")
     a = ap.parse_args()
-    {"ceilings": cmd_ceilings, "run": cmd_run, "table": cmd_table}[a.cmd](a)
+    {"ceilings": cmd_ceilings, "run": cmd_run, "table": cmd_table, "matmuls": cmd_matmuls, "mmtable": cmd_mmtable}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,18 @@ struct Args {
     /// Seed of the backend generator (weights, adapters, token ids).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// After the timed steps, profile `--steps` more steps per configuration: (1) forward+loss,
+    /// backward and optimizer step each followed by a device sync (ms each); (2) whole steps
+    /// with no sync inside: the time until the host has queued the step ("enqueue") and the
+    /// time the following sync waits for the device ("drain"), and the process CPU time per
+    /// step (all threads, /proc/self/stat, Linux). enqueue ≈ step and drain ≈ 0 means the step
+    /// is bound by host work (graph building, fusion, launches), not by the GPU.
+    #[arg(long)]
+    phases: bool,
+    /// Only time single matrix products at this model's shapes (f32 and bf16, 2-D and the
+    /// `linear` form the layers use) and print one JSON line each; no training.
+    #[arg(long)]
+    matmul_bench: bool,
 }
 
 /// LoRA targets of one configuration.
@@ -358,6 +370,9 @@ struct Measured {
     quant_mb: Option<f64>,
     setup_s: f64,
     warmup_s: f64,
+    /// `--phases`: medians in ms of forward+loss, backward, optimizer, enqueue, drain, and
+    /// CPU ms per step.
+    phases: Option<[f64; 6]>,
 }
 
 fn run_config(
@@ -443,6 +458,65 @@ fn run_config(
         last = Some(loss);
     }
     let loss_last = last.map_or(f64::NAN, |l| l.into_scalar().elem::<f64>());
+    let mut phases = None;
+    if args.phases {
+        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+        let (mut fwd, mut bwd, mut opt) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..args.steps {
+            let ids = batches[i % batches.len()].clone();
+            let t = Instant::now();
+            let loss = lm_loss(model.forward(ids.clone()), ids);
+            sync(device)?;
+            fwd.push(ms(t));
+            let t = Instant::now();
+            let g = loss.backward();
+            sync(device)?;
+            bwd.push(ms(t));
+            let t = Instant::now();
+            let grads = GradientsParams::from_grads(g, &model);
+            model = optim.step(args.lr, model, grads);
+            sync(device)?;
+            opt.push(ms(t));
+        }
+        let (mut enq, mut drain) = (Vec::new(), Vec::new());
+        let cpu0 = process_cpu_secs();
+        let t_all = Instant::now();
+        for i in 0..args.steps {
+            let ids = batches[i % batches.len()].clone();
+            let t = Instant::now();
+            let loss = lm_loss(model.forward(ids.clone()), ids);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(args.lr, model, grads);
+            enq.push(ms(t));
+            let t = Instant::now();
+            sync(device)?;
+            drain.push(ms(t));
+        }
+        let wall = t_all.elapsed().as_secs_f64();
+        let cpu = process_cpu_secs().map_or(f64::NAN, |c1| {
+            (c1 - cpu0.unwrap_or(f64::NAN)) / args.steps as f64 * 1e3
+        });
+        let p = [
+            median(&fwd),
+            median(&bwd),
+            median(&opt),
+            median(&enq),
+            median(&drain),
+            cpu,
+        ];
+        eprintln!(
+            "   phases (median ms): forward+loss {:.2}, backward {:.2}, optimizer {:.2}; \
+             no inner sync: enqueue {:.2} + drain {:.2}; CPU {:.1} ms/step over {:.1} ms/step wall",
+            p[0],
+            p[1],
+            p[2],
+            p[3],
+            p[4],
+            p[5],
+            wall / args.steps as f64 * 1e3
+        );
+        phases = Some(p);
+    }
     if args.warmup == 0 {
         loss_first = loss_last;
     }
@@ -462,7 +536,114 @@ fn run_config(
         quant_mb,
         setup_s,
         warmup_s,
+        phases,
     })
+}
+
+/// CPU seconds used so far by this process, all threads (utime + stime of /proc/self/stat, in
+/// clock ticks of 1/100 s, the Linux USER_HZ); None where /proc is missing.
+fn process_cpu_secs() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the ")" that closes the command name: state is field 3, utime 14, stime 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// `--matmul-bench`: times `x·w` at the matrix shapes of one GPT-2 training step
+/// (`M = batch·seq` rows), f32 and bf16 inputs, in the two forms the model uses: 2-D
+/// `[M, K]·[K, N]` and `burn::tensor::module::linear` on `[batch, seq, K]` (the LoRA layers'
+/// base product). 3 warm-up products, then 20 products and one sync; prints ms per product and
+/// TFLOP/s (2·M·K·N) as JSON lines (`"side": "ours", "kind": "matmul"`).
+fn matmul_bench(args: &Args, c: &Gpt2Config, device: &Device) -> Result<(), AnyError> {
+    use burn::tensor::{Distribution, FloatDType};
+    let (b, s) = (args.batch, args.seq);
+    let m = b * s;
+    let (d, f, v) = (c.n_embd, 4 * c.n_embd, c.vocab_size);
+    let shapes: Vec<(&str, usize, usize)> = vec![
+        ("c_attn", d, 3 * d),
+        ("attn.c_proj", d, d),
+        ("c_fc", d, f),
+        ("mlp.c_proj", f, d),
+        ("lm_head", d, v),
+        ("lm_head.grad_x", v, d),
+        ("square", 8192, 8192),
+    ];
+    let mut json_out = match &args.json {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("--json {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
+    for (dt_name, dt) in [("f32", FloatDType::F32), ("bf16", FloatDType::BF16)] {
+        if dt_name == "bf16" && backend_name().starts_with("ndarray") {
+            eprintln!("   matmul bf16: skipped (the ndarray backend has no bf16)");
+            continue;
+        }
+        for &(name, k, n) in &shapes {
+            let rows = if name == "square" { 8192 } else { m };
+            for form in ["2d", "linear"] {
+                if name == "square" && form == "linear" {
+                    continue;
+                }
+                let w = Tensor::<TrainBackend, 2>::random([k, n], Distribution::Default, device)
+                    .cast(dt);
+                let x2 = Tensor::<TrainBackend, 2>::random([rows, k], Distribution::Default, device)
+                    .cast(dt);
+                let run = |x2: &Tensor<TrainBackend, 2>, w: &Tensor<TrainBackend, 2>| {
+                    if form == "2d" {
+                        let _ = x2.clone().matmul(w.clone());
+                    } else {
+                        let x3 = x2.clone().reshape([b, rows / b, k]);
+                        let _ = burn::tensor::module::linear(x3, w.clone(), None);
+                    }
+                };
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                    || -> Result<f64, String> {
+                        for _ in 0..3 {
+                            run(&x2, &w);
+                        }
+                        sync(device)?;
+                        let t = Instant::now();
+                        for _ in 0..20 {
+                            run(&x2, &w);
+                        }
+                        sync(device)?;
+                        Ok(t.elapsed().as_secs_f64() * 1e3 / 20.0)
+                    },
+                ))
+                .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(p.as_ref()))));
+                let mut j = serde_json::json!({
+                    "side": "ours", "kind": "matmul", "backend": backend_name(), "name": name,
+                    "form": form, "dtype": dt_name, "m": rows, "k": k, "n": n,
+                });
+                let o = j.as_object_mut().expect("json object");
+                match r {
+                    Ok(ms) => {
+                        let tf = 2.0 * (rows * k * n) as f64 / (ms * 1e-3) / 1e12;
+                        o.insert("ms".into(), ms.into());
+                        o.insert("tflops".into(), tf.into());
+                        eprintln!("   matmul {name:<15} {form:<6} {dt_name:<4} [{rows}x{k}]x[{k}x{n}]: {ms:.3} ms, {tf:.1} TFLOP/s");
+                    }
+                    Err(e) => {
+                        eprintln!("   matmul {name} {form} {dt_name}: error: {e}");
+                        o.insert("error".into(), e.into());
+                    }
+                }
+                let line = serde_json::to_string(&j)?;
+                println!("JSON {line}");
+                if let Some(f) = json_out.as_mut() {
+                    writeln!(f, "{line}").map_err(|e| format!("--json: {e}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -539,6 +720,9 @@ fn run() -> Result<(), AnyError> {
         "train_bench: backend {backend}, config {} (n_layer {}, n_embd {}, vocab {}), batch {} x seq {}, warmup {}, steps {}",
         args.config, c.n_layer, c.n_embd, c.vocab_size, args.batch, args.seq, args.warmup, args.steps
     );
+    if args.matmul_bench {
+        return matmul_bench(&args, &c, &device);
+    }
     let mut rows = Vec::new();
     for bc in &configs {
         let label = format!(
@@ -616,6 +800,21 @@ fn run() -> Result<(), AnyError> {
                 o.insert("loss_last".into(), m.loss_last.into());
                 o.insert("setup_s".into(), m.setup_s.into());
                 o.insert("warmup_s".into(), m.warmup_s.into());
+                if let Some(p) = m.phases {
+                    for (k, x) in [
+                        "phase_forward_ms",
+                        "phase_backward_ms",
+                        "phase_optimizer_ms",
+                        "enqueue_ms",
+                        "drain_ms",
+                        "cpu_ms_per_step",
+                    ]
+                    .iter()
+                    .zip(p)
+                    {
+                        o.insert((*k).into(), x.into());
+                    }
+                }
                 eprintln!(
                     "   median step {med:.2} ms, {:.0} tok/s, {achieved:.2} TFLOP/s, loss {:.4} -> {:.4} (setup {:.1}s, warmup {:.1}s)",
                     tokens / (med * 1e-3),

@@ -22,4 +22,10 @@ fn repository_cubecl_toml_parses() {
         text.contains("compile.log") && text.contains("autotune.log"),
         "{text}"
     );
+    // The profiling log has a file but stays off unless CUBECL_DEBUG_OPTION=profile.
+    assert!(text.contains("profile.log"), "{text}");
+    if std::env::var("CUBECL_DEBUG_OPTION").is_err() && std::env::var("CUBECL_DEBUG_LOG").is_err() {
+        let p = format!("{:?}", c.profiling.logger.level);
+        assert_eq!(p, "Disabled", "{text}");
+    }
 }
