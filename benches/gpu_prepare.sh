@@ -16,11 +16,11 @@
 #   .whl/       the gguf wheel (transformers reads the GGUF with it on the PyTorch side)
 # Needs: cargo, python3 with numpy + safetensors (for the dump), xz, strip, apt-get, pip; the inputs
 # are fetched into the cache by the CPU build of finetune when missing.
-# SKIP_BUILD=1 reuses the binaries already built; SKIP_PARITY=1 keeps carry/bin. Build dirs: $CUDA_TARGET [target-cuda],
+# SKIP_BUILD=1 reuses the binaries already built; SKIP_PARITY=1 keeps carry/bin as it is. Build dirs: $CUDA_TARGET [target-cuda],
 # $WGPU_TARGET [target-wgpu] (a cold cuda build takes ~10 min on 2 cores, wgpu ~8 more).
 # CUDA_FEATURE [cuda-base]: the feature finetune and train_bench are built with (cuda-base = no
-# burn autotune: minutes less kernel compilation per process, docs/gpu_notes.md); the parity
-# binaries use `cuda`.
+# burn autotune: minutes less kernel compilation per process, docs/gpu_notes.md); the CUDA test
+# binaries are built with it too (one feature set, one build of burn in $CUDA_TARGET).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CUDARC_CUDA_VERSION=13000
@@ -53,11 +53,10 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   CARGO_TARGET_DIR=$CT cargo build --release -p lora-quant --features cuda --example nf4_kernel_bench
 fi
 rm -f carry/a/* carry/b/* carry/c/*
-# SKIP_PARITY=1 keeps carry/bin as it is (its `cuda` build would rebuild burn with autotune).
 if [ "${SKIP_PARITY:-0}" != 1 ]; then
   rm -f carry/bin/*.xz
   for t in backend_parity mixed_precision; do
-    pack "$(test_bin "$CT" cuda $t)" carry/bin/$t-cuda
+    pack "$(test_bin "$CT" "$CF" $t)" carry/bin/$t-cuda
     pack "$(test_bin "$WT" wgpu $t)" carry/bin/$t-wgpu
   done
 fi
