@@ -16,7 +16,8 @@
 #   .whl/       the gguf wheel (transformers reads the GGUF with it on the PyTorch side)
 # Needs: cargo, python3 with numpy + safetensors (for the dump), xz, strip, apt-get, pip; the inputs
 # are fetched into the cache by the CPU build of finetune when missing.
-# SKIP_BUILD=1 reuses the binaries already built; SKIP_PARITY=1 keeps carry/bin as it is. Build dirs: $CUDA_TARGET [target-cuda],
+# SKIP_BUILD=1 reuses the binaries already built; SKIP_PARITY=1 keeps carry/bin as it is.
+# Build dirs: $CUDA_TARGET [target-cuda],
 # $WGPU_TARGET [target-wgpu] (a cold cuda build takes ~10 min on 2 cores, wgpu ~8 more).
 # CUDA_FEATURE [cuda-base]: the feature finetune and train_bench are built with (cuda-base = no
 # burn autotune: minutes less kernel compilation per process, docs/gpu_notes.md); the CUDA test
@@ -50,7 +51,7 @@ pack() { # source destination(.xz added)
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   CARGO_TARGET_DIR=$CT cargo build --release --no-default-features --features "$CF" \
     --example finetune --example train_bench
-  CARGO_TARGET_DIR=$CT cargo build --release -p lora-quant --features cuda --example nf4_kernel_bench
+  CARGO_TARGET_DIR=$CT cargo build --release -p lora-quant --features "$CF" --example nf4_kernel_bench
 fi
 rm -f carry/a/* carry/b/* carry/c/*
 if [ "${SKIP_PARITY:-0}" != 1 ]; then
