@@ -103,6 +103,11 @@ profile)
   timeout 150 $TB $G --warmup 2 --steps 5 --configs all:none:f32,all:none:bf16 --phases --json "$P/phases.jsonl" 2>&1 |
     tee "$P/phases.log" | grep -E "phases|median step|error"
   STEP=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['step_ms_median'])" "$P/phases.jsonl" 2>/dev/null)
+  echo "== host cost per step: GPT-2's graph at width 96 (gpt2-narrow, batch 2 x 64): device work negligible"
+  timeout 90 $TB --config gpt2-narrow --batch 2 --seq 64 --warmup 3 --steps 10 --configs all:none:f32 --phases \
+    --json "$P/narrow_ours.jsonl" 2>&1 | tee "$P/narrow_ours.log" | grep -E "phases|median step|error"
+  timeout 90 ${PY:-python3} benches/peft_bench.py run --device $PYDEV --config gpt2-narrow --batch 2 --seq 64 --warmup 3 \
+    --steps 10 --configs all:none:tf32 --json "$P/narrow_peft.jsonl" 2>&1 | tee "$P/narrow_peft.log" | grep -E "median step|error"
   echo "== ours: CubeCL per-kernel profile (all:none:f32, every launch timed alone)"
   rm -f target/cubecl/profile.log
   CUBECL_DEBUG_OPTION=profile timeout 150 $TB $G --warmup 2 --steps 3 --configs all:none:f32 >"$P/cubecl_profile_run.log" 2>&1 ||

@@ -49,9 +49,11 @@ def model_shape(name):
     """(vocab, n_positions, n_embd, n_layer, n_head) of --config."""
     if name == "gpt2-124m":
         return (50257, 1024, 768, 12, 12)
+    if name == "gpt2-narrow":  # GPT-2 124M's 12 layers / 12 heads, negligible device work
+        return (1000, 128, 96, 12, 12)
     if name == "tiny":
         return (1000, 128, 64, 2, 4)
-    raise SystemExit(f"--config {name!r}: expected 'gpt2-124m' or 'tiny'")
+    raise SystemExit(f"--config {name!r}: expected 'gpt2-124m', 'gpt2-narrow' or 'tiny'")
 
 
 def train_flops(vocab, n_embd, n_layer, n_inner, batch, seq, r, adapted):
