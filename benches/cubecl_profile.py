@@ -38,6 +38,13 @@ def duration_ms(num, unit):
     return float(num) * UNITS[unit]
 
 
+def clean_name(name):
+    """CubeCL writes generic kernel names with " | " between their type parameters (e.g.
+    "MatmulEntry | FusedMatmulArgs | ... | CudaRuntime"): "/" instead, so that the name fits in
+    a markdown table cell."""
+    return "/".join(p.strip() for p in name.split("|"))
+
+
 def parse_tables(lines):
     """The summary tables of a profiling log, oldest first: each a dict name -> (ms, launches)."""
     tables, cur = [], None
@@ -51,7 +58,7 @@ def parse_tables(lines):
         m = ROW.match(line)
         if not m:
             continue
-        name, num, unit, count = m.group(1), m.group(2), m.group(3), int(m.group(4))
+        name, num, unit, count = clean_name(m.group(1)), m.group(2), m.group(3), int(m.group(4))
         if name == "Total":
             tables.append(cur)
             cur = None
@@ -101,7 +108,8 @@ def self_test():
 |⎺⎺⎺⎺|
 | Name | Duration | Num Computed | Ratio |
 |⎼⎼⎼⎼|
-| MatmulEntry | 4ms | 4 | 80 % |
+| MatmulEntry | 3ms | 2 | 60 % |
+| MatmulEntry | Fused | Cuda | 1ms | 2 | 20 % |
 | ElemwiseFuse | 500000ns | 6 | 10 % |
 | ReduceKernel | 0.0005s | 2 | 10 % |
 |⎼⎼⎼⎼|
@@ -111,16 +119,19 @@ def self_test():
     t = parse_tables(log.splitlines())
     assert len(t) == 2, t
     s = summarize(t, 2)
-    # Means over the two tables, by hand: matmul (2+4)/2 = 3 ms, 4 launches; elementwise
-    # (1+0.5)/2 = 0.75 ms, 8 launches; reduce 0.5/2 = 0.25 ms, 1 launch.
-    assert abs(s["MatmulEntry"][0] - 3.0) < 1e-12 and s["MatmulEntry"][1] == 4, s
+    # Means over the two tables, by hand: matmul (2+3)/2 = 2.5 ms, (4+2)/2 = 3 launches; fused
+    # matmul 1/2 = 0.5 ms, 1 launch; elementwise (1+0.5)/2 = 0.75 ms, 8 launches; reduce 0.5/2 =
+    # 0.25 ms, 1 launch.
+    # A name with " | " inside (CubeCL's generic parameters) is kept whole, with "/" for "|".
+    assert abs(s["MatmulEntry"][0] - 2.5) < 1e-12 and s["MatmulEntry"][1] == 3, s
+    assert abs(s["MatmulEntry/Fused/Cuda"][0] - 0.5) < 1e-12 and s["MatmulEntry/Fused/Cuda"][1] == 1, s
     assert abs(s["ElemwiseFuse"][0] - 0.75) < 1e-12 and s["ElemwiseFuse"][1] == 8, s
     assert abs(s["ReduceKernel"][0] - 0.25) < 1e-12 and s["ReduceKernel"][1] == 1, s
     text, busy, n = report(s, step_ms=8.0)
     assert abs(busy - 4.0) < 1e-12 and n == 13, (busy, n)
     assert "GPU busy 50.0%" in text, text
     s1 = summarize(t, 1)
-    assert abs(s1["MatmulEntry"][0] - 4.0) < 1e-12
+    assert abs(s1["MatmulEntry"][0] - 3.0) < 1e-12 and abs(s1["MatmulEntry/Fused/Cuda"][0] - 1.0) < 1e-12
     print("self-test OK")
 
 

@@ -564,7 +564,12 @@ fn process_cpu_secs() -> Option<f64> {
 /// `[M, K]·[K, N]` and `burn::tensor::module::linear` on `[batch, seq, K]` (the LoRA layers'
 /// base product). 3 warm-up products, then 20 products and one sync; prints ms per product and
 /// TFLOP/s (2·M·K·N) as JSON lines (`"side": "ours", "kind": "matmul"`).
-fn matmul_bench(args: &Args, c: &Gpt2Config, device: &Device) -> Result<(), AnyError> {
+fn matmul_bench(
+    args: &Args,
+    c: &Gpt2Config,
+    device: &Device,
+    json_out: &mut Option<std::fs::File>,
+) -> Result<(), AnyError> {
     use burn::tensor::{Distribution, FloatDType};
     let (b, s) = (args.batch, args.seq);
     let m = b * s;
@@ -578,16 +583,6 @@ fn matmul_bench(args: &Args, c: &Gpt2Config, device: &Device) -> Result<(), AnyE
         ("lm_head.grad_x", v, d),
         ("square", 8192, 8192),
     ];
-    let mut json_out = match &args.json {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("--json {}: {e}", p.display()))?,
-        ),
-        None => None,
-    };
     for (dt_name, dt) in [("f32", FloatDType::F32), ("bf16", FloatDType::BF16)] {
         if dt_name == "bf16" && backend_name().starts_with("ndarray") {
             eprintln!("   matmul bf16: skipped (the ndarray backend has no bf16)");
@@ -601,8 +596,9 @@ fn matmul_bench(args: &Args, c: &Gpt2Config, device: &Device) -> Result<(), AnyE
                 }
                 let w = Tensor::<TrainBackend, 2>::random([k, n], Distribution::Default, device)
                     .cast(dt);
-                let x2 = Tensor::<TrainBackend, 2>::random([rows, k], Distribution::Default, device)
-                    .cast(dt);
+                let x2 =
+                    Tensor::<TrainBackend, 2>::random([rows, k], Distribution::Default, device)
+                        .cast(dt);
                 let run = |x2: &Tensor<TrainBackend, 2>, w: &Tensor<TrainBackend, 2>| {
                     if form == "2d" {
                         let _ = x2.clone().matmul(w.clone());
@@ -717,6 +713,9 @@ fn run() -> Result<(), AnyError> {
         None => None,
     };
     let device: Device = Default::default();
+    if args.matmul_bench {
+        return matmul_bench(&args, &c, &device, &mut json_out);
+    }
     let backend = backend_name();
     // burn's CUDA matmul runs f32 inputs on TF32 tensor cores (cubek-matmul adjust_dtypes).
     let f32_matmul = if backend.starts_with("cuda") {
@@ -728,9 +727,6 @@ fn run() -> Result<(), AnyError> {
         "train_bench: backend {backend}, config {} (n_layer {}, n_embd {}, vocab {}), batch {} x seq {}, warmup {}, steps {}",
         args.config, c.n_layer, c.n_embd, c.vocab_size, args.batch, args.seq, args.warmup, args.steps
     );
-    if args.matmul_bench {
-        return matmul_bench(&args, &c, &device);
-    }
     let mut rows = Vec::new();
     for bc in &configs {
         let label = format!(
