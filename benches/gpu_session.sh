@@ -12,7 +12,8 @@
 #                    and gguf.xz.aa, the first part of the xz-compressed SmolLM2 GGUF
 #   carry/b/         gguf.xz.ab (the rest) and reviews.json.xz (IMDB; finetune checks its sha256)
 #   carry/c/         imdb_dump.safetensors.gz (`finetune --dump-data` of the recipe below, ids as
-#                    U16, for benches/peft_imdb.py) and nf4_kernel_bench-cuda.xz
+#                    U16, for benches/peft_imdb.py), nf4_kernel_bench-cuda.xz and
+#                    mixed_precision-cuda.xz
 #   .gl/*.deb (Vulkan loader for wgpu), .whl/gguf-*.whl (transformers reads GGUF with it)
 #
 # Stages (one call each to the GPU machine, back to back while it is warm: files carried by an
@@ -28,7 +29,9 @@
 #   imdb-peft  carry [".whl", "carry/c"] (after imdb-ours): the same recipe in PEFT, same split,
 #              same token ids, same time budget; first the mixed-precision test and the NF4
 #              kernel bench when their binaries are there
-#   imdb       both IMDB sides at once on GPUs 0 and 1 (a machine of two H200s; carry b and c)
+#   imdb       both IMDB sides at once on GPUs 0 and 1 (a machine of two H200s): needs what
+#              carry/a, carry/b, carry/c and .whl bring, i.e. three calls (speed, then carry/b,
+#              then .whl + carry/c) before it
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/gpu_session}

@@ -763,8 +763,12 @@ where
                 if merged { ", merged weights" } else { "" }
             );
             println!(
-                "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last 20 steps {:.4}",
-                stats.steps, stats.tokens_per_sec, stats.wall_secs, stats.running_loss
+                "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}",
+                stats.steps,
+                stats.tokens_per_sec,
+                stats.wall_secs,
+                stats.steps.min(20),
+                stats.running_loss
             );
             save_adapter(&clf, &cfg, &args.output_dir)?;
             println!("adapter written to {}", args.output_dir.display());
@@ -848,8 +852,12 @@ where
                 perplexity(&model.valid())
             );
             println!(
-                "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last 20 steps {:.4}",
-                stats.steps, stats.tokens_per_sec, stats.wall_secs, stats.running_loss
+                "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}",
+                stats.steps,
+                stats.tokens_per_sec,
+                stats.wall_secs,
+                stats.steps.min(20),
+                stats.running_loss
             );
             save_adapter(&model, &cfg, &args.output_dir)?;
             println!("adapter written to {}", args.output_dir.display());

@@ -7,7 +7,7 @@
 //! - NF4 (plain and double-quantized) and LLM.int8 dequantization on the device vs bitsandbytes
 //!   (`tests/fixtures/quant/*.safetensors`, `make_quant_fixtures.py`).
 //!
-//! Error measure (device/METHOD.md): `rel = ‖out − ref‖₂ / ‖ref‖₂`, with the max |diff| printed
+//! Error measure (the device tool's METHOD.md, outside this repository): `rel = ‖out − ref‖₂ / ‖ref‖₂`, with the max |diff| printed
 //! too. Bounds per precision of the matrix products:
 //!
 //! | precision | where | bound on rel |
