@@ -467,6 +467,19 @@ fn encode_cls(
     Ok(out)
 }
 
+/// The closing summary of a training run (the running loss is the mean over the last ≤ 20
+/// steps, `lora_train::train::train`'s window).
+fn training_line(stats: &lora_train::train::TrainStats) -> String {
+    format!(
+        "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}",
+        stats.steps,
+        stats.tokens_per_sec,
+        stats.wall_secs,
+        stats.steps.min(20),
+        stats.running_loss
+    )
+}
+
 /// Writes the examples of a run for the PEFT side-by-side script: `train_ids` / `test_ids` I32
 /// `[n, max_length]` right-padded with `pad_id`, `*_len` and `*_labels` I32 `[n]`; metadata
 /// `pad_id`, `neg_id`, `pos_id`, `max_length`, `batch_size`, `seed` (decimal strings).
@@ -762,14 +775,7 @@ where
                 tps,
                 if merged { ", merged weights" } else { "" }
             );
-            println!(
-                "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}",
-                stats.steps,
-                stats.tokens_per_sec,
-                stats.wall_secs,
-                stats.steps.min(20),
-                stats.running_loss
-            );
+            println!("{}", training_line(&stats));
             save_adapter(&clf, &cfg, &args.output_dir)?;
             println!("adapter written to {}", args.output_dir.display());
             // Our logits on the first held-out batch, for comparison with PEFT
@@ -851,14 +857,7 @@ where
                 "held-out perplexity after: {:.3}",
                 perplexity(&model.valid())
             );
-            println!(
-                "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}",
-                stats.steps,
-                stats.tokens_per_sec,
-                stats.wall_secs,
-                stats.steps.min(20),
-                stats.running_loss
-            );
+            println!("{}", training_line(&stats));
             save_adapter(&model, &cfg, &args.output_dir)?;
             println!("adapter written to {}", args.output_dir.display());
         }
