@@ -562,8 +562,9 @@ fn process_cpu_secs() -> Option<f64> {
 /// `--matmul-bench`: times `x·w` at the matrix shapes of one GPT-2 training step
 /// (`M = batch·seq` rows), f32 and bf16 inputs, in the two forms the model uses: 2-D
 /// `[M, K]·[K, N]` and `burn::tensor::module::linear` on `[batch, seq, K]` (the LoRA layers'
-/// base product). 3 warm-up products, then 20 products and one sync; prints ms per product and
-/// TFLOP/s (2·M·K·N) as JSON lines (`"side": "ours", "kind": "matmul"`).
+/// base product). 3 warm-up products, then 20 products (outputs kept alive until the sync) and
+/// one sync; prints ms per product and TFLOP/s (2·M·K·N) as JSON lines (`"side": "ours",
+/// "kind": "matmul"`).
 fn matmul_bench(
     args: &Args,
     c: &Gpt2Config,
@@ -599,29 +600,32 @@ fn matmul_bench(
                 let x2 =
                     Tensor::<TrainBackend, 2>::random([rows, k], Distribution::Default, device)
                         .cast(dt);
+                // Each product's output is kept alive until the sync, so that no lazy
+                // (fusion) backend can skip a product whose result is never used.
                 let run = |x2: &Tensor<TrainBackend, 2>, w: &Tensor<TrainBackend, 2>| {
                     if form == "2d" {
-                        let _ = x2.clone().matmul(w.clone());
+                        x2.clone().matmul(w.clone())
                     } else {
                         let x3 = x2.clone().reshape([b, rows / b, k]);
-                        let _ = burn::tensor::module::linear(x3, w.clone(), None);
+                        burn::tensor::module::linear(x3, w.clone(), None).reshape([rows, n])
                     }
                 };
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                     || -> Result<f64, String> {
-                        for _ in 0..3 {
-                            run(&x2, &w);
-                        }
+                        let warm: Vec<_> = (0..3).map(|_| run(&x2, &w)).collect();
                         sync(device)?;
+                        drop(warm);
                         let t = Instant::now();
-                        for _ in 0..20 {
-                            run(&x2, &w);
-                        }
+                        let outs: Vec<_> = (0..20).map(|_| run(&x2, &w)).collect();
                         sync(device)?;
-                        Ok(t.elapsed().as_secs_f64() * 1e3 / 20.0)
+                        let ms = t.elapsed().as_secs_f64() * 1e3 / 20.0;
+                        drop(outs);
+                        Ok(ms)
                     },
                 ))
                 .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(p.as_ref()))));
+                drop((x2, w));
+                <TrainBackend as burn::tensor::backend::Backend>::memory_cleanup(device);
                 let mut j = serde_json::json!({
                     "side": "ours", "kind": "matmul", "backend": backend_name(), "name": name,
                     "form": form, "dtype": dt_name, "m": rows, "k": k, "n": n,
