@@ -80,6 +80,20 @@ impl Gpt2Activation {
 }
 
 impl Gpt2Config {
+    /// The factor block `layer_idx` (0-based) multiplies its attention scores by:
+    /// 1/√head_dim if `scale_attn_weights`, times 1/(layer_idx+1) if
+    /// `scale_attn_by_inverse_layer_idx` (transformers `GPT2Attention._attn`). Unitless.
+    pub fn attn_scale(&self, layer_idx: usize) -> f64 {
+        let mut scale = 1.0;
+        if self.scale_attn_weights {
+            scale /= ((self.n_embd / self.n_head) as f64).sqrt();
+        }
+        if self.scale_attn_by_inverse_layer_idx {
+            scale /= (layer_idx + 1) as f64;
+        }
+        scale
+    }
+
     /// Reads and validates `path` (a `config.json`).
     ///
     /// # Errors
@@ -620,16 +634,9 @@ impl<B: Backend> Gpt2<B> {
                 used2.insert(bk);
                 Ok(LoraLinear::new(w, Some(b), true)?)
             };
-        let head_dim = d / c.n_head;
         let mut h = Vec::with_capacity(c.n_layer);
         for (i, (ln_1, ln_2)) in lns.into_iter().enumerate() {
-            let mut scale = 1.0;
-            if c.scale_attn_weights {
-                scale /= (head_dim as f64).sqrt();
-            }
-            if c.scale_attn_by_inverse_layer_idx {
-                scale /= (i + 1) as f64;
-            }
+            let scale = c.attn_scale(i);
             h.push(Gpt2Block {
                 ln_1,
                 attn: Gpt2Attention {
@@ -870,16 +877,9 @@ impl<B: Backend> Gpt2<B> {
                 true,
             )?)
         };
-        let head_dim = d / c.n_head;
         let mut h = Vec::with_capacity(c.n_layer);
         for i in 0..c.n_layer {
-            let mut scale = 1.0;
-            if c.scale_attn_weights {
-                scale /= (head_dim as f64).sqrt();
-            }
-            if c.scale_attn_by_inverse_layer_idx {
-                scale /= (i + 1) as f64;
-            }
+            let scale = c.attn_scale(i);
             h.push(Gpt2Block {
                 ln_1: ln(),
                 attn: Gpt2Attention {
