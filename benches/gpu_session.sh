@@ -40,7 +40,7 @@ export LORA_BURN_CACHE=$PWD/carry/cache
 stage=${1:?usage: gpu_session.sh parity|speed|profile|imdb|imdb-ours|imdb-peft}
 
 unpack() {
-  for f in carry/bin/*.xz carry/a/*.xz carry/c/*.xz; do
+  for f in carry/bin/*.xz carry/a/*.xz carry/c/*.xz carry/p/*.xz; do
     [ -e "$f" ] || continue
     b=carry/run/$(basename "$f" .xz)
     [ -x "$b" ] || { python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$b" && chmod +x "$b"; }
