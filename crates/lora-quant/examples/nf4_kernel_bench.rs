@@ -18,10 +18,12 @@
 //! (b) Bandwidth: 4096×4096 (four weight sets in rotation) and the 48 weights of GPT-2 small
 //! (12 layers × c_attn 768→2304, attn c_proj 768→768, c_fc 768→3072, mlp c_proj 3072→768;
 //! 85M parameters), blocksize 64. Each sample: sync, `inner` dequantizations (outputs kept alive),
-//! sync; time / inner; median of `iters` samples after 3 warm-up rounds. Bytes = packed codes read
+//! sync; time / inner; median of `iters` samples after 3 warm-up rounds (8192×8192, two weight
+//! sets in rotation, too). Bytes = packed codes read
 //! + absmax read (+ for double quantization: 8-bit codes and second-level absmax read, the f32
 //! products written and read back) + f32 output written. The copy baseline is a 16-byte-vector
-//! copy of 64 Mi f32 (bytes read + written).
+//! copy of 64 Mi f32 (bytes read + written; the ratios use it), also timed at 16 Mi f32 (the
+//! output size of one 4096² weight).
 //!
 //! The process exits with status 1 if the kernel is not bit-exact.
 
@@ -207,6 +209,11 @@ fn main() {
         let got_h = dequantize_weight_cube_into_with(&q, poison, Nf4Kernel::HalfWordPerThread)
             .expect("half kernel");
         let (bad_h, max_h) = compare(&to_vec(got_h), &want);
+        let poison =
+            Tensor::<Cb, 1>::from_data(TensorData::new(vec![f32::NAN; padded], [padded]), &device);
+        let got_u = dequantize_weight_cube_into_with(&q, poison, Nf4Kernel::HalfWordUnchecked)
+            .expect("unchecked half kernel");
+        let (bad_u, max_u) = compare(&to_vec(got_u), &want);
         let (bad_o, max_o) = compare(&to_vec(q.dequantize_weight_ops()), &want);
         let qf = QuantLinear::<Fu>::from_nf4(&t, &device).expect("upload fusion");
         let (bad_f, max_f) = compare(&to_vec(qf.dequantize_weight_ops()), &want);
@@ -217,10 +224,10 @@ fn main() {
         let dispatched = lora_quant::cube::try_dequantize_weight(&qf).is_some()
             && lora_quant::cube::try_dequantize_weight(&qa).is_some()
             && lora_quant::cube::try_dequantize_weight(&q).is_some();
-        kernel_ok &= bad_k == 0 && bad_h == 0 && bad_d == 0 && bad_a == 0 && dispatched;
+        kernel_ok &= bad_k == 0 && bad_h == 0 && bad_u == 0 && bad_d == 0 && bad_a == 0 && dispatched;
         println!(
             "[{d_out}x{d_in} bs{bs}{}] kernel: {} ({bad_k} bits differ, max|d| {max_k:e}), \
-             half-word kernel: {bad_h} differ ({max_h:e}) | dispatch fusion: {bad_d} differ ({max_d:e}), autodiff: {bad_a} differ ({max_a:e}), \
+             half-word kernel: {bad_h} differ ({max_h:e}), unchecked: {bad_u} differ ({max_u:e}) | dispatch fusion: {bad_d} differ ({max_d:e}), autodiff: {bad_a} differ ({max_a:e}), \
              kernel used: {dispatched} | burn-ops: {bad_o} differ, max|d| {max_o:e} | \
              burn-ops fusion: {bad_f} differ, max|d| {max_f:e}",
             if dq { " dq" } else { "" },
@@ -237,30 +244,36 @@ fn main() {
 
     // (b) bandwidth
     let mut rows: Vec<Row> = Vec::new();
-    let copy_n = 64usize << 20;
-    let src =
-        Tensor::<Cb, 1>::from_data(TensorData::new(rng.normals(copy_n, 1.0), [copy_n]), &device);
-    let copy_secs = time(iters, inner, sync_cb, |_| {
-        let dst = Tensor::<Cb, 1>::empty([copy_n], &device);
-        copy_f32_cube(
-            src.clone().into_primitive().tensor(),
-            dst.clone().into_primitive().tensor(),
-        )
-        .expect("copy");
-        dst
-    });
-    let copy_bytes = 8.0 * copy_n as f64;
-    let copy_gbs = copy_bytes / copy_secs / 1e9;
-    println!(
-        "copy 64Mi f32: {:.3} ms, {copy_gbs:.0} GB/s (read+write)",
-        copy_secs * 1e3
-    );
-    rows.push(Row {
-        case: "copy 256MiB f32".into(),
-        path: "vec4 copy",
-        secs: copy_secs,
-        bytes: copy_bytes,
-    });
+    // The copy baseline at two sizes: 64 Mi f32 (the card's copy bandwidth; the ratios use it)
+    // and 16 Mi f32, the element count of one 4096² weight (same bytes written as that case).
+    let mut copy_gbs = 0.0;
+    for (copy_n, case) in [(64usize << 20, "copy 256MiB f32"), (16usize << 20, "copy 64MiB f32")] {
+        let src = Tensor::<Cb, 1>::from_data(
+            TensorData::new(rng.normals(copy_n, 1.0), [copy_n]),
+            &device,
+        );
+        let secs = time(iters, inner, sync_cb, |_| {
+            let dst = Tensor::<Cb, 1>::empty([copy_n], &device);
+            copy_f32_cube(
+                src.clone().into_primitive().tensor(),
+                dst.clone().into_primitive().tensor(),
+            )
+            .expect("copy");
+            dst
+        });
+        let bytes = 8.0 * copy_n as f64;
+        let gbs = bytes / secs / 1e9;
+        if copy_gbs == 0.0 {
+            copy_gbs = gbs;
+        }
+        println!("{case}: {:.3} ms, {gbs:.0} GB/s (read+write)", secs * 1e3);
+        rows.push(Row {
+            case: case.into(),
+            path: "vec4 copy",
+            secs,
+            bytes,
+        });
+    }
 
     let gpt2: Vec<(usize, usize)> = (0..12)
         .flat_map(|_| [(2304, 768), (768, 768), (3072, 768), (768, 3072)])
@@ -268,6 +281,7 @@ fn main() {
     let cases: Vec<(String, Vec<(usize, usize)>, bool)> = vec![
         ("4096x4096 x4 rot".into(), vec![(4096, 4096); 4], false),
         ("4096x4096 x4 rot dq".into(), vec![(4096, 4096); 4], true),
+        ("8192x8192 x2 rot".into(), vec![(8192, 8192); 2], false),
         ("gpt2 48 weights 85M".into(), gpt2.clone(), false),
         ("gpt2 48 weights 85M dq".into(), gpt2, true),
     ];
@@ -287,8 +301,9 @@ fn main() {
             .iter()
             .map(|t| QuantLinear::from_nf4(t, &device).expect("upload"))
             .collect();
-        // 4096²: one weight per call, rotating over 4; GPT-2: all 48 weights per call.
-        let rotate = mats[0] == (4096, 4096);
+        // 4096², 8192²: one weight per call, rotating over the set; GPT-2: all 48 weights per
+        // call.
+        let rotate = mats.iter().all(|m| *m == mats[0]);
         let (per_call, bytes) = if rotate {
             (1, bytes_moved(&ts[0]))
         } else {
@@ -311,6 +326,14 @@ fn main() {
                 })
                 .collect::<Vec<_>>()
         });
+        let u_secs = time(iters, inner, sync_cb, |k| {
+            (0..per_call)
+                .map(|j| {
+                    dequantize_weight_cube_with(&qs[pick(k, j)], Nf4Kernel::HalfWordUnchecked)
+                        .expect("unchecked half kernel")
+                })
+                .collect::<Vec<_>>()
+        });
         let d_secs = time(iters, inner, sync_fu, |k| {
             (0..per_call)
                 .map(|j| qf[pick(k, j)].dequantize_weight())
@@ -329,6 +352,7 @@ fn main() {
         for (path, secs) in [
             ("kernel", k_secs),
             ("kernel half-word", h_secs),
+            ("kernel half-word unchecked", u_secs),
             ("kernel via fusion", d_secs),
             ("burn-ops", o_secs),
             ("burn-ops fusion", f_secs),
@@ -347,9 +371,6 @@ fn main() {
             });
         }
     }
-    // Keep the copy source alive until here (its buffer is not reused by the cases).
-    drop(src);
-
     println!("\n== summary (median of {iters} samples x {inner} calls; copy = {copy_gbs:.0} GB/s; goal kernel >= 0.70)");
     println!(
         "{:<24} {:<18} {:>10} {:>10} {:>9} {:>7}",

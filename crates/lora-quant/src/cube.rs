@@ -71,8 +71,9 @@ pub fn nf4_dequant_kernel(
 
 /// Variant of [`nf4_dequant_kernel`] with one thread per half word: four codes → one
 /// `Vector<f32, 4>`, so a warp's stores are one contiguous 512-byte run (the word is read by two
-/// neighbouring threads, from the same cache line).
-#[cube(launch)]
+/// neighbouring threads, from the same cache line). Also launched without CubeCL's per-access
+/// bounds checks ([`Nf4Kernel::HalfWordUnchecked`]) after the host has checked every length.
+#[cube(launch, launch_unchecked)]
 pub fn nf4_dequant_half_kernel(
     words: &Array<u32>,
     absmax: &Array<f32>,
@@ -180,13 +181,19 @@ fn elemwise_launch<R: CubeRuntime>(
 /// Which NF4 kernel to launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nf4Kernel {
-    /// [`nf4_dequant_kernel`]: one thread per word, two 16-byte stores. H200, 4096×4096:
-    /// 1,693 GB/s (0.43 of copy).
+    /// [`nf4_dequant_kernel`]: one thread per word, two 16-byte stores. H200: 4096×4096
+    /// 1,616 GB/s (0.40 of copy), 8192×8192 0.52.
     WordPerThread,
     /// [`nf4_dequant_half_kernel`]: one thread per half word, one 16-byte store, so a warp's
-    /// stores are contiguous (the default). H200, 4096×4096: 2,230 GB/s (0.56 of copy); both
-    /// bit-exact (docs/benchmarks.md, 2026-11-29).
+    /// stores are contiguous (the default). H200: 4096×4096 2,165 GB/s (0.54 of copy), 8192×8192
+    /// 2,965 GB/s (0.74); all variants bit-exact (docs/benchmarks.md, 2026-11-29).
     HalfWordPerThread,
+    /// [`nf4_dequant_half_kernel`] launched unchecked: no bounds check on each array access (the
+    /// host has checked `out` = 8 per word, `absmax` ≥ one per block and `code` = 16, and the
+    /// kernel keeps its `h < out.len()` guard, so every index is in range). H200: 4096×4096
+    /// 2,344 GB/s (0.58), 8192×8192 3,373 GB/s (0.84); slower than the checked launch on GPT-2's
+    /// small, launch-bound weights in the same run, so not the default.
+    HalfWordUnchecked,
 }
 
 /// Launches the NF4 kernel ([`Nf4Kernel::HalfWordPerThread`]): `out[e] = code[q_e] · (absmax[e / blocksize] + offset)` for every
@@ -294,6 +301,25 @@ pub fn nf4_dequantize_into_with<R: CubeRuntime>(
                 out.into_array_arg(),
                 blocksize / NIBBLES_PER_WORD,
             );
+        }
+        Nf4Kernel::HalfWordUnchecked => {
+            let (count, dim) = elemwise_launch(&client, 2 * n_words);
+            // SAFETY: thread h < out.len() = 2·n_words (kernel guard) reads words[h / 2]
+            // (< n_words), absmax[(h / 2) / (blocksize / 8)] (< need_abs ≤ n_abs, checked above)
+            // and code[q] with q a 4-bit value (< 16 = n_code, checked above), and writes out[h].
+            unsafe {
+                nf4_dequant_half_kernel::launch_unchecked::<R>(
+                    &client,
+                    count,
+                    dim,
+                    words.into_array_arg(),
+                    absmax.into_array_arg(),
+                    code.into_array_arg(),
+                    offset,
+                    out.into_array_arg(),
+                    blocksize / NIBBLES_PER_WORD,
+                );
+            }
         }
     }
     Ok(())
