@@ -310,30 +310,16 @@ fn main() {
             (qs.len(), ts.iter().map(bytes_moved).sum())
         };
         let pick = |k: usize, j: usize| if rotate { k % qs.len() } else { j };
-        let k_secs = time(iters, inner, sync_cb, |k| {
-            (0..per_call)
-                .map(|j| {
-                    dequantize_weight_cube_with(&qs[pick(k, j)], Nf4Kernel::WordPerThread)
-                        .expect("kernel")
-                })
-                .collect::<Vec<_>>()
-        });
-        let h_secs = time(iters, inner, sync_cb, |k| {
-            (0..per_call)
-                .map(|j| {
-                    dequantize_weight_cube_with(&qs[pick(k, j)], Nf4Kernel::HalfWordPerThread)
-                        .expect("half kernel")
-                })
-                .collect::<Vec<_>>()
-        });
-        let u_secs = time(iters, inner, sync_cb, |k| {
-            (0..per_call)
-                .map(|j| {
-                    dequantize_weight_cube_with(&qs[pick(k, j)], Nf4Kernel::HalfWordUnchecked)
-                        .expect("unchecked half kernel")
-                })
-                .collect::<Vec<_>>()
-        });
+        let kernel_secs = |kernel: Nf4Kernel| {
+            time(iters, inner, sync_cb, |k| {
+                (0..per_call)
+                    .map(|j| dequantize_weight_cube_with(&qs[pick(k, j)], kernel).expect("kernel"))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let k_secs = kernel_secs(Nf4Kernel::WordPerThread);
+        let h_secs = kernel_secs(Nf4Kernel::HalfWordPerThread);
+        let u_secs = kernel_secs(Nf4Kernel::HalfWordUnchecked);
         let d_secs = time(iters, inner, sync_fu, |k| {
             (0..per_call)
                 .map(|j| qf[pick(k, j)].dequantize_weight())

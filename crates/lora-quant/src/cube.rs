@@ -273,54 +273,35 @@ pub fn nf4_dequantize_into_with<R: CubeRuntime>(
         return Ok(());
     }
     let client = out.client.clone();
+    // The three launches take the same arguments; only the kernel, its launch mode and the
+    // number of threads differ.
+    macro_rules! launch_nf4 {
+        ($launch:expr, $threads:expr) => {{
+            let (count, dim) = elemwise_launch(&client, $threads);
+            $launch(
+                &client,
+                count,
+                dim,
+                words.into_array_arg(),
+                absmax.into_array_arg(),
+                code.into_array_arg(),
+                offset,
+                out.into_array_arg(),
+                blocksize / NIBBLES_PER_WORD,
+            )
+        }};
+    }
     match kernel {
-        Nf4Kernel::WordPerThread => {
-            let (count, dim) = elemwise_launch(&client, n_words);
-            nf4_dequant_kernel::launch::<R>(
-                &client,
-                count,
-                dim,
-                words.into_array_arg(),
-                absmax.into_array_arg(),
-                code.into_array_arg(),
-                offset,
-                out.into_array_arg(),
-                blocksize / NIBBLES_PER_WORD,
-            );
-        }
+        Nf4Kernel::WordPerThread => launch_nf4!(nf4_dequant_kernel::launch::<R>, n_words),
         Nf4Kernel::HalfWordPerThread => {
-            let (count, dim) = elemwise_launch(&client, 2 * n_words);
-            nf4_dequant_half_kernel::launch::<R>(
-                &client,
-                count,
-                dim,
-                words.into_array_arg(),
-                absmax.into_array_arg(),
-                code.into_array_arg(),
-                offset,
-                out.into_array_arg(),
-                blocksize / NIBBLES_PER_WORD,
-            );
+            launch_nf4!(nf4_dequant_half_kernel::launch::<R>, 2 * n_words)
         }
-        Nf4Kernel::HalfWordUnchecked => {
-            let (count, dim) = elemwise_launch(&client, 2 * n_words);
-            // SAFETY: thread h < out.len() = 2·n_words (kernel guard) reads words[h / 2]
-            // (< n_words), absmax[(h / 2) / (blocksize / 8)] (< need_abs ≤ n_abs, checked above)
-            // and code[q] with q a 4-bit value (< 16 = n_code, checked above), and writes out[h].
-            unsafe {
-                nf4_dequant_half_kernel::launch_unchecked::<R>(
-                    &client,
-                    count,
-                    dim,
-                    words.into_array_arg(),
-                    absmax.into_array_arg(),
-                    code.into_array_arg(),
-                    offset,
-                    out.into_array_arg(),
-                    blocksize / NIBBLES_PER_WORD,
-                );
-            }
-        }
+        // SAFETY: thread h < out.len() = 2·n_words (kernel guard) reads words[h / 2]
+        // (< n_words), absmax[(h / 2) / (blocksize / 8)] (< need_abs ≤ n_abs, checked above)
+        // and code[q] with q a 4-bit value (< 16 = n_code, checked above), and writes out[h].
+        Nf4Kernel::HalfWordUnchecked => unsafe {
+            launch_nf4!(nf4_dequant_half_kernel::launch_unchecked::<R>, 2 * n_words)
+        },
     }
     Ok(())
 }
