@@ -9,7 +9,7 @@
 #   carry/b/    the rest of the GGUF + reviews.json (xz, 17.3 MB; sha256-checked by finetune)
 #   carry/c/    the IMDB recipe's token ids (finetune --dump-data, U16, gz) for the PEFT side, the
 #               NF4 kernel bench and a copy of the cuda mixed-precision test
-# Each call's total (its carry + the ~3.3 MB of tracked files) must stay under 64 MiB = 67.1 MB;
+# Each call's total (its carry + the ~4.4 MB of tracked files, vendor/ included) must stay under 64 MiB = 67.1 MB;
 # the script prints the totals. Calls: [.gl .whl carry/bin carry/d1] parity, [carry/a] speed,
 # [carry/b] imdb-ours (needs carry/a already there), [.whl carry/c] imdb-peft.
 #   .gl/        the Vulkan/EGL loader packages (wgpu on the GPU machine; apt-get download)
