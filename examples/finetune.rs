@@ -89,7 +89,7 @@ enum Truncation {
 
 /// LoRA fine-tuning on IMDB.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about = "LoRA fine-tuning of a real pretrained model (SmolLM2-135M by default, or GPT-2) on IMDB reviews; writes a PEFT-format adapter")]
 struct Args {
     /// Base model.
     #[arg(long, value_enum, default_value_t = ModelKind::Smollm2)]
@@ -590,6 +590,13 @@ where
             report.worst().map_or("-", |(n, _)| n)
         );
         println!("{report}");
+    }
+    if args.warmup_steps >= args.steps {
+        eprintln!(
+            "note: --warmup-steps {} >= --steps {}: the learning rate stays in its linear warmup \
+             and never reaches --lr {} (transformers' schedule behaves the same)",
+            args.warmup_steps, args.steps, args.lr
+        );
     }
     let pad = tok.pad_id().or(tok.eos_id()).unwrap_or(0);
     let needed = args.steps * args.batch_size * args.grad_accum;
