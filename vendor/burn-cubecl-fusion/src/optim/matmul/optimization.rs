@@ -169,12 +169,21 @@ impl<R: Runtime> MatmulOptimization<R> {
         #[cfg(feature = "autotune")]
         fused_matmul_autotune::<R>(arg, context);
 
+        // lora-burn patch (vendor/PATCHES.md): the choice can be overridden with the
+        // environment variable LORA_BURN_FUSED_MATMUL (read once): `fallback` runs the matmul
+        // unfused (burn-cubecl's matmul, with its patched kernel choice) and the fused
+        // element-wise ops as their own kernel; a selector name (`simple_multirows_mma`,
+        // `simple_multirows_cmma`, `simple_cmma`) fuses with that kernel.
         #[cfg(not(feature = "autotune"))]
-        if arg
-            .execute_fused(context, FusedMatmulSelector::default())
-            .is_err()
-        {
-            arg.execute_fallback(context);
+        match lora_burn_fused_matmul() {
+            Some(selector) => {
+                if arg.execute_fused(context, selector).is_err() {
+                    arg.execute_fallback(context);
+                }
+            }
+            None => {
+                arg.execute_fallback(context);
+            }
         }
     }
 
@@ -264,12 +273,38 @@ impl FusedMatmulSelector {
     }
 }
 
-/// lora-burn patch (vendor/PATCHES.md): multi rows, the lowest summed time over a GPT-2 step's
-/// fused-matmul keys in burn's own autotune on an H200 (upstream: `multi_rows: false`).
+/// lora-burn patch (vendor/PATCHES.md): the fused-matmul kernel of a non-autotuned build,
+/// `None` for the unfused fallback. Default: `Simple`, multi rows, `Mma` (the lowest summed time
+/// over a GPT-2 step's fused-matmul keys in burn's own autotune on an H200); overridden by
+/// LORA_BURN_FUSED_MATMUL (`fallback`, `simple_multirows_mma`, `simple_multirows_cmma`,
+/// `simple_cmma` = upstream's choice; any other value panics with the list).
+#[cfg(not(feature = "autotune"))]
+fn lora_burn_fused_matmul() -> Option<FusedMatmulSelector> {
+    static CHOICE: std::sync::OnceLock<Option<FusedMatmulSelector>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let simple = |multi_rows, tile_matmul| {
+            Some(FusedMatmulSelector::Simple {
+                multi_rows,
+                tile_matmul,
+            })
+        };
+        match std::env::var("LORA_BURN_FUSED_MATMUL").as_deref() {
+            Err(_) | Ok("simple_multirows_mma") => simple(true, AcceleratedTileKind::Mma),
+            Ok("simple_multirows_cmma") => simple(true, AcceleratedTileKind::Cmma),
+            Ok("simple_cmma") => simple(false, AcceleratedTileKind::Cmma),
+            Ok("fallback") => None,
+            Ok(other) => panic!(
+                "LORA_BURN_FUSED_MATMUL={other:?}: expected fallback, simple_multirows_mma, \
+                 simple_multirows_cmma or simple_cmma"
+            ),
+        }
+    })
+}
+
 impl Default for FusedMatmulSelector {
     fn default() -> Self {
         FusedMatmulSelector::Simple {
-            multi_rows: true,
+            multi_rows: false,
             tile_matmul: AcceleratedTileKind::Cmma,
         }
     }

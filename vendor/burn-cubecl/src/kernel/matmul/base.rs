@@ -53,12 +53,15 @@ pub fn matmul<R: CubeRuntime>(
 }
 
 /// lora-burn patch (vendor/PATCHES.md): the kernel choice without autotune. Upstream launches
-/// `Strategy::Auto` (`SimpleCyclicCmma`, single row), which ran GPT-2's products at 36–49 TFLOP/s
-/// (f32 inputs) on an H200; burn's own autotune picked TMA / multi-row kernels for every key of a
-/// GPT-2 step (up to 2.5× faster). Without autotune, this takes the candidate with the lowest
-/// summed time over those keys (`SimpleTmaMma`, multi rows) where the autotuner would allow TMA
-/// (both stride factors ≥ 4, general matmul), then `SimpleCyclicCmma` with multi rows; any setup
-/// error falls through to the next candidate and finally to upstream's `Strategy::Auto`.
+/// `Strategy::Auto` (`SimpleCyclicCmma`, single row), which ran GPT-2's products at 36–50 TFLOP/s
+/// (f32 inputs) on an H200. burn's own autotune log of a GPT-2 step there ranks
+/// `SpecializedTmaMma` lowest in summed time over all 28 keys (1.09× the per-key best), then
+/// `SimpleTmaMma` multi-row (1.16×); upstream's choice 2.05×. For a general matmul where the
+/// autotuner would allow TMA (both stride factors ≥ 4) this tries the first, then the second,
+/// then `SimpleCyclicCmma` multi-row; any setup error falls through to the next and finally to
+/// upstream's `Strategy::Auto`. LORA_BURN_MATMUL (read once) overrides the first choice:
+/// `specialized_tma_mma` (default), `simple_tma_mma_multi_rows`, or `upstream` (only
+/// `Strategy::Auto`); any other value panics with the list.
 fn launch_matmul_static<R: CubeRuntime>(
     lhs: CubeTensor<R>,
     rhs: CubeTensor<R>,
@@ -70,8 +73,18 @@ fn launch_matmul_static<R: CubeRuntime>(
         launch::MatmulAutotuneKey,
         routines::{BlueprintStrategy, simple::SimpleArgs},
     };
+    static CHOICE: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    let choice = *CHOICE.get_or_init(|| match std::env::var("LORA_BURN_MATMUL").as_deref() {
+        Err(_) | Ok("specialized_tma_mma") => 0,
+        Ok("simple_tma_mma_multi_rows") => 1,
+        Ok("upstream") => 2,
+        Ok(other) => panic!(
+            "LORA_BURN_MATMUL={other:?}: expected specialized_tma_mma, \
+             simple_tma_mma_multi_rows or upstream"
+        ),
+    });
     let quantized = lhs.qparams.is_some() || rhs.qparams.is_some();
-    if !quantized {
+    if !quantized && choice != 2 {
         let key = MatmulAutotuneKey::generate(
             &lhs.client,
             lhs.meta.shape(),
@@ -86,12 +99,18 @@ fn launch_matmul_static<R: CubeRuntime>(
         );
         if matches!(key.analysis.kind, MatmulKind::General) {
             let tma = key.definition.lhs_stride_factor >= 4 && key.definition.rhs_stride_factor >= 4;
+            let simple_tma = Strategy::SimpleTmaMma(BlueprintStrategy::Inferred(SimpleArgs {
+                multi_rows: true,
+                tile_matmul: TileMatmulKind::Mma,
+            }));
             let mut candidates = alloc::vec::Vec::new();
             if tma {
-                candidates.push(Strategy::SimpleTmaMma(BlueprintStrategy::Inferred(SimpleArgs {
-                    multi_rows: true,
-                    tile_matmul: TileMatmulKind::Mma,
-                })));
+                if choice == 0 {
+                    candidates.push(Strategy::SpecializedTmaMma(BlueprintStrategy::Inferred(
+                        ().into(),
+                    )));
+                }
+                candidates.push(simple_tma);
             }
             candidates.push(Strategy::SimpleCyclicCmma(BlueprintStrategy::Inferred(SimpleArgs {
                 multi_rows: true,
