@@ -169,11 +169,9 @@ impl<R: Runtime> MatmulOptimization<R> {
         #[cfg(feature = "autotune")]
         fused_matmul_autotune::<R>(arg, context);
 
-        // lora-burn patch (vendor/PATCHES.md): the choice can be overridden with the
-        // environment variable LORA_BURN_FUSED_MATMUL (read once): `fallback` runs the matmul
-        // unfused (burn-cubecl's matmul, with its patched kernel choice) and the fused
-        // element-wise ops as their own kernel; a selector name (`simple_multirows_mma`,
-        // `simple_multirows_cmma`, `simple_cmma`) fuses with that kernel.
+        // lora-burn patch (vendor/PATCHES.md): by default the matmul runs unfused (burn-cubecl's
+        // matmul, with its patched kernel choice) and the fused element-wise ops as their own
+        // kernel; LORA_BURN_FUSED_MATMUL (read once) can name a fused kernel instead.
         #[cfg(not(feature = "autotune"))]
         match lora_burn_fused_matmul() {
             Some(selector) => {
@@ -274,8 +272,11 @@ impl FusedMatmulSelector {
 }
 
 /// lora-burn patch (vendor/PATCHES.md): the fused-matmul kernel of a non-autotuned build,
-/// `None` for the unfused fallback. Default: `Simple`, multi rows, `Mma` (the lowest summed time
-/// over a GPT-2 step's fused-matmul keys in burn's own autotune on an H200); overridden by
+/// `None` for the unfused fallback (the matmul through burn-cubecl's patched choice, the fused
+/// element-wise ops as their own kernel). Default: the fallback — on an H200 it gave the fastest
+/// GPT-2 step of the four choices below (`benches/kernel_choice_ab.sh`: 165.7 ms against 175.5
+/// for `simple_multirows_mma`, the best fused kernel of burn's own autotune log, and 183.4 for
+/// `simple_multirows_cmma`), because the unfused path can use the TMA kernels. Overridden by
 /// LORA_BURN_FUSED_MATMUL (`fallback`, `simple_multirows_mma`, `simple_multirows_cmma`,
 /// `simple_cmma` = upstream's choice; any other value panics with the list).
 #[cfg(not(feature = "autotune"))]
@@ -289,10 +290,10 @@ fn lora_burn_fused_matmul() -> Option<FusedMatmulSelector> {
             })
         };
         match std::env::var("LORA_BURN_FUSED_MATMUL").as_deref() {
-            Err(_) | Ok("simple_multirows_mma") => simple(true, AcceleratedTileKind::Mma),
+            Ok("simple_multirows_mma") => simple(true, AcceleratedTileKind::Mma),
             Ok("simple_multirows_cmma") => simple(true, AcceleratedTileKind::Cmma),
             Ok("simple_cmma") => simple(false, AcceleratedTileKind::Cmma),
-            Ok("fallback") => None,
+            Err(_) | Ok("fallback") => None,
             Ok(other) => panic!(
                 "LORA_BURN_FUSED_MATMUL={other:?}: expected fallback, simple_multirows_mma, \
                  simple_multirows_cmma or simple_cmma"
