@@ -89,7 +89,10 @@ enum Truncation {
 
 /// LoRA fine-tuning on IMDB.
 #[derive(Parser, Debug)]
-#[command(version, about = "LoRA fine-tuning of a real pretrained model (SmolLM2-135M by default, or GPT-2) on IMDB reviews; writes a PEFT-format adapter")]
+#[command(
+    version,
+    about = "LoRA fine-tuning of a real pretrained model (SmolLM2-135M by default, or GPT-2) on IMDB reviews; writes a PEFT-format adapter"
+)]
 struct Args {
     /// Base model.
     #[arg(long, value_enum, default_value_t = ModelKind::Smollm2)]

@@ -20,7 +20,10 @@ use std::path::PathBuf;
 
 /// Computes logits for given token ids.
 #[derive(Parser, Debug)]
-#[command(version, about = "Logits of a GPT-2 or Llama checkpoint (+ optional PEFT LoRA adapter, optionally merged), for comparison with transformers + PEFT")]
+#[command(
+    version,
+    about = "Logits of a GPT-2 or Llama checkpoint (+ optional PEFT LoRA adapter, optionally merged), for comparison with transformers + PEFT"
+)]
 struct Args {
     /// Hugging Face model directory or GGUF file.
     #[arg(long)]

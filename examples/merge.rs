@@ -14,7 +14,10 @@ use std::path::PathBuf;
 
 /// Merge a LoRA adapter into the base weights.
 #[derive(Parser, Debug)]
-#[command(version, about = "Merge a PEFT LoRA adapter into its base model and write a Hugging Face directory (PEFT merge_and_unload + save_pretrained)")]
+#[command(
+    version,
+    about = "Merge a PEFT LoRA adapter into its base model and write a Hugging Face directory (PEFT merge_and_unload + save_pretrained)"
+)]
 struct Args {
     /// Hugging Face model directory or GGUF file.
     #[arg(long)]

@@ -71,7 +71,10 @@ const LORA_ALPHA: f64 = 16.0;
 
 /// Training-step benchmark of GPT-2 + LoRA / QLoRA (see the module docs).
 #[derive(Parser, Debug)]
-#[command(version, about = "Training-step speed benchmark: GPT-2 (random weights) + LoRA / QLoRA, one table")]
+#[command(
+    version,
+    about = "Training-step speed benchmark: GPT-2 (random weights) + LoRA / QLoRA, one table"
+)]
 struct Args {
     /// Model shape: "gpt2-124m" (transformers' GPT2Config() defaults), "gpt2-narrow" (GPT-2
     /// 124M's 12 layers and 12 heads at width 96, vocab 1000, 128 positions: the same operations

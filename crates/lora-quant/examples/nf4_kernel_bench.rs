@@ -224,7 +224,8 @@ fn main() {
         let dispatched = lora_quant::cube::try_dequantize_weight(&qf).is_some()
             && lora_quant::cube::try_dequantize_weight(&qa).is_some()
             && lora_quant::cube::try_dequantize_weight(&q).is_some();
-        kernel_ok &= bad_k == 0 && bad_h == 0 && bad_u == 0 && bad_d == 0 && bad_a == 0 && dispatched;
+        kernel_ok &=
+            bad_k == 0 && bad_h == 0 && bad_u == 0 && bad_d == 0 && bad_a == 0 && dispatched;
         println!(
             "[{d_out}x{d_in} bs{bs}{}] kernel: {} ({bad_k} bits differ, max|d| {max_k:e}), \
              half-word kernel: {bad_h} differ ({max_h:e}), unchecked: {bad_u} differ ({max_u:e}) | dispatch fusion: {bad_d} differ ({max_d:e}), autodiff: {bad_a} differ ({max_a:e}), \
@@ -247,7 +248,10 @@ fn main() {
     // The copy baseline at two sizes: 64 Mi f32 (the card's copy bandwidth; the ratios use it)
     // and 16 Mi f32, the element count of one 4096² weight (same bytes written as that case).
     let mut copy_gbs = 0.0;
-    for (copy_n, case) in [(64usize << 20, "copy 256MiB f32"), (16usize << 20, "copy 64MiB f32")] {
+    for (copy_n, case) in [
+        (64usize << 20, "copy 256MiB f32"),
+        (16usize << 20, "copy 64MiB f32"),
+    ] {
         let src = Tensor::<Cb, 1>::from_data(
             TensorData::new(rng.normals(copy_n, 1.0), [copy_n]),
             &device,
