@@ -274,9 +274,9 @@ impl FusedMatmulSelector {
 /// lora-burn patch (vendor/PATCHES.md): the fused-matmul kernel of a non-autotuned build,
 /// `None` for the unfused fallback (the matmul through burn-cubecl's patched choice, the fused
 /// element-wise ops as their own kernel). Default: the fallback — on an H200 it gave the fastest
-/// GPT-2 step of the four choices below (`benches/kernel_choice_ab.sh`: 165.7 ms against 175.5
-/// for `simple_multirows_mma`, the best fused kernel of burn's own autotune log, and 183.4 for
-/// `simple_multirows_cmma`), because the unfused path can use the TMA kernels. Overridden by
+/// GPT-2 step of the three choices measured (`benches/kernel_choice_ab.sh`: 165.7 ms against
+/// 175.5 for `simple_multirows_mma`, the best fused kernel of burn's own autotune log, and 183.4
+/// for `simple_multirows_cmma`), because the unfused path can use the TMA kernels. Overridden by
 /// LORA_BURN_FUSED_MATMUL (`fallback`, `simple_multirows_mma`, `simple_multirows_cmma`,
 /// `simple_cmma` = upstream's choice; any other value panics with the list).
 #[cfg(not(feature = "autotune"))]

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 #[cfg(not(feature = "autotune"))]
+// lora-burn patch (vendor/PATCHES.md): `PlaneStrategy` instead of `unit::UnitStrategy`.
 use cubek::reduce::routines::{BlueprintStrategy, plane::PlaneStrategy};
 
 pub struct ReduceOptimization<R: Runtime> {

@@ -44,6 +44,7 @@ pub fn matmul<R: CubeRuntime>(
     match strategy {
         MatmulStrategy::Cube => {
             let out = out.unwrap_or_else(|| init_matmul_output(&lhs, &rhs, out_dtype));
+            // lora-burn patch (vendor/PATCHES.md): was `launch_matmul(&Default::default(), ..)`.
             launch_matmul_static(lhs, rhs, out.clone())?;
             Ok(out)
         }

@@ -17,6 +17,7 @@ use cubek::reduce::{
     ReduceDtypes, ReduceError, ReduceStrategy,
     components::instructions::ReduceOperationConfig,
     launch::{RoutineStrategy, VectorizationStrategy},
+    // lora-burn patch (vendor/PATCHES.md): `plane::PlaneStrategy` added.
     routines::{BlueprintStrategy, plane::PlaneStrategy, unit::UnitStrategy},
     shared_sum,
 };
