@@ -39,13 +39,7 @@ mkdir -p "$OUT" carry/run
 export LORA_BURN_CACHE=$PWD/carry/cache
 stage=${1:?usage: gpu_session.sh parity|speed|profile|imdb|imdb-ours|imdb-peft}
 
-unpack() {
-  for f in carry/bin/*.xz carry/a/*.xz carry/c/*.xz carry/p/*.xz; do
-    [ -e "$f" ] || continue
-    b=carry/run/$(basename "$f" .xz)
-    [ -x "$b" ] || { python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$b" && chmod +x "$b"; }
-  done
-}
+unpack() { bash benches/unpack_carry.sh; }
 
 # cubecl.toml (repo root) turns on the PTX cache and logs one line per kernel compilation and per
 # autotuned key under target/; the caches are handed back so the next session can carry them

@@ -7,20 +7,13 @@
 #
 #   TB=carry/run/train_bench-cuda CONFIGS=all:none:f32 bash benches/kernel_choice_ab.sh
 # Run from anywhere; paths are relative to the repository root. Without TB, the `cuda-base`
-# train_bench is taken from carry/run/, unpacked there first from any carried
-# carry/*/train_bench-cuda.xz (as benches/gpu_session.sh does). On your own GPU machine, set
-# TB=<target dir>/release/examples/train_bench of a `--features cuda-base` build.
+# train_bench is taken from carry/run/, unpacked there first from the carried binaries
+# (benches/unpack_carry.sh). On your own GPU machine, set TB=<target
+# dir>/release/examples/train_bench of a `--features cuda-base` build.
 set -u
 cd "$(dirname "$0")/.."
 TB=${TB:-carry/run/train_bench-cuda}
-if [ ! -x "$TB" ]; then
-  for f in carry/*/train_bench-cuda.xz; do
-    [ -e "$f" ] || continue
-    mkdir -p "$(dirname "$TB")"
-    python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],'wb'))" "$f" "$TB" &&
-      chmod +x "$TB" && break
-  done
-fi
+[ -x "$TB" ] || bash benches/unpack_carry.sh
 [ -x "$TB" ] || { echo "kernel_choice_ab: no train_bench at $TB (set TB=...)" >&2; exit 2; }
 CONFIGS=${CONFIGS:-all:none:f32}
 # CPU smoke test: TB=target/release/examples/train_bench MODEL=tiny BATCH=2 SEQ=32
