@@ -406,7 +406,7 @@ fn run_config(
     apply_lora(&mut model, &cfg, device).map_err(|e| e.to_string())?;
     let mut adapted = Vec::new();
     model.visit_linears(&mut |_, l| {
-        if l.lora.is_some() {
+        if l.has_adapter() {
             adapted.push(l.dims());
         }
     });

@@ -115,7 +115,7 @@ fn check(dtype: FloatDType, quant: Option<QuantKind>, lo: f64, hi: f64) {
     assert_eq!(y.dtype(), DType::F32, "output back in f32");
     let loss = (y.clone() * t2(&g, N, DOUT)).sum();
     let grads = loss.backward();
-    let lora = l.lora.as_ref().unwrap();
+    let lora = l.adapter().unwrap();
     let ga = lora.lora_a.grad(&grads).unwrap();
     let gb = lora.lora_b.grad(&grads).unwrap();
     assert_eq!(ga.dtype(), DType::F32, "grad of A is f32");

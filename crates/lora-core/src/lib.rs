@@ -305,6 +305,31 @@ impl<B: Backend> LoraAdapter<B> {
         })
     }
 
+    /// A, `[d_in, r]` (f32; PEFT's `lora_A.weight` transposed).
+    pub fn lora_a(&self) -> Tensor<B, 2> {
+        self.lora_a.val()
+    }
+
+    /// B, `[r, d_out]` (f32; PEFT's `lora_B.weight` transposed).
+    pub fn lora_b(&self) -> Tensor<B, 2> {
+        self.lora_b.val()
+    }
+
+    /// The rank `r`.
+    pub fn r(&self) -> usize {
+        self.r
+    }
+
+    /// `lora_alpha / r` (or `/ sqrt(r)` with rsLoRA).
+    pub fn scaling(&self) -> f64 {
+        self.scaling
+    }
+
+    /// The dropout probability on the adapter's input (`lora_dropout`).
+    pub fn dropout_prob(&self) -> f64 {
+        self.dropout.prob
+    }
+
     /// The dense update `scaling · A·B`, `[d_in, d_out]` — for merging only, never in forward.
     pub fn delta_weight(&self) -> Tensor<B, 2> {
         self.lora_a
@@ -745,14 +770,114 @@ impl<B: Backend> LoraLinear<B> {
     /// with the update, as PEFT does for bitsandbytes layers); should requantization fail (a
     /// non-finite merged weight), the base is left dense with the exact merged weight.
     pub fn merge_and_unload(mut self) -> Self {
-        if self.lora.is_some() && !self.merged && self.merge().is_err() {
-            // Only requantization can fail here: merge densely instead.
+        self.unload_adapter(true);
+        self
+    }
+
+    /// The attached adapter, if any.
+    pub fn adapter(&self) -> Option<&LoraAdapter<B>> {
+        self.lora.as_ref()
+    }
+
+    /// Whether an adapter is attached (merged or not).
+    pub fn has_adapter(&self) -> bool {
+        self.lora.is_some()
+    }
+
+    /// Whether the adapter's update has been added into the base weight.
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+
+    /// True when the Hugging Face checkpoint stores this weight `[d_in, d_out]` (GPT-2 Conv1D,
+    /// PEFT's `fan_in_fan_out=True`); false for `nn.Linear` (`[d_out, d_in]`).
+    pub fn fan_in_fan_out(&self) -> bool {
+        self.fan_in_fan_out
+    }
+
+    /// The base bias `[d_out]` (f32), if the layer has one.
+    pub fn bias(&self) -> Option<Tensor<B, 1>> {
+        self.bias.as_ref().map(|b| b.val())
+    }
+
+    /// Whether the base weight trains (PEFT `modules_to_save`; see
+    /// [`LoraLinear::set_base_trainable`]).
+    pub fn is_base_trainable(&self) -> bool {
+        self.weight.is_require_grad()
+    }
+
+    /// The quantized base, or `None` for a dense one.
+    pub fn quant_base(&self) -> Option<&QuantBase<B>> {
+        self.quant.as_ref()
+    }
+
+    /// The dense f32 weight to export, `[d_in, d_out]`: [`LoraLinear::base_weight`] when the
+    /// layer is merged or has no adapter, else base + `scaling·A·B` (PEFT `merge`, in f32
+    /// without requantizing).
+    pub fn merged_weight(&self) -> Tensor<B, 2> {
+        match (&self.lora, self.merged) {
+            (Some(a), false) => self.base_weight() + a.delta_weight(),
+            _ => self.base_weight(),
+        }
+    }
+
+    /// Replaces the base with a dense trainable `weight` `[d_in, d_out]` (and `bias` `[d_out]`,
+    /// when the layer has one), as when a PEFT `modules_to_save` copy is loaded: a quantized
+    /// base is dropped, parameter ids are kept, and the base is made trainable.
+    ///
+    /// # Errors
+    /// [`LoraError::Shape`] when `weight` is not `[d_in, d_out]` or `bias` not `[d_out]`.
+    pub fn replace_base(
+        &mut self,
+        weight: Tensor<B, 2>,
+        bias: Option<Tensor<B, 1>>,
+    ) -> Result<(), LoraError> {
+        let (i, o) = self.dims();
+        if weight.dims() != [i, o] {
+            return Err(LoraError::Shape {
+                what: "base weight".into(),
+                expected: vec![i, o],
+                got: weight.dims().to_vec(),
+            });
+        }
+        if let Some(b) = &bias {
+            if b.dims() != [o] {
+                return Err(LoraError::Shape {
+                    what: "base bias".into(),
+                    expected: vec![o],
+                    got: b.dims().to_vec(),
+                });
+            }
+        }
+        self.quant = None;
+        self.weight = Param::initialized(self.weight.id, weight);
+        if let (Some(b), Some(old_id)) = (bias, self.bias.as_ref().map(|p| p.id)) {
+            self.bias = Some(Param::initialized(old_id, b));
+        }
+        self.set_base_trainable(true);
+        Ok(())
+    }
+
+    /// Drops the adapter in place (PEFT `_unload_and_optionally_merge`): with `merge`, its update
+    /// is merged into the base first (PEFT `merge_and_unload`; a quantized base is requantized,
+    /// and should that fail — a non-finite merged weight — the base is left dense with the exact
+    /// merged weight); without, a merged layer is unmerged first (PEFT `unload`), with the same
+    /// dense fallback. Returns whether the layer had an adapter.
+    pub fn unload_adapter(&mut self, merge: bool) -> bool {
+        if self.lora.is_none() {
+            return false;
+        }
+        if merge && !self.merged && self.merge().is_err() {
             self.dequantize();
             let _ = self.merge();
         }
+        if !merge && self.merged && self.unmerge().is_err() {
+            self.dequantize();
+            let _ = self.unmerge();
+        }
         self.lora = None;
         self.merged = false;
-        self
+        true
     }
 
     /// Converts to burn's `nn::Linear` (same `[d_in, d_out]` layout), merging first; a quantized
@@ -987,62 +1112,5 @@ impl std::fmt::Display for PrecisionReport {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory is written, given
-/// mode 0644 (Unix), fsynced and renamed over `path` (then the directory is fsynced, best effort),
-/// so that a crash leaves either the old file or the complete new one, never half a file. Every
-/// file this workspace writes (adapters, configs, checkpoints, merged models) goes through it.
-///
-/// # Errors
-/// The I/O error, its message prefixed with `path`.
-pub fn atomic_write(path: impl AsRef<std::path::Path>, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let path = path.as_ref();
-    let ctx = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(ctx)?;
-    tmp.write_all(bytes).map_err(ctx)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // tempfile creates 0600; give the result ordinary file permissions.
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(ctx)?;
-    }
-    tmp.as_file().sync_all().map_err(ctx)?;
-    tmp.persist(path).map_err(|e| ctx(e.error))?;
-    #[cfg(unix)]
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// The values of a safetensors tensor as f32: F32 as is, F16 and BF16 widened exactly.
-/// `None` for any other dtype (the caller names the file and key in its error). Shared by every
-/// reader of checkpoints and adapter files in this workspace.
-pub fn safetensors_f32(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
-    use safetensors::Dtype;
-    let data = view.data();
-    Some(match view.dtype() {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        _ => return None,
-    })
-}
+/// Atomic writes and safetensors reading live in `lora-io`; re-exported for existing callers.
+pub use lora_io::{atomic_write, f32_values as safetensors_f32};

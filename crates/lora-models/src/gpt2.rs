@@ -371,15 +371,6 @@ pub(crate) fn causal_attention<B: Backend>(
     softmax(scores, 3).matmul(v)
 }
 
-/// The dense f32 weight to export from a layer, `[d_in, d_out]`: the base weight
-/// ([`LoraLinear::base_weight`], dequantized when the base is quantized) if it is merged or has
-/// no adapter, else base + `scaling·A·B` (PEFT `merge`, here in f32 without requantizing).
-pub(crate) fn merged_weight<B: Backend>(l: &LoraLinear<B>) -> Tensor<B, 2> {
-    match (&l.lora, l.merged) {
-        (Some(a), false) => l.base_weight() + a.delta_weight(),
-        _ => l.base_weight(),
-    }
-}
 
 /// Row-major `[rows, cols]` → `[cols, rows]`.
 pub(crate) fn transpose_vec(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -717,9 +708,9 @@ impl<B: Backend> Gpt2<B> {
                 ("mlp.c_fc", &blk.mlp.c_fc),
                 ("mlp.c_proj", &blk.mlp.c_proj),
             ] {
-                put_tensor(&mut t, &format!("{pre}.{name}.weight"), merged_weight(l), p)?;
-                if let Some(b) = &l.bias {
-                    put_tensor(&mut t, &format!("{pre}.{name}.bias"), b.val(), p)?;
+                put_tensor(&mut t, &format!("{pre}.{name}.weight"), l.merged_weight(), p)?;
+                if let Some(b) = l.bias() {
+                    put_tensor(&mut t, &format!("{pre}.{name}.bias"), b, p)?;
                 }
             }
         }

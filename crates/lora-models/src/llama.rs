@@ -12,7 +12,7 @@
 
 use crate::gguf::GgufFile;
 use crate::gpt2::{
-    causal_attention, causal_mask, ensure_dir, frozen, merged_weight, put_tensor, read_json,
+    causal_attention, causal_mask, ensure_dir, frozen, put_tensor, read_json,
     save_json, save_safetensors, transpose_vec, Cfg, StTensors,
 };
 use crate::st::StFile;
@@ -802,7 +802,7 @@ impl<B: Backend> Llama<B> {
         let mut t = StTensors::new();
         // LoraLinear [in, out] → HF [out, in].
         let lin = |t: &mut StTensors, key: String, l: &LoraLinear<B>| {
-            put_tensor(t, &key, merged_weight(l).transpose(), p)
+            put_tensor(t, &key, l.merged_weight().transpose(), p)
         };
         put_tensor(
             &mut t,

@@ -38,10 +38,10 @@ pub fn apply_lora<B: Backend, M: NamedLinears<B>>(
     let mut layout_differs = Vec::new();
     model.visit_linears(&mut |name, l| {
         if targets.contains_key(name) {
-            if l.merged {
+            if l.is_merged() {
                 merged.push(name.to_string());
             }
-            if l.fan_in_fan_out != config.fan_in_fan_out {
+            if l.fan_in_fan_out() != config.fan_in_fan_out {
                 layout_differs.push(name.to_string());
             }
         }
@@ -93,19 +93,7 @@ pub fn apply_lora<B: Backend, M: NamedLinears<B>>(
 /// layer first to merge into f32 weights instead. Returns how many layers had an adapter.
 pub fn merge_and_unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> usize {
     let mut n = 0;
-    model.visit_linears_mut(&mut |_, l| {
-        if l.lora.is_some() {
-            if !l.merged && l.merge().is_err() {
-                // Only the requantization of a quantized base can fail (a non-finite merged
-                // weight): merge into the dense f32 weight instead; a dense merge cannot fail.
-                l.dequantize();
-                let _ = l.merge();
-            }
-            l.lora = None;
-            l.merged = false;
-            n += 1;
-        }
-    });
+    model.visit_linears_mut(&mut |_, l| n += usize::from(l.unload_adapter(true)));
     n
 }
 
@@ -113,17 +101,6 @@ pub fn merge_and_unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> usize 
 /// a merged layer is unmerged first. Returns how many layers had an adapter.
 pub fn unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> usize {
     let mut n = 0;
-    model.visit_linears_mut(&mut |_, l| {
-        if l.lora.is_some() {
-            if l.merged && l.unmerge().is_err() {
-                // As in merge_and_unload: fall back to the dense f32 weight.
-                l.dequantize();
-                let _ = l.unmerge();
-            }
-            l.lora = None;
-            l.merged = false;
-            n += 1;
-        }
-    });
+    model.visit_linears_mut(&mut |_, l| n += usize::from(l.unload_adapter(false)));
     n
 }

@@ -12,7 +12,6 @@
 use crate::config::CONFIG_NAME;
 use crate::matching::resolve;
 use crate::{LoraConfig, PeftError};
-use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use lora_core::{LoraLayerConfig, NamedLinears};
@@ -87,7 +86,7 @@ pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
             return;
         }
         let res = (|| -> Result<(), PeftError> {
-            match (targets.get(name), &l.lora) {
+            match (targets.get(name), l.adapter()) {
                 (Some(c), Some(a)) => {
                     let want = c.scaling().map_err(|source| PeftError::Lora {
                         name: name.to_string(),
@@ -124,16 +123,16 @@ pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
                 let (d_in, d_out) = l.dims();
                 let key_w = format!("{KEY_PREFIX}{name}.weight");
                 // A quantized base (not expected for a trainable module) is written dequantized.
-                let (w, shape) = if l.fan_in_fan_out {
+                let (w, shape) = if l.fan_in_fan_out() {
                     (l.base_weight(), vec![d_in, d_out])
                 } else {
                     (l.base_weight().transpose(), vec![d_out, d_in])
                 };
                 let bytes = tensor_bytes(w, &key_w)?;
                 tensors.push((key_w, shape, bytes));
-                if let Some(b) = &l.bias {
+                if let Some(b) = l.bias() {
                     let key_b = format!("{KEY_PREFIX}{name}.bias");
-                    let bytes = tensor_bytes(b.val(), &key_b)?;
+                    let bytes = tensor_bytes(b, &key_b)?;
                     tensors.push((key_b, vec![d_out], bytes));
                 }
             }
@@ -292,7 +291,7 @@ pub fn load_adapter<B: Backend, M: NamedLinears<B>>(
         let (i, o) = l.dims();
         info.insert(
             n.to_string(),
-            (i, o, l.bias.is_some(), l.fan_in_fan_out, l.merged),
+            (i, o, l.bias().is_some(), l.fan_in_fan_out(), l.is_merged()),
         );
     });
 
@@ -365,12 +364,12 @@ pub fn load_adapter<B: Backend, M: NamedLinears<B>>(
         }
         if let Some((w, b)) = saved.remove(name) {
             // The file's dense weight replaces the base, quantized or not.
-            l.quant = None;
-            l.weight = Param::initialized(l.weight.id, w);
-            if let (Some(b), Some(old_id)) = (b, l.bias.as_ref().map(|p| p.id)) {
-                l.bias = Some(Param::initialized(old_id, b));
+            if let Err(source) = l.replace_base(w, b) {
+                err = Some(PeftError::Lora {
+                    name: name.to_string(),
+                    source,
+                });
             }
-            l.set_base_trainable(true);
         }
     });
     match err {

@@ -136,7 +136,7 @@ pub fn quantize_model<B: Backend, M: NamedLinears<B>>(
         if err.is_none() {
             let state = if l.is_quantized() {
                 Some("the base is already quantized")
-            } else if l.weight.is_require_grad() {
+            } else if l.is_base_trainable() {
                 Some("the base weight is trainable (modules_to_save): add it to `skip`")
             } else {
                 None

@@ -183,6 +183,16 @@ impl<B: Backend> QuantBase<B> {
         }
     }
 
+    /// The number of weight values the packed codes hold, rounded up to whole storage words
+    /// ([`crate::NIBBLES_PER_WORD`] NF4 or [`crate::BYTES_PER_WORD`] int8 codes a word): what
+    /// PEFT's `print_trainable_parameters` counts for a 4-bit `Params4bit` (twice its bytes).
+    pub fn num_values(&self) -> usize {
+        match self {
+            Self::Nf4(q) => q.words.shape().num_elements() * crate::NIBBLES_PER_WORD,
+            Self::Int8(q) => q.words.shape().num_elements() * crate::BYTES_PER_WORD,
+        }
+    }
+
     /// The dequantized weight `[d_in, d_out]` (f32; bit-equal to bitsandbytes' dequantization).
     pub fn dequantize_weight_in_out(&self) -> Tensor<B, 2> {
         match self {
