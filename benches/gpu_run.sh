@@ -78,7 +78,8 @@ parity)
   CUDA_VISIBLE_DEVICES=0 timeout 240 bundle/run/backend_parity-cuda --nocapture --test-threads 1 2>&1 | tee "$LOGS/parity_cuda.log" | grep -E "PARITY|test result|panicked|FAILED"
   echo "== backend_parity on wgpu (Vulkan)"
   for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  # Where the NVIDIA container toolkit puts the Vulkan ICD; set VK_DRIVER_FILES if yours differs.
+  export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
   CUDA_VISIBLE_DEVICES=0 timeout 240 bundle/run/backend_parity-wgpu --nocapture --test-threads 1 2>&1 | tee "$LOGS/parity_wgpu.log" | grep -E "PARITY|test result|panicked|FAILED|rror"
   echo "== mixed precision (bf16 / f16 compute, f32 master weights) on cuda and wgpu"
   CUDA_VISIBLE_DEVICES=0 timeout 150 bundle/run/mixed_precision-cuda --nocapture --test-threads 1 2>&1 | tee "$LOGS/mixed_cuda.log" | grep -vE "^\s*$" | tail -12
