@@ -5,15 +5,17 @@
 # element-wise ops, or `fallback`: unfused matmul + a separate element-wise kernel), one process
 # per pair. Prints one line per pair and, last, "BEST <matmul> <fused> <ms>".
 #
-#   TB=carry/run/train_bench-cuda CONFIGS=all:none:f32 bash benches/kernel_choice_ab.sh
-# Run from anywhere; paths are relative to the repository root. Without TB, the `cuda-base`
-# train_bench is taken from carry/run/, unpacked there first from the carried binaries
-# (benches/unpack_carry.sh). On your own GPU machine, set TB=<target
-# dir>/release/examples/train_bench of a `--features cuda-base` build.
+# On a GPU host that builds for itself:
+#   CUDARC_CUDA_VERSION=13000 cargo build --release --no-default-features --features cuda-base \
+#     --example train_bench
+#   TB=target/release/examples/train_bench CONFIGS=all:none:f32 bash benches/kernel_choice_ab.sh
+# Run from anywhere; relative paths are taken from the repository root. Without TB, the
+# `cuda-base` train_bench of the bundle packed by benches/gpu_prepare.sh is used (bundle/run/,
+# unpacked there first by benches/unpack_bundle.sh).
 set -u
 cd "$(dirname "$0")/.."
-TB=${TB:-carry/run/train_bench-cuda}
-[ -x "$TB" ] || bash benches/unpack_carry.sh
+TB=${TB:-bundle/run/train_bench-cuda}
+[ -x "$TB" ] || bash benches/unpack_bundle.sh
 [ -x "$TB" ] || { echo "kernel_choice_ab: no train_bench at $TB (set TB=...)" >&2; exit 2; }
 CONFIGS=${CONFIGS:-all:none:f32}
 # CPU smoke test: TB=target/release/examples/train_bench MODEL=tiny BATCH=2 SEQ=32

@@ -368,7 +368,7 @@ def cmd_run(a):
         dev = torch.device("cuda", 0)
     if dev.type == "cuda":
         # The caching allocator must exist before reset_peak_memory_stats, else torch raises
-        # "Invalid device argument : did you call init?" (seen on the H200, 2026-11-29).
+        # "Invalid device argument : did you call init?".
         torch.cuda.init()
         torch.zeros(1, device=dev)
     if a.threads:

@@ -4,7 +4,10 @@
 (1) 3 training steps of batch 6 over 16 rows (the last batch short, as finetune's); (2) the sanity run with --lr 0 --lora-dropout 0 --check-base, which must
 give max |diff| 0 between PEFT's logits and the model's without PEFT (before and after).
 
-    /work/pyref/bin/python benches/peft_imdb_smoke.py [GGUF] [IMDB reviews.json]
+    python3 benches/peft_imdb_smoke.py [GGUF] [IMDB reviews.json]
+
+(python3 with torch, transformers, peft and gguf; GGUF and reviews.json default to the files the
+CPU `finetune` run fetched into $LORA_BURN_CACHE, default ~/.cache/lora-burn.)
 """
 import gzip, json, os, shutil, subprocess, sys, tempfile
 import numpy as np

@@ -12,10 +12,10 @@ printf '| base | base linear weights | peak RSS | train tok/s | step time vs non
 ref=
 for q in none int8 nf4 nf4-dq; do
   log=$(mktemp)
-  out=$(mktemp -d)
+  run_dir=$(mktemp -d)
   /usr/bin/time -v "$bin" --quant "$q" --steps "$steps" --eval-size 16 --no-eval-before \
-    --output-dir "$out" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
-  rm -rf "$out"
+    --output-dir "$run_dir" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  rm -rf "$run_dir"
   rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f MB", $2/1024}' "$log")
   base=$(grep -o 'base linear weights: .*' "$log" | head -n1 | sed 's/base linear weights: //; s/, max.*//' || true)
   tps=$(grep -o 'training: .* tok/s' "$log" | awk '{print $4}' || true)

