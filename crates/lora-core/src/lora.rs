@@ -56,7 +56,7 @@ impl<B: Backend> LoraAdapter<B> {
             }
             _ => Tensor::zeros([r, d_out], device),
         };
-        Ok(Self::from_tensors(a, b, config)?)
+        Self::from_tensors(a, b, config)
     }
 
     /// An adapter from given factors: `a` `[d_in, r]`, `b` `[r, d_out]`.
