@@ -1,6 +1,9 @@
 //! LoRA layer math against closed forms computed by hand in f64.
+mod common;
+
 use burn::backend::NdArray;
 use burn::tensor::{Tensor, TensorData};
+use common::{f64s, lcg, mm, t2, vals};
 use lora_core::*;
 
 type B = NdArray<f32>;
@@ -9,38 +12,9 @@ fn dev() -> burn::tensor::Device<B> {
     Default::default()
 }
 
-fn t2(v: &[f32], r: usize, c: usize) -> Tensor<B, 2> {
-    Tensor::from_data(TensorData::new(v.to_vec(), [r, c]), &dev())
-}
-
-fn vals<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
-}
-
-/// Deterministic pseudo-random numbers (LCG) so that expected values are computed independently.
-fn lcg(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
-
-/// y[i][o] = sum_k x[i][k] w[k][o] in f64.
+/// `x·w` in f64 from f32 inputs.
 fn matmul(x: &[f32], w: &[f32], n: usize, k: usize, m: usize) -> Vec<f64> {
-    let mut y = vec![0f64; n * m];
-    for i in 0..n {
-        for o in 0..m {
-            for j in 0..k {
-                y[i * m + o] += x[i * k + j] as f64 * w[j * m + o] as f64;
-            }
-        }
-    }
-    y
+    mm(&f64s(x), &f64s(w), n, k, m)
 }
 
 #[test]
@@ -100,10 +74,10 @@ fn default_init_b_zero_gives_base_output() {
         assert!((y[i] as f64 - (expect[i] + bias[i % dout] as f64)).abs() < 1e-5);
     }
     // A is kaiming-uniform: bounded by 1/sqrt(d_in) and not all zero.
-    let a = vals(layer.lora.as_ref().unwrap().lora_a.val());
+    let a = vals(layer.adapter().unwrap().lora_a());
     let bound = 1.0 / (din as f32).sqrt();
     assert!(a.iter().all(|v| v.abs() <= bound) && a.iter().any(|v| *v != 0.0));
-    assert!(vals(layer.lora.as_ref().unwrap().lora_b.val())
+    assert!(vals(layer.adapter().unwrap().lora_b())
         .iter()
         .all(|v| *v == 0.0));
 }
@@ -151,12 +125,12 @@ fn forward_matches_closed_form_and_merge_equals_unmerged() {
             assert!((ym[i] - y[i]).abs() < 1e-5);
         }
         layer.unmerge().unwrap();
-        let wu = vals(layer.weight.val());
+        let wu = vals(layer.base_weight());
         for i in 0..din * dout {
             assert!((wu[i] - w[i]).abs() < 1e-6);
         }
         let plain = layer.merge_and_unload();
-        assert!(plain.lora.is_none());
+        assert!(!plain.has_adapter());
         let yp = vals(plain.forward(t2(&x, n, din)));
         for i in 0..n * dout {
             assert!((yp[i] - y[i]).abs() < 1e-5);
@@ -173,7 +147,7 @@ fn gaussian_init_std_is_one_over_r() {
         ..Default::default()
     };
     let ad = LoraAdapter::<B>::new(4096, 8, &cfg, &dev()).unwrap();
-    let a = vals(ad.lora_a.val());
+    let a = vals(ad.lora_a());
     let mean = a.iter().map(|v| *v as f64).sum::<f64>() / a.len() as f64;
     let var = a.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
     assert!((var.sqrt() - 0.25).abs() < 0.01, "std {}", var.sqrt());

@@ -7,69 +7,15 @@
 //! f32 gradients of A and B) is exercised with **F64** as the compute dtype of an `NdArray<f32>`
 //! model: with f64 compute the only rounding left is the final cast to f32, so the output must
 //! match an f64 closed form to ~1e-7 while an f32 forward misses it by more.
+mod common;
+
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType};
+use common::{f64s, lcg, mm, rel, t1, t2, transpose as tr, vals64 as vals};
 use lora_core::*;
 
 type B = NdArray<f32>;
 type AD = Autodiff<NdArray<f32>>;
-
-fn lcg(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
-
-fn t2<BB: burn::tensor::backend::Backend>(v: &[f32], r: usize, c: usize) -> Tensor<BB, 2> {
-    Tensor::from_data(TensorData::new(v.to_vec(), [r, c]), &Default::default())
-}
-
-fn t1<BB: burn::tensor::backend::Backend>(v: &[f32]) -> Tensor<BB, 1> {
-    Tensor::from_data(TensorData::new(v.to_vec(), [v.len()]), &Default::default())
-}
-
-fn vals<BB: burn::tensor::backend::Backend, const D: usize>(t: Tensor<BB, D>) -> Vec<f64> {
-    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
-}
-
-/// `[n,k]·[k,m]` in f64.
-fn mm(x: &[f64], w: &[f64], n: usize, k: usize, m: usize) -> Vec<f64> {
-    let mut y = vec![0f64; n * m];
-    for i in 0..n {
-        for j in 0..k {
-            for o in 0..m {
-                y[i * m + o] += x[i * k + j] * w[j * m + o];
-            }
-        }
-    }
-    y
-}
-
-fn tr(v: &[f64], r: usize, c: usize) -> Vec<f64> {
-    let mut o = vec![0f64; v.len()];
-    for i in 0..r {
-        for j in 0..c {
-            o[j * r + i] = v[i * c + j];
-        }
-    }
-    o
-}
-
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
-    let den: f64 = b.iter().map(|y| y * y).sum();
-    (num / den).sqrt()
-}
-
-fn f64s(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 const N: usize = 6;
 const DIN: usize = 64;
@@ -141,7 +87,7 @@ fn f32_compute_dtype_is_the_plain_f32_forward_bit_for_bit() {
     l.set_compute_dtype(FloatDType::F64).unwrap();
     assert_ne!(vals(l.forward(x.clone())), expect); // really another computation
     l.set_compute_dtype(FloatDType::F32).unwrap();
-    assert_eq!(l.weight.dtype(), DType::F32);
+    assert_eq!(l.base().weight_param().dtype(), DType::F32);
     assert_eq!(vals(l.forward(x)), expect);
 }
 
@@ -154,10 +100,10 @@ fn f64_compute_on_an_f32_model_matches_the_f64_closed_form() {
     let e32 = rel(&vals(l32.forward(x.clone())), &want);
     let mut l = layer::<B>(&c);
     l.set_compute_dtype(FloatDType::F64).unwrap();
-    assert_eq!(l.weight.dtype(), DType::F64);
-    let lora = l.lora.as_ref().unwrap();
-    assert_eq!(lora.lora_a.dtype(), DType::F32, "A stays f32");
-    assert_eq!(lora.lora_b.dtype(), DType::F32, "B stays f32");
+    assert_eq!(l.base().weight_param().dtype(), DType::F64);
+    let lora = l.adapter().unwrap();
+    assert_eq!(lora.lora_a().dtype(), DType::F32, "A stays f32");
+    assert_eq!(lora.lora_b().dtype(), DType::F32, "B stays f32");
     let y = l.forward(x);
     assert_eq!(
         y.dtype(),
@@ -185,13 +131,13 @@ fn gradients_of_a_and_b_are_f32_and_match_the_closed_form() {
     assert_eq!(y.dtype(), DType::F32);
     let loss = (y * t2::<AD>(&g, N, DOUT)).sum();
     let grads = loss.backward();
-    let lora = l.lora.as_ref().unwrap();
-    let ga = lora.lora_a.grad(&grads).unwrap();
-    let gb = lora.lora_b.grad(&grads).unwrap();
+    let lora = l.adapter().unwrap();
+    let ga = lora.lora_a().grad(&grads).unwrap();
+    let gb = lora.lora_b().grad(&grads).unwrap();
     assert_eq!(ga.dtype(), DType::F32);
     assert_eq!(gb.dtype(), DType::F32);
     assert!(
-        l.weight.grad(&grads).is_none(),
+        l.base().weight_param().grad(&grads).is_none(),
         "frozen base gets no gradient"
     );
     // dL/dB = s·(xA)ᵀ g, dL/dA = s·xᵀ (g Bᵀ).
@@ -226,7 +172,7 @@ fn dropout_path_and_eval_path_run_in_the_compute_dtype() {
     let y = l.forward(t2::<AD>(&c.x, N, DIN));
     assert_eq!(y.dtype(), DType::F32);
     let grads = y.sum().backward();
-    let ga = l.lora.as_ref().unwrap().lora_a.grad(&grads).unwrap();
+    let ga = l.adapter().unwrap().lora_a().grad(&grads).unwrap();
     assert_eq!(ga.dtype(), DType::F32);
     assert!(vals(ga).iter().all(|v| v.is_finite()));
 }
@@ -241,14 +187,18 @@ fn quantized_base_computes_in_the_compute_dtype() {
     let x = t2::<B>(&c.x, N, DIN);
     l.set_compute_dtype(FloatDType::F64).unwrap();
     assert_eq!(l.compute_dtype(), FloatDType::F64);
-    assert_eq!(l.weight.dims(), [0, 0], "placeholder stays empty");
+    assert_eq!(
+        l.base().weight_param().dims(),
+        [0, 0],
+        "placeholder stays empty"
+    );
     let y = l.forward(x);
     assert_eq!(y.dtype(), DType::F32);
     let e = rel(&vals(y), &want);
     assert!(e < 1e-7, "{e}");
     // Dequantizing keeps the compute dtype; base_weight is f32 and unchanged.
     l.dequantize();
-    assert_eq!(l.weight.dtype(), DType::F64);
+    assert_eq!(l.base().weight_param().dtype(), DType::F64);
     assert_eq!(vals(l.base_weight()), deq);
 }
 
@@ -260,7 +210,7 @@ fn merge_into_a_switched_base_keeps_its_dtype() {
     let x = t2::<B>(&c.x, N, DIN);
     let before = vals(l.forward(x.clone()));
     l.merge().unwrap();
-    assert_eq!(l.weight.dtype(), DType::F64);
+    assert_eq!(l.base().weight_param().dtype(), DType::F64);
     let after = vals(l.forward(x));
     let e = rel(&after, &before);
     assert!(e < 1e-6, "{e}");
@@ -323,8 +273,8 @@ fn model_level_switch_keeps_trainable_bases_f32() {
     let rep = m.set_compute_dtype(FloatDType::F64).unwrap();
     assert_eq!(rep.switched, vec!["a".to_string()]);
     assert_eq!(rep.kept_master, vec!["score".to_string()]);
-    assert_eq!(m.a.weight.dtype(), DType::F64);
-    assert_eq!(m.score.weight.dtype(), DType::F32);
+    assert_eq!(m.a.base().weight_param().dtype(), DType::F64);
+    assert_eq!(m.score.base().weight_param().dtype(), DType::F32);
     assert!(rep.to_string().contains("on 1 linear layers"), "{rep}");
 }
 

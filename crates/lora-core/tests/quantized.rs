@@ -1,10 +1,13 @@
 //! `LoraLinear` on a quantized base (QLoRA): forward against closed forms over the host codecs'
 //! dequantization (`lora_quant`, bit-exact with bitsandbytes, checked in lora-quant's tests),
 //! gradients on Autodiff<NdArray>, merge/unmerge with requantization, dequantize, errors.
+mod common;
+
 use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use common::{lcg_scaled as lcg, t2, transpose, vals};
 use lora_core::quant::{error_stats, quantize_int8_vectorwise, quantize_nf4_shaped};
 use lora_core::*;
 
@@ -14,38 +17,6 @@ type AB = Autodiff<NdArray<f32>>;
 const D_IN: usize = 70;
 const D_OUT: usize = 33;
 const R: usize = 4;
-
-fn t2<Bk: Backend>(v: &[f32], r: usize, c: usize) -> Tensor<Bk, 2> {
-    Tensor::from_data(TensorData::new(v.to_vec(), [r, c]), &Default::default())
-}
-
-fn vals<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec::<f32>().unwrap()
-}
-
-/// Deterministic pseudo-random numbers in [-scale, scale) (LCG).
-fn lcg(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32 * scale
-        })
-        .collect()
-}
-
-/// `[rows, cols]` row-major → `[cols, rows]`.
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; v.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = v[r * cols + c];
-        }
-    }
-    out
-}
 
 /// The host codecs' dequantization of our `[d_in, d_out]` weight, returned `[d_in, d_out]`
 /// (the quantized matrix is the PyTorch `[d_out, d_in]` one).
@@ -139,7 +110,7 @@ fn quantized_forward_equals_lora_forward_over_the_dequantized_weight() {
         assert!(q.is_quantized());
         assert_eq!(q.dims(), (D_IN, D_OUT));
         assert_eq!(
-            q.weight.dims(),
+            q.base().weight_param().dims(),
             [0, 0],
             "dense weight is an empty placeholder"
         );
@@ -209,13 +180,19 @@ fn gradients_reach_a_b_and_the_input_only() {
         let yv = l.valid().forward(x.clone().inner());
         assert_eq!(vals(y.clone()), vals(yv), "{kind}: valid()");
         let grads = y.sum().backward();
-        let lora = l.lora.as_ref().unwrap();
-        let ga = vals(lora.lora_a.grad(&grads).expect("grad for lora_A"));
-        let gb = vals(lora.lora_b.grad(&grads).expect("grad for lora_B"));
+        let lora = l.adapter().unwrap();
+        let ga = vals(lora.lora_a().grad(&grads).expect("grad for lora_A"));
+        let gb = vals(lora.lora_b().grad(&grads).expect("grad for lora_B"));
         let gx = vals(x.grad(&grads).expect("grad for the input"));
-        assert!(l.weight.grad(&grads).is_none(), "placeholder weight");
-        assert!(l.bias.as_ref().unwrap().grad(&grads).is_none(), "bias");
-        match l.quant.as_ref().unwrap() {
+        assert!(
+            l.base().weight_param().grad(&grads).is_none(),
+            "placeholder weight"
+        );
+        assert!(
+            l.base().bias_param().unwrap().grad(&grads).is_none(),
+            "bias"
+        );
+        match l.quant_base().unwrap() {
             QuantBase::Nf4(q) => match &q.scales {
                 quant::Nf4Scales::Double(d) => {
                     assert!(d.absmax2.grad(&grads).is_none(), "absmax2")
@@ -274,15 +251,15 @@ fn merge_requantizes_and_unmerge_returns_close_to_the_original_codes() {
         let mut l = layer::<B>(&p, &p.w);
         let q0 = l.quantize(&kind).unwrap();
         let w0 = vals(l.base_weight());
-        let delta = vals(l.lora.as_ref().unwrap().delta_weight());
+        let delta = vals(l.adapter().unwrap().delta_weight());
         let y_unmerged = vals(l.forward(t2::<B>(&x, n, D_IN)));
 
         let s1 = l
             .merge_report()
             .unwrap()
             .expect("a quantized merge reports");
-        assert!(l.merged && l.is_quantized());
-        assert_eq!(l.quant.as_ref().unwrap().kind(), kind, "same scheme");
+        assert!(l.is_merged() && l.is_quantized());
+        assert_eq!(l.quant_base().unwrap().kind(), kind, "same scheme");
         // the report is the error of the new codes against the exact merged weight
         let exact: Vec<f32> = w0.iter().zip(&delta).map(|(a, b)| a + b).collect();
         let w1 = vals(l.base_weight());
@@ -311,7 +288,7 @@ fn merge_requantizes_and_unmerge_returns_close_to_the_original_codes() {
             .unmerge_report()
             .unwrap()
             .expect("a quantized unmerge reports");
-        assert!(!l.merged && l.is_quantized());
+        assert!(!l.is_merged() && l.is_quantized());
         let w2 = vals(l.base_weight());
         let back = w2
             .iter()
@@ -338,7 +315,7 @@ fn merge_requantizes_and_unmerge_returns_close_to_the_original_codes() {
 
         // merge_and_unload keeps the quantized base with the update requantized into it
         let merged = l.clone().merge_and_unload();
-        assert!(merged.lora.is_none() && merged.is_quantized() && !merged.merged);
+        assert!(!merged.has_adapter() && merged.is_quantized() && !merged.is_merged());
         let ym = vals(merged.forward(t2::<B>(&x, n, D_IN)));
         let d = ym
             .iter()
@@ -359,13 +336,13 @@ fn dequantize_and_trainable_base_give_a_dense_weight() {
     let deq = host_dequant(&p.w, &QuantKind::NF4);
     let mut l = layer::<AB>(&p, &p.w);
     l.quantize(&QuantKind::NF4).unwrap();
-    let id = l.weight.id;
+    let id = l.base().weight_param().id;
     l.dequantize();
     assert!(!l.is_quantized());
-    assert_eq!(l.weight.id, id, "the parameter keeps its id");
-    assert_eq!(l.weight.dims(), [D_IN, D_OUT]);
-    assert!(!l.weight.is_require_grad());
-    assert_eq!(vals(l.weight.val()), deq);
+    assert_eq!(l.base().weight_param().id, id, "the parameter keeps its id");
+    assert_eq!(l.base().weight_param().dims(), [D_IN, D_OUT]);
+    assert!(!l.is_base_trainable());
+    assert_eq!(vals(l.base().weight_param().val()), deq);
     l.dequantize(); // no-op on a dense layer
     assert_eq!(vals(l.base_weight()), deq);
 
@@ -373,13 +350,16 @@ fn dequantize_and_trainable_base_give_a_dense_weight() {
     let mut t = layer::<AB>(&p, &p.w);
     t.quantize(&QuantKind::Int8).unwrap();
     t.set_base_trainable(true);
-    assert!(!t.is_quantized() && t.weight.is_require_grad());
-    assert_eq!(vals(t.weight.val()), host_dequant(&p.w, &QuantKind::Int8));
+    assert!(!t.is_quantized() && t.is_base_trainable());
+    assert_eq!(
+        vals(t.base().weight_param().val()),
+        host_dequant(&p.w, &QuantKind::Int8)
+    );
 
     // into_linear: merged and dense
     let mut q = layer::<B>(&p, &p.w);
     q.quantize(&QuantKind::NF4).unwrap();
-    let delta = vals(q.lora.as_ref().unwrap().delta_weight());
+    let delta = vals(q.adapter().unwrap().delta_weight());
     let exact: Vec<f32> = deq.iter().zip(&delta).map(|(a, b)| a + b).collect();
     let lin = q.into_linear();
     assert_eq!(lin.weight.dims(), [D_IN, D_OUT]);
@@ -413,7 +393,7 @@ fn quantize_refuses_bad_states_and_inputs() {
         }))
     ));
     assert!(
-        !b.is_quantized() && b.weight.dims() == [D_IN, D_OUT],
+        !b.is_quantized() && b.base().weight_param().dims() == [D_IN, D_OUT],
         "unchanged"
     );
     let mut w = p.w.clone();

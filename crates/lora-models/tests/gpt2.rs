@@ -98,8 +98,8 @@ fn config_fields_and_names() {
         ]
     );
     model.visit_linears(&mut |n, l| {
-        assert!(l.fan_in_fan_out, "{n}");
-        assert!(!l.weight.is_require_grad(), "{n} must be frozen");
+        assert!(l.fan_in_fan_out(), "{n}");
+        assert!(!l.is_base_trainable(), "{n} must be frozen");
     });
     // The classification checkpoint (with `score.weight`) loads; pad_token_id kept. transformers
     // 5 omits the default two labels from config.json, so num_labels is None there.
@@ -348,10 +348,10 @@ fn backward_reaches_lora_factors_only() {
     let ids = Tensor::<A, 2, Int>::from_data(TensorData::new(ids, [shape[0], shape[1]]), &dev);
     let grads = model.forward(ids).powf_scalar(2.0).mean().backward();
     model.visit_linears(&mut |name, l| {
-        let lora = l.lora.as_ref().unwrap();
+        let lora = l.adapter().unwrap();
         for g in [
-            lora.lora_a.val().grad(&grads),
-            lora.lora_b.val().grad(&grads),
+            lora.lora_a().grad(&grads),
+            lora.lora_b().grad(&grads),
         ] {
             let g: Vec<f32> = g.expect(name).into_data().into_vec().unwrap();
             assert!(
@@ -360,7 +360,7 @@ fn backward_reaches_lora_factors_only() {
             );
         }
         assert!(
-            l.weight.val().grad(&grads).is_none(),
+            l.base_weight().grad(&grads).is_none(),
             "{name}: base weight must be frozen"
         );
     });

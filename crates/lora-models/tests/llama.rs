@@ -92,8 +92,8 @@ fn names_and_frozen_base() {
         ]
     );
     model.visit_linears(&mut |n, l| {
-        assert!(!l.fan_in_fan_out && l.bias.is_none(), "{n}");
-        assert!(!l.weight.is_require_grad(), "{n} must be frozen");
+        assert!(!l.fan_in_fan_out() && l.bias().is_none(), "{n}");
+        assert!(!l.is_base_trainable(), "{n} must be frozen");
     });
     let (_, c) = load(&fixtures().join("llama_cls"));
     assert_eq!(c.pad_token_id, Some(0));
@@ -411,10 +411,10 @@ fn backward_reaches_lora_factors_only() {
     let grads = loss.backward();
     let mut n = 0;
     model.visit_linears(&mut |name, l| {
-        let lora = l.lora.as_ref().unwrap();
+        let lora = l.adapter().unwrap();
         for g in [
-            lora.lora_a.val().grad(&grads),
-            lora.lora_b.val().grad(&grads),
+            lora.lora_a().grad(&grads),
+            lora.lora_b().grad(&grads),
         ] {
             let g: Vec<f32> = g.expect(name).into_data().into_vec().unwrap();
             assert!(
@@ -424,7 +424,7 @@ fn backward_reaches_lora_factors_only() {
             assert!(g.iter().any(|x| *x != 0.0), "{name}: zero gradient");
         }
         assert!(
-            l.weight.val().grad(&grads).is_none(),
+            l.base_weight().grad(&grads).is_none(),
             "{name}: base weight must be frozen"
         );
         n += 1;

@@ -92,20 +92,22 @@ pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
                         name: name.to_string(),
                         source,
                     })?;
-                    if a.r != c.r || (a.scaling - want).abs() > 1e-9 * want.abs().max(1.0) {
+                    if a.r() != c.r || (a.scaling() - want).abs() > 1e-9 * want.abs().max(1.0) {
                         return Err(PeftError::State(format!(
                             "layer `{name}`: adapter has r = {}, scaling = {} but the config gives \
                              r = {}, scaling = {want}",
-                            a.r, a.scaling, c.r
+                            a.r(),
+                            a.scaling(),
+                            c.r
                         )));
                     }
                     let (d_in, d_out) = l.dims();
                     let key_a = format!("{KEY_PREFIX}{name}.lora_A.weight");
                     let key_b = format!("{KEY_PREFIX}{name}.lora_B.weight");
-                    let ta = tensor_bytes(a.lora_a.val().transpose(), &key_a)?;
-                    let tb = tensor_bytes(a.lora_b.val().transpose(), &key_b)?;
-                    tensors.push((key_a, vec![a.r, d_in], ta));
-                    tensors.push((key_b, vec![d_out, a.r], tb));
+                    let ta = tensor_bytes(a.lora_a().transpose(), &key_a)?;
+                    let tb = tensor_bytes(a.lora_b().transpose(), &key_b)?;
+                    tensors.push((key_a, vec![a.r(), d_in], ta));
+                    tensors.push((key_b, vec![d_out, a.r()], tb));
                 }
                 (Some(_), None) => {
                     return Err(PeftError::State(format!(

@@ -280,9 +280,9 @@ fn apply_attaches_exactly_the_matched_layers() {
     );
     let mut with = Vec::new();
     m.visit_linears(&mut |n, l| {
-        if let Some(a) = &l.lora {
-            assert_eq!(a.r, 3);
-            assert_eq!(a.scaling, 2.0);
+        if let Some(a) = l.adapter() {
+            assert_eq!(a.r(), 3);
+            assert_eq!(a.scaling(), 2.0);
             with.push(n.to_string());
         }
     });
