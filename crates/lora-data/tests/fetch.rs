@@ -1,21 +1,16 @@
 //! Fetch pipeline tests, without network: the "download" command is a local `cp` of an
 //! archive the test builds itself (tar.gz like npm's, zip like a wheel).
 
-use lora_train::fetch::{
+mod common;
+
+use common::sha;
+use lora_data::fetch::{
     cache_dir, extract_member, fetch_artifact, sha256_file, verify_sha256, ArchiveKind,
     ArtifactSpec, FetchError,
 };
-use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 const MEMBER: &str = "package/reviews.json";
 const CONTENT: &[u8] = br#"[{"t":"good film","s":1},{"t":"bad film","s":0}]"#;

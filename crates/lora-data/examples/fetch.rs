@@ -1,18 +1,18 @@
 //! Fetches (or verifies) the real inputs into the cache and prints the IMDB review count after
-//! cleaning and de-duplication: `cargo run --release -p lora-train --example fetch`.
+//! cleaning and de-duplication: `cargo run --release -p lora-data --example fetch`.
 
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
-    let imdb = lora_train::fetch_imdb()?;
+    let imdb = lora_data::fetch_imdb()?;
     eprintln!(
         "fetch_imdb: {} in {:.1}s",
         imdb.display(),
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let reviews = lora_train::load_imdb(&imdb)?;
+    let reviews = lora_data::load_imdb(&imdb)?;
     let pos = reviews.iter().filter(|r| r.label == 1).count();
     eprintln!(
         "load_imdb: {} reviews after cleaning + dedupe ({} positive, {} negative) in {:.1}s",
@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
     let t = Instant::now();
-    let gguf = lora_train::fetch_smollm2()?;
+    let gguf = lora_data::fetch_smollm2()?;
     eprintln!(
         "fetch_smollm2: {} in {:.1}s",
         gguf.display(),
