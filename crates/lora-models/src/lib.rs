@@ -14,6 +14,15 @@
 //! - [`auto`]: [`AnyModel`] / [`load_any`], loading either family from a path.
 //! - [`classify`]: transformers' `*ForSequenceClassification` head for either family.
 //! - [`st`]: reading safetensors tensors into burn; checkpoints are written through `lora-io`.
+//!
+//! ## Adding a model family
+//!
+//! A folder `src/<family>/` like [`llama`]: `config.rs` (the `config.json` struct, read with the
+//! crate's typed field reader), `model.rs` (modules built from [`layers`], a `build` that asks a
+//! parts source for each table slot, and [`LanguageModel`]), `names.rs` (the one table of module
+//! names with shapes and field accessors, `LORA_TARGETS`, and [`lora_core::NamedLinears`] over
+//! the table), `checkpoint.rs` (load and `save_hf` over the same table); then `pub mod` it here
+//! and add a variant to [`AnyModel`] and its `model_type` to [`load_any`].
 
 pub mod auto;
 pub mod classify;

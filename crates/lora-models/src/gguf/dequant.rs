@@ -1,8 +1,6 @@
 //! Dequantization of ggml's Q4_0, Q4_1 and Q8_0 blocks to f32 (and the threaded block loop
 //! the plain float types share).
 use super::types::{Q4_0_BLOCK_BYTES, Q4_1_BLOCK_BYTES, Q8_0_BLOCK_BYTES, QK};
-#[allow(unused_imports)] // doc links
-use super::GgufFile;
 use half::f16;
 
 /// Converts `n` values held in blocks of `in_block` bytes → `out_block` f32s each, splitting the
@@ -75,7 +73,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 ///
 /// # Panics
 /// If `n` is not a multiple of 32 or `bytes` is shorter than `n / 32 * 18` (a caller's bug;
-/// [`GgufFile::tensor_f32`] checks both first).
+/// [`GgufFile::tensor_f32`](super::GgufFile::tensor_f32) checks both first).
 pub fn dequantize_q4_0(bytes: &[u8], n: usize) -> Vec<f32> {
     par_blocks(bytes, n, Q4_0_BLOCK_BYTES, QK, |b, o| {
         let d = f16_at(b, 0);
@@ -96,7 +94,7 @@ pub fn dequantize_q4_0(bytes: &[u8], n: usize) -> Vec<f32> {
 ///
 /// # Panics
 /// If `n` is not a multiple of 32 or `bytes` is shorter than `n / 32 * 20` (a caller's bug;
-/// [`GgufFile::tensor_f32`] checks both first).
+/// [`GgufFile::tensor_f32`](super::GgufFile::tensor_f32) checks both first).
 pub fn dequantize_q4_1(bytes: &[u8], n: usize) -> Vec<f32> {
     par_blocks(bytes, n, Q4_1_BLOCK_BYTES, QK, |b, o| {
         let d = f16_at(b, 0);
@@ -117,7 +115,7 @@ pub fn dequantize_q4_1(bytes: &[u8], n: usize) -> Vec<f32> {
 ///
 /// # Panics
 /// If `n` is not a multiple of 32 or `bytes` is shorter than `n / 32 * 34` (a caller's bug;
-/// [`GgufFile::tensor_f32`] checks both first).
+/// [`GgufFile::tensor_f32`](super::GgufFile::tensor_f32) checks both first).
 pub fn dequantize_q8_0(bytes: &[u8], n: usize) -> Vec<f32> {
     par_blocks(bytes, n, Q8_0_BLOCK_BYTES, QK, |b, o| {
         let d = f16_at(b, 0);

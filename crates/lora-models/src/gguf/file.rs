@@ -1,6 +1,9 @@
 //! [`GgufFile`]: a parsed GGUF file in memory and its typed metadata and tensor accessors.
 use super::dequant::{dequantize_q4_0, dequantize_q4_1, dequantize_q8_0, par_blocks};
-use super::types::*;
+use super::types::{
+    ggml_type_name, GgufTensorInfo, GgufValue, GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_F32,
+    GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q8_0,
+};
 use crate::ModelError;
 use half::{bf16, f16};
 use std::collections::{BTreeMap, HashMap};

@@ -1,6 +1,6 @@
 //! The byte-level GGUF parser: a bounds-checked cursor and [`GgufFile::parse`].
 use super::file::GgufFile;
-use super::types::*;
+use super::types::{ggml_type_layout, GgufTensorInfo, GgufValue, GGUF_DEFAULT_ALIGNMENT};
 use crate::ModelError;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

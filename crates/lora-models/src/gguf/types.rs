@@ -1,6 +1,4 @@
 //! GGUF's type ids, block layouts, metadata values and tensor table entries.
-#[allow(unused_imports)] // doc links
-use super::{dequantize_q4_0, dequantize_q4_1, dequantize_q8_0};
 
 /// Default alignment of the tensor data section when `general.alignment` is absent (bytes).
 pub const GGUF_DEFAULT_ALIGNMENT: u64 = 32;
@@ -9,11 +7,11 @@ pub const GGUF_DEFAULT_ALIGNMENT: u64 = 32;
 pub const GGML_TYPE_F32: u32 = 0;
 /// ggml type id of f16 tensors.
 pub const GGML_TYPE_F16: u32 = 1;
-/// ggml type id of Q4_0 tensors (see [`dequantize_q4_0`]).
+/// ggml type id of Q4_0 tensors (see [`dequantize_q4_0`](super::dequantize_q4_0)).
 pub const GGML_TYPE_Q4_0: u32 = 2;
-/// ggml type id of Q4_1 tensors (see [`dequantize_q4_1`]).
+/// ggml type id of Q4_1 tensors (see [`dequantize_q4_1`](super::dequantize_q4_1)).
 pub const GGML_TYPE_Q4_1: u32 = 3;
-/// ggml type id of Q8_0 tensors (see [`dequantize_q8_0`]).
+/// ggml type id of Q8_0 tensors (see [`dequantize_q8_0`](super::dequantize_q8_0)).
 pub const GGML_TYPE_Q8_0: u32 = 8;
 /// ggml type id of bf16 tensors.
 pub const GGML_TYPE_BF16: u32 = 30;

@@ -2,7 +2,6 @@
 //! model, and random initialisation for benchmarks.
 use super::config::{Gpt2Activation, Gpt2Config};
 use super::names::{BlockLinear, BlockNorm};
-
 use crate::layers::{causal_attention, causal_mask, frozen, gelu_new, LayerNorm};
 use crate::{LanguageModel, ModelError};
 use burn::module::{Module, Param};
@@ -54,6 +53,7 @@ pub struct Gpt2Mlp<B: Backend> {
     /// True for exact (erf) GELU, false for `gelu_new` (tanh approximation).
     pub gelu_exact: bool,
 }
+
 impl<B: Backend> Gpt2Mlp<B> {
     /// `x` `[batch, seq, d]` → `[batch, seq, d]`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {

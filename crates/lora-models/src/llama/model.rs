@@ -30,7 +30,9 @@ pub struct LlamaAttention<B: Backend> {
 }
 
 impl<B: Backend> LlamaAttention<B> {
-    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
+    /// `x` `[batch, seq, hidden]` → `[batch, seq, hidden]`; `rope` for this `seq` and
+    /// `head_dim`, `mask` from [`causal_mask`] with `groups = num_heads / num_kv_heads`.
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let q = self.q_proj.forward(x.clone()).reshape([b, s, h, hd]);
@@ -97,7 +99,9 @@ pub struct LlamaLayer<B: Backend> {
 }
 
 impl<B: Backend> LlamaLayer<B> {
-    fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
+    /// `x` `[batch, seq, hidden]` → `[batch, seq, hidden]` (pre-norm residual attention, then
+    /// MLP); `rope` and `mask` as [`LlamaAttention::forward`].
+    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
         let x = x.clone()
             + self
                 .self_attn
