@@ -19,7 +19,7 @@
 //! The reader is written here rather than taken from crates.io: the GGUF crates there (`gguf`,
 //! `gguf-rs`, `gguf-rs-lib`, `ggus`) read headers but none dequantizes Q4_1 / Q8_0, and the
 //! format is small. Every length and count read from the file is bounds-checked against the
-//! file size before use, so bad bytes give a [`ModelError::Format`], never a panic.
+//! file size before use, so bad bytes give a [`crate::ModelError::Format`], never a panic.
 
 mod dequant;
 mod file;
