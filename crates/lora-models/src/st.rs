@@ -58,7 +58,7 @@ impl StFile {
             path: self.path.clone(),
             key: key.into(),
         })?;
-        let vals = lora_core::safetensors_f32(&view).ok_or_else(|| ModelError::Dtype {
+        let vals = lora_io::f32_values(&view).ok_or_else(|| ModelError::Dtype {
             path: self.path.clone(),
             key: key.into(),
             dtype: format!("{:?}", view.dtype()),

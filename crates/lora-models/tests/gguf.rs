@@ -9,11 +9,10 @@ use lora_models::gguf::{
 };
 use lora_models::st::StFile;
 use lora_models::ModelError;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+mod common;
+use common::fixtures;
 
 fn small() -> GgufFile {
     GgufFile::open(fixtures().join("gguf_small.gguf")).expect("open gguf_small.gguf")
@@ -378,7 +377,6 @@ fn corrupted_bytes_never_panic() {
     }
 }
 
-mod common;
 use common::real_gguf;
 
 /// Dequantizes every tensor of the real model and checks five against gguf-py. Expected values

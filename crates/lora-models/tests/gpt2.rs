@@ -9,36 +9,8 @@ use lora_models::st::StFile;
 use lora_models::{LanguageModel, ModelError};
 use std::path::{Path, PathBuf};
 
-type B = NdArray<f32>;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-/// `input_ids` `[batch, seq]` and the reference tensor `name` from `dir/io.safetensors`.
-fn io(dir: &Path, name: &str) -> (Tensor<B, 2, Int>, Vec<f32>, Vec<usize>) {
-    let st = StFile::open(dir.join("io.safetensors")).unwrap();
-    let (ids, shape) = st.i64("input_ids").unwrap();
-    let ids = Tensor::<B, 2, Int>::from_data(
-        TensorData::new(ids, [shape[0], shape[1]]),
-        &Default::default(),
-    );
-    let (vals, shape) = st.f32(name).unwrap();
-    (ids, vals, shape)
-}
-
-fn values(t: Tensor<B, 3>) -> (Vec<f32>, Vec<usize>) {
-    let shape = t.dims().to_vec();
-    (t.into_data().into_vec::<f32>().unwrap(), shape)
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+mod common;
+use common::{copy_fixture, edit_config, fixtures, io, max_diff, values, B};
 
 fn check_logits(name: &str) {
     let dir = fixtures().join(name);
@@ -201,15 +173,6 @@ fn save_hf_merges_adapter_like_peft_merge_and_unload() {
     assert!(d <= 1e-4);
 }
 
-/// Copies a fixture model directory into a temporary directory.
-fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixtures().join(name).join(f), tmp.path().join(f)).unwrap();
-    }
-    tmp
-}
-
 fn load_err(dir: &Path) -> ModelError {
     match Gpt2::<B>::load(dir, &Default::default()) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
@@ -235,14 +198,6 @@ fn truncated_weights_file_is_a_format_error_naming_it() {
     let e = load_err(tmp.path());
     assert!(matches!(e, ModelError::Format { .. }), "{e:?}");
     assert!(e.to_string().contains("model.safetensors"), "{e}");
-}
-
-fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let p = dir.join("config.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(&p, v.to_string()).unwrap();
 }
 
 #[test]
@@ -349,10 +304,7 @@ fn backward_reaches_lora_factors_only() {
     let grads = model.forward(ids).powf_scalar(2.0).mean().backward();
     model.visit_linears(&mut |name, l| {
         let lora = l.adapter().unwrap();
-        for g in [
-            lora.lora_a().grad(&grads),
-            lora.lora_b().grad(&grads),
-        ] {
+        for g in [lora.lora_a().grad(&grads), lora.lora_b().grad(&grads)] {
             let g: Vec<f32> = g.expect(name).into_data().into_vec().unwrap();
             assert!(
                 g.iter().all(|x| x.is_finite()) && g.iter().any(|x| *x != 0.0),

@@ -11,39 +11,8 @@ use lora_models::st::StFile;
 use lora_models::{LanguageModel, ModelError};
 use std::path::{Path, PathBuf};
 
-type B = NdArray<f32>;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn ids_tensor(ids: Vec<i64>, shape: &[usize]) -> Tensor<B, 2, Int> {
-    Tensor::from_data(
-        TensorData::new(ids, [shape[0], shape[1]]),
-        &Default::default(),
-    )
-}
-
-/// `input_ids` and the reference tensor `name` from `dir/io.safetensors`.
-fn io(dir: &Path, name: &str) -> (Tensor<B, 2, Int>, Vec<f32>, Vec<usize>) {
-    let st = StFile::open(dir.join("io.safetensors")).unwrap();
-    let (ids, shape) = st.i64("input_ids").unwrap();
-    let (vals, vshape) = st.f32(name).unwrap();
-    (ids_tensor(ids, &shape), vals, vshape)
-}
-
-fn values(t: Tensor<B, 3>) -> (Vec<f32>, Vec<usize>) {
-    let shape = t.dims().to_vec();
-    (t.into_data().into_vec::<f32>().unwrap(), shape)
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
+mod common;
+use common::{copy_fixture, edit_config, fixtures, ids_tensor, io, max_diff, values, B};
 
 fn load(dir: &Path) -> (Llama<B>, lora_models::llama::LlamaConfig) {
     Llama::<B>::load_hf(dir, &Default::default()).unwrap()
@@ -231,22 +200,6 @@ fn gguf_rope_rows_are_unpermuted() {
     );
 }
 
-fn copy_fixture(name: &str) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixtures().join(name).join(f), tmp.path().join(f)).unwrap();
-    }
-    tmp
-}
-
-fn edit_config(dir: &Path, f: &dyn Fn(&mut serde_json::Value)) {
-    let p = dir.join("config.json");
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(&p, v.to_string()).unwrap();
-}
-
 fn load_err(dir: &Path) -> ModelError {
     match Llama::<B>::load_hf(dir, &Default::default()) {
         Ok(_) => panic!("loading {} should fail", dir.display()),
@@ -275,7 +228,7 @@ fn loader_errors_name_file_and_key() {
     );
 
     let tmp = copy_fixture("llama_a");
-    edit_config(tmp.path(), &|v| v["intermediate_size"] = 95.into());
+    edit_config(tmp.path(), |v| v["intermediate_size"] = 95.into());
     let e = load_err(tmp.path());
     match &e {
         ModelError::Shape {
@@ -292,7 +245,7 @@ fn loader_errors_name_file_and_key() {
     assert!(e.to_string().contains("model.safetensors"), "{e}");
 
     let tmp = copy_fixture("llama_a");
-    edit_config(tmp.path(), &|v| v["num_key_value_heads"] = 3.into());
+    edit_config(tmp.path(), |v| v["num_key_value_heads"] = 3.into());
     let e = load_err(tmp.path());
     assert!(
         matches!(&e, ModelError::Config { key, .. } if key == "num_key_value_heads"),
@@ -301,7 +254,7 @@ fn loader_errors_name_file_and_key() {
     assert!(e.to_string().contains("config.json"), "{e}");
 
     let tmp = copy_fixture("llama_a");
-    edit_config(tmp.path(), &|v| {
+    edit_config(tmp.path(), |v| {
         v["rope_parameters"]["rope_type"] = "yarn".into()
     });
     let e = load_err(tmp.path());
@@ -311,7 +264,7 @@ fn loader_errors_name_file_and_key() {
     );
 
     let tmp = copy_fixture("llama_a");
-    edit_config(tmp.path(), &|v| v["num_hidden_layers"] = 1.into());
+    edit_config(tmp.path(), |v| v["num_hidden_layers"] = 1.into());
     let e = load_err(tmp.path());
     assert!(
         e.to_string().contains("unexpected tensor `model.layers.1."),
@@ -319,7 +272,6 @@ fn loader_errors_name_file_and_key() {
     );
 }
 
-mod common;
 use common::real_gguf as smollm2_path;
 
 #[test]
@@ -412,10 +364,7 @@ fn backward_reaches_lora_factors_only() {
     let mut n = 0;
     model.visit_linears(&mut |name, l| {
         let lora = l.adapter().unwrap();
-        for g in [
-            lora.lora_a().grad(&grads),
-            lora.lora_b().grad(&grads),
-        ] {
+        for g in [lora.lora_a().grad(&grads), lora.lora_b().grad(&grads)] {
             let g: Vec<f32> = g.expect(name).into_data().into_vec().unwrap();
             assert!(
                 g.iter().all(|x| x.is_finite()),

@@ -4,13 +4,10 @@
 use lora_models::gguf::GgufFile;
 use lora_models::tokenizer::Tokenizer;
 use lora_models::ModelError;
-use std::path::{Path, PathBuf};
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
 
 mod common;
+use common::fixtures;
+
 use common::real_gguf;
 
 #[test]
