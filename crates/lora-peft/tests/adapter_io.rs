@@ -5,10 +5,10 @@ mod common;
 use burn::tensor::{Distribution, Tensor};
 use common::{fixtures, gpt2_a_spec, gpt2_cls_spec, max_abs_diff, read_st, to_vec, Toy, B};
 use lora_core::NamedLinears;
+use lora_io::StTensor;
 use lora_peft::{
     apply_lora, load_adapter, merge_and_unload, save_adapter, unload, LoraConfig, PeftError,
 };
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,11 +56,18 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 
 /// Rewrites `dir/adapter_model.safetensors` from `(key, dtype, shape, bytes)`.
 fn write_st(dir: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
-    let views: Vec<(String, TensorView)> = tensors
+    let tensors: Vec<(String, StTensor)> = tensors
         .iter()
-        .map(|(k, dt, s, b)| (k.clone(), TensorView::new(*dt, s.clone(), b).unwrap()))
+        .map(|(k, dtype, shape, bytes)| {
+            let t = StTensor {
+                dtype: *dtype,
+                shape: shape.clone(),
+                bytes: bytes.clone(),
+            };
+            (k.clone(), t)
+        })
         .collect();
-    let bytes = safetensors::serialize(views, None).unwrap();
+    let bytes = lora_io::serialize_safetensors(&tensors, None).unwrap();
     std::fs::write(dir.join("adapter_model.safetensors"), bytes).unwrap();
 }
 
@@ -77,7 +84,7 @@ fn raw_tensors(dir: &Path) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
 }
 
 fn adapter_count(m: &Toy<B>) -> usize {
-    m.layers.iter().filter(|l| l.lora.is_some()).count()
+    m.layers.iter().filter(|l| l.has_adapter()).count()
 }
 
 #[test]
@@ -95,7 +102,8 @@ fn save_load_round_trip_reproduces_outputs() {
     for i in [8, 9] {
         let (a, b) = m.layers[i].dims();
         let w = Tensor::<B, 2>::random([a, b], Distribution::Normal(0.0, 1.0), &device);
-        m.layers[i].weight = burn::module::Param::from_tensor(w);
+        let b = m.layers[i].bias();
+        m.layers[i].replace_base(w, b).unwrap();
     }
     let want = m.outputs(&device);
 
@@ -118,7 +126,7 @@ fn save_load_round_trip_reproduces_outputs() {
     };
     let (_, sa, va) = get("base_model.model.transformer.h.0.mlp.c_fc.lora_A.weight");
     assert_eq!(sa, [2, 48]);
-    let a = to_vec(m.layers[2].lora.as_ref().unwrap().lora_a.val()); // [48, 2]
+    let a = to_vec(m.layers[2].adapter().unwrap().lora_a()); // [48, 2]
     for i in 0..48 {
         for j in 0..2 {
             assert_eq!(va[j * 48 + i], a[i * 2 + j]);
@@ -126,12 +134,12 @@ fn save_load_round_trip_reproduces_outputs() {
     }
     let (_, sb, vb) = get("base_model.model.transformer.h.0.mlp.c_fc.lora_B.weight");
     assert_eq!(sb, [192, 2]);
-    let b = to_vec(m.layers[2].lora.as_ref().unwrap().lora_b.val()); // [2, 192]
+    let b = to_vec(m.layers[2].adapter().unwrap().lora_b()); // [2, 192]
     assert_eq!(vb[5 * 2 + 1], b[192 + 5]);
     // modules_to_save: nn.Linear layout [out, in].
     let (_, ss, vs) = get("base_model.model.score.weight");
     assert_eq!(ss, [2, 48]);
-    let w = to_vec(m.layers[9].weight.val()); // [48, 2]
+    let w = to_vec(m.layers[9].base_weight()); // [48, 2]
     assert_eq!(vs[48 + 3], w[3 * 2 + 1]);
     assert_eq!(st.len(), 8 * 2 + 2);
 
@@ -147,10 +155,9 @@ fn save_load_round_trip_reproduces_outputs() {
     assert_eq!(worst, 0.0);
     let s = fresh
         .layer("transformer.h.1.attn.c_attn")
-        .lora
-        .as_ref()
+        .adapter()
         .unwrap()
-        .scaling;
+        .scaling();
     assert_eq!(s, 3.0 / 4.0);
 
     // merge_and_unload keeps the outputs and leaves no adapters; unload restores the base.
@@ -238,8 +245,8 @@ fn peft_fixture_load_then_save_is_identity() {
         let mut m = toy_from(&spec, 4);
         let config = load_adapter(&mut m, &fixtures().join(fx), &device).unwrap();
         for l in &m.layers {
-            if let Some(a) = &l.lora {
-                assert!((a.scaling - scaling).abs() < 1e-12, "{fx}");
+            if let Some(a) = l.adapter() {
+                assert!((a.scaling() - scaling).abs() < 1e-12, "{fx}");
             }
         }
         let dir = tempfile::tempdir().unwrap();

@@ -80,12 +80,12 @@ fn gpt2_quantize_model_skips_score_and_keeps_embeddings_norms_biases() {
         );
         let c_fc = &g.h[0].mlp.c_fc;
         assert_eq!(
-            to_vec(c_fc.bias.as_ref().unwrap().val()),
-            to_vec(before.model.h[0].mlp.c_fc.bias.as_ref().unwrap().val())
+            to_vec(c_fc.bias().unwrap()),
+            to_vec(before.model.h[0].mlp.c_fc.bias().unwrap())
         );
         assert_eq!(
-            to_vec(q.score.weight.val()),
-            to_vec(before.score.weight.val())
+            to_vec(q.score.base_weight()),
+            to_vec(before.score.base_weight())
         );
         // worst error = the largest per-layer error, each checked against the layer's weights
         let mut worst = 0f64;
@@ -96,7 +96,7 @@ fn gpt2_quantize_model_skips_score_and_keeps_embeddings_norms_biases() {
             let mut orig = None;
             before.visit_linears(&mut |m, b| {
                 if m == n {
-                    orig = Some(to_vec(b.weight.val()));
+                    orig = Some(to_vec(b.base_weight()));
                 }
             });
             let d = max_abs_diff(&to_vec(l.base_weight()), &orig.unwrap()) as f64;
@@ -311,7 +311,7 @@ fn seq_cls_adapter_on_a_quantized_model_replaces_a_quantized_score() {
     )
     .unwrap();
     apply_lora(&mut q, &cfg, &device).unwrap();
-    assert!(!q.score.is_quantized() && q.score.weight.is_require_grad());
+    assert!(!q.score.is_quantized() && q.score.is_base_trainable());
     let mut d = clf.clone();
     apply_lora(&mut d, &cfg, &device).unwrap();
     let e = quantize_model(&mut d, &QuantKind::NF4, &[]).unwrap_err();
