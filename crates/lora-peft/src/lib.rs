@@ -28,7 +28,7 @@ pub mod adapter_dir;
 pub mod config_types;
 pub mod error;
 pub mod matching;
-pub mod patterns;
+mod patterns;
 pub mod quantize;
 pub mod tuners;
 

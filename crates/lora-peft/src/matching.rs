@@ -1,5 +1,5 @@
-//! Which linear layers a method's config adapts (any [`TargetConfig`], LoRA's first), following PEFT 0.21
-//! (`peft/tuners/tuners_utils.py`: `check_target_module_exists`,
+//! Which linear layers a method's config adapts (any [`TargetConfig`], LoRA's first), following
+//! PEFT 0.21 (`peft/tuners/tuners_utils.py`: `check_target_module_exists`,
 //! `_maybe_include_all_linear_layers`, `BaseTuner.inject_adapter`; `peft/utils/other.py`:
 //! `_set_trainable`, `get_pattern_key`).
 use crate::config_types::{LayersToTransform, StringOrList, TargetModules};

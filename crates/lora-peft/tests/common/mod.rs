@@ -121,9 +121,10 @@ pub fn gpt2_cls_spec() -> Vec<(&'static str, usize, usize, bool, bool)> {
 }
 
 /// One layer as a model: a `Module` implementing `NamedLinears`, what `count_parameters` counts.
-#[derive(Module, Clone, Debug)]
-pub struct One<Bk: Backend> {
-    pub layer: LoraLinear<Bk>,
+/// (The generic is named `B` as burn's `Module` derive expects; it shadows the alias above.)
+#[derive(Module, Debug)]
+pub struct One<B: Backend> {
+    pub layer: LoraLinear<B>,
 }
 
 impl<Bk: Backend> NamedLinears<Bk> for One<Bk> {
@@ -137,7 +138,7 @@ impl<Bk: Backend> NamedLinears<Bk> for One<Bk> {
 
 /// `count_parameters` of one layer.
 pub fn count_layer<Bk: Backend>(l: &LoraLinear<Bk>) -> ParamCount {
-    count_parameters::<Bk, _>(&One { layer: l.clone() })
+    count_parameters(&One { layer: l.clone() })
 }
 
 pub fn fixtures() -> PathBuf {
