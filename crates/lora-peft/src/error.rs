@@ -31,6 +31,19 @@ pub enum PeftError {
         /// What was expected.
         msg: String,
     },
+    /// `adapter_config.json`'s `peft_type` names no method this crate implements (a PEFT method
+    /// not added yet, a name PEFT does not know, or not a string).
+    #[error("{path}: peft_type = {value}: {msg}; accepted values: {accepted}")]
+    UnsupportedPeftType {
+        /// The config file.
+        path: PathBuf,
+        /// The value of `peft_type`, as JSON.
+        value: String,
+        /// Why it is refused.
+        msg: String,
+        /// The accepted values, as JSON strings joined by `, `.
+        accepted: String,
+    },
     /// A config field has a value PEFT accepts but this crate does not implement.
     #[error("{field} = {value} is not supported yet by lora-peft{}", if .msg.is_empty() { String::new() } else { format!(" ({})", .msg) })]
     Unsupported {

@@ -1,39 +1,43 @@
-//! # lora-peft — Hugging Face PEFT-compatible LoRA configs and adapter files
+//! # lora-peft — Hugging Face PEFT-compatible adapter configs, target matching and files
 //!
-//! Reads and writes PEFT 0.21's LoRA format so adapters move between this workspace and Python
-//! (`peft.PeftModel.from_pretrained` / `save_pretrained`):
+//! Reads and writes PEFT 0.21's adapter format so adapters move between this workspace and
+//! Python (`peft.PeftModel.from_pretrained` / `save_pretrained`). Shaped like PEFT's tuners:
 //!
-//! - [`LoraConfig`]: `adapter_config.json` with PEFT's field names and defaults
-//!   (`peft/tuners/lora/config.py`); unknown fields are preserved; [`LoraConfig::validate`]
-//!   refuses bad values and unimplemented variants (DoRA, PiSSA init, `bias = "all"`...).
-//! - [`resolve_targets`] / [`apply_lora`]: PEFT's target matching
-//!   (`check_target_module_exists`: list = exact name or `"." + suffix`, string = full-match
-//!   regex, `"all-linear"`, `layers_to_transform`/`layers_pattern`, `exclude_modules`,
-//!   `modules_to_save`, `rank_pattern`/`alpha_pattern`) on any model implementing
-//!   [`lora_core::NamedLinears`].
-//! - [`save_adapter`] / [`load_adapter`]: `adapter_model.safetensors` with PEFT's keys
-//!   (`base_model.model.{layer}.lora_A.weight` `[r, d_in]`, `.lora_B.weight` `[d_out, r]`,
-//!   `modules_to_save` weights in the Hugging Face layout), strict key and shape checks.
-//! - [`merge_and_unload`] / [`unload`].
+//! - [`tuners`]: the method seam — [`PeftType`], the [`Tuner`] trait and the dispatcher
+//!   ([`AdapterConfig::from_file`], [`tuners::load`]) that routes an adapter directory on its
+//!   `peft_type`; one module per method, LoRA first ([`tuners::lora`]):
+//!   - [`LoraConfig`]: `adapter_config.json` with PEFT's field names and defaults
+//!     (`peft/tuners/lora/config.py`); unknown fields are preserved; [`LoraConfig::validate`]
+//!     refuses bad values and unimplemented variants (DoRA, PiSSA init, `bias = "all"`...);
+//!   - [`apply_lora`], [`merge_and_unload`] / [`unload`];
+//!   - [`save_adapter`] / [`load_adapter`]: `adapter_model.safetensors` with PEFT's keys
+//!     (`base_model.model.{layer}.lora_A.weight` `[r, d_in]`, `.lora_B.weight` `[d_out, r]`,
+//!     `modules_to_save` weights in the Hugging Face layout), strict key and shape checks.
+//! - [`resolve_targets`] ([`matching`]): PEFT's target matching for any method's config
+//!   ([`TargetConfig`]; `check_target_module_exists`: list = exact name or `"." + suffix`,
+//!   string = full-match regex, `"all-linear"`, `layers_to_transform`/`layers_pattern`,
+//!   `exclude_modules`, `modules_to_save`, `rank_pattern`/`alpha_pattern`) on any model
+//!   implementing [`lora_core::NamedLinears`].
+//! - [`adapter_dir`]: the adapter-directory I/O every method shares (file names, key prefix and
+//!   normalisation, strict tensor reading, `modules_to_save` tensors); writes go through
+//!   `lora-io`. [`config_types`]: the config field types every method shares.
 //! - [`quantize_model`]: QLoRA — quantize the frozen linear bases (NF4, NF4 with double
 //!   quantization, LLM.int8) before applying adapters; [`QuantReport`] gives bytes and errors.
-//!
-//! Layout: `lora_core::LoraAdapter` keeps A as `[d_in, r]` and B as `[r, d_out]`; files keep
-//! PyTorch's `nn.Linear` layout, so both are transposed on the way in and out.
 
-pub mod apply;
-pub mod config;
+pub mod adapter_dir;
+pub mod config_types;
 pub mod error;
-pub mod io;
 pub mod matching;
+mod patterns;
 pub mod quantize;
+pub mod tuners;
 
-pub use apply::{apply_lora, merge_and_unload, unload};
-pub use config::{
-    InitLoraWeights, LayersToTransform, LoraConfig, PatternMap, StringOrList, TargetModules,
-    CONFIG_NAME,
-};
+pub use adapter_dir::{write_atomic, CONFIG_NAME, KEY_PREFIX, WEIGHTS_NAME};
+pub use config_types::{LayersToTransform, PatternMap, PatternValue, StringOrList, TargetModules};
 pub use error::PeftError;
-pub use io::{load_adapter, save_adapter, write_atomic, KEY_PREFIX, WEIGHTS_NAME};
-pub use matching::{resolve_targets, TargetPlan};
+pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES};
 pub use quantize::{quantize_model, QuantReport};
+pub use tuners::lora::{
+    apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
+};
+pub use tuners::{AdapterConfig, PeftType, Tuner};

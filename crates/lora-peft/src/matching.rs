@@ -1,62 +1,80 @@
-//! Which linear layers a `LoraConfig` adapts, following PEFT 0.21
-//! (`peft/tuners/tuners_utils.py`: `check_target_module_exists`,
+//! Which linear layers a method's config adapts (any [`TargetConfig`], LoRA's first), following
+//! PEFT 0.21 (`peft/tuners/tuners_utils.py`: `check_target_module_exists`,
 //! `_maybe_include_all_linear_layers`, `BaseTuner.inject_adapter`; `peft/utils/other.py`:
 //! `_set_trainable`, `get_pattern_key`).
-use crate::config::{
-    fullmatch_regex, layer_index_regexes, modules_to_save_regex, LoraConfig, TargetModules,
-    SEQ_CLS_HEAD_NAMES,
-};
+use crate::config_types::{LayersToTransform, StringOrList, TargetModules};
+use crate::patterns::{fullmatch_regex, layer_index_regexes, modules_to_save_regex};
 use crate::PeftError;
 use lora_core::LoraLayerConfig;
+
+/// PEFT `SEQ_CLS_HEAD_NAMES`: names of classification heads.
+pub const SEQ_CLS_HEAD_NAMES: &[&str] = &["classifier", "score"];
+
+/// The targeting fields of a method's config, as PEFT's generic tuner reads them
+/// (`check_target_module_exists`: `target_modules`, `exclude_modules`, `layers_to_transform`,
+/// `layers_pattern`; `_set_trainable`: `modules_to_save`). Every method's config implements it
+/// (LoRA: `tuners/lora/targeting.rs`) and so gets [`resolve_targets`] for free.
+pub trait TargetConfig {
+    /// What each adapted layer gets (LoRA: its rank, alpha, dropout and init).
+    type Layer: Clone + std::fmt::Debug + PartialEq;
+    /// The method's checks of the whole config (run before matching).
+    ///
+    /// # Errors
+    /// The method's config errors.
+    fn validate_config(&self) -> Result<(), PeftError>;
+    /// `target_modules` (`None`: the method's default for the architecture).
+    fn target_modules(&self) -> Option<&TargetModules>;
+    /// `exclude_modules`.
+    fn exclude_modules(&self) -> Option<&TargetModules>;
+    /// `layers_to_transform`.
+    fn layers_to_transform(&self) -> Option<&LayersToTransform>;
+    /// `layers_pattern`.
+    fn layers_pattern(&self) -> Option<&StringOrList>;
+    /// Whether `task_type` is `SEQ_CLS` (the head is saved whole and left out of `all-linear`).
+    fn is_seq_cls(&self) -> bool;
+    /// `modules_to_save` with what the task type adds (`classifier`/`score` for `SEQ_CLS`).
+    fn modules_to_save(&self) -> Vec<String>;
+    /// The method's default `target_modules` for a model with these linear layer `names`
+    /// (PEFT `TRANSFORMERS_MODELS_TO_<METHOD>_TARGET_MODULES_MAPPING`).
+    ///
+    /// # Errors
+    /// [`PeftError::Config`] when no default is known for the model.
+    fn default_target_modules(&self, names: &[String]) -> Result<Vec<String>, PeftError>;
+    /// What layer `name` gets (per-layer overrides applied).
+    ///
+    /// # Errors
+    /// The method's per-layer config errors.
+    fn layer(&self, name: &str) -> Result<Self::Layer, PeftError>;
+}
 
 /// How many layer names an error message lists.
 const SHOWN_NAMES: usize = 20;
 
-/// The outcome of matching a config against a model's linear layer names.
+/// The outcome of matching a config against a model's linear layer names. `L` is what each
+/// adapted layer gets ([`TargetConfig::Layer`]; LoRA's [`LoraLayerConfig`] by default).
 #[derive(Debug, Clone, PartialEq)]
-pub struct TargetPlan {
-    /// Layers that get a LoRA adapter, in model order, with their per-layer hyper-parameters
-    /// (rank/alpha after `rank_pattern`/`alpha_pattern`).
-    pub targets: Vec<(String, LoraLayerConfig)>,
+pub struct TargetPlan<L = LoraLayerConfig> {
+    /// Layers that get an adapter, in model order, with their per-layer hyper-parameters
+    /// (for LoRA: rank/alpha after `rank_pattern`/`alpha_pattern`).
+    pub targets: Vec<(String, L)>,
     /// Layers trained in full and saved whole (`modules_to_save`), in model order.
     pub modules_to_save: Vec<String>,
 }
 
-impl TargetPlan {
+impl<L> TargetPlan<L> {
     /// Names of the adapted layers, in model order.
     pub fn target_names(&self) -> Vec<String> {
         self.targets.iter().map(|(n, _)| n.clone()).collect()
     }
 }
 
-fn shown(names: &[String]) -> Vec<String> {
+pub(crate) fn shown(names: &[String]) -> Vec<String> {
     names.iter().take(SHOWN_NAMES).cloned().collect()
-}
-
-/// PEFT's default `target_modules` when the config has none
-/// (`TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING`): `["c_attn"]` for GPT-2 and
-/// `["q_proj", "v_proj"]` for Llama-family models, recognised here by their layer names.
-fn default_targets(names: &[String]) -> Result<Vec<String>, PeftError> {
-    let ends = |s: &str| names.iter().any(|n| n.ends_with(&format!(".{s}")));
-    if ends("c_attn") {
-        Ok(vec!["c_attn".into()])
-    } else if ends("q_proj") && ends("v_proj") {
-        Ok(vec!["q_proj".into(), "v_proj".into()])
-    } else {
-        Err(PeftError::Config {
-            field: "target_modules".into(),
-            value: "null".into(),
-            msg: format!(
-                "no PEFT default is known for a model with layers {:?}: set target_modules",
-                shown(names)
-            ),
-        })
-    }
 }
 
 /// PEFT `"all-linear"`: every linear layer except the output layer (`lm_head`) and, for
 /// `SEQ_CLS`, the classification head (`score` or `classifier`, the first present).
-fn all_linear(names: &[String], config: &LoraConfig) -> Vec<String> {
+fn all_linear<C: TargetConfig>(names: &[String], config: &C) -> Vec<String> {
     let mut excluded: Vec<&str> = Vec::new();
     if config.is_seq_cls() {
         if let Some(h) = SEQ_CLS_HEAD_NAMES
@@ -98,19 +116,22 @@ enum Matcher {
 /// # Errors
 /// [`PeftError::NoMatch`] (listing the first 20 layer names and the count) when nothing or an
 /// entry matches nothing; [`PeftError::ModulesToSaveNoMatch`]; the errors of
-/// [`LoraConfig::validate`].
-pub fn resolve_targets(names: &[String], config: &LoraConfig) -> Result<TargetPlan, PeftError> {
+/// [`TargetConfig::validate_config`] (for LoRA, [`crate::LoraConfig::validate`]).
+pub fn resolve_targets<C: TargetConfig>(
+    names: &[String],
+    config: &C,
+) -> Result<TargetPlan<C::Layer>, PeftError> {
     resolve(names, config, true)
 }
 
 /// As [`resolve_targets`]; `strict = false` skips the per-entry checks (used when loading a
 /// PEFT file, whose tensor keys are checked one by one instead).
-pub(crate) fn resolve(
+pub(crate) fn resolve<C: TargetConfig>(
     names: &[String],
-    config: &LoraConfig,
+    config: &C,
     strict: bool,
-) -> Result<TargetPlan, PeftError> {
-    config.validate()?;
+) -> Result<TargetPlan<C::Layer>, PeftError> {
+    config.validate_config()?;
     let no_match = |target: String, detail: String| PeftError::NoMatch {
         target,
         detail,
@@ -118,29 +139,26 @@ pub(crate) fn resolve(
         count: names.len(),
     };
 
-    let (matcher, check_entries) = match &config.target_modules {
+    let (matcher, check_entries) = match config.target_modules() {
         Some(t) if t.is_all_linear() => (Matcher::List(all_linear(names, config)), false),
         Some(TargetModules::Pattern(p)) => {
             (Matcher::Regex(fullmatch_regex("target_modules", p)?), false)
         }
         Some(TargetModules::List(l)) => (Matcher::List(l.clone()), strict),
-        None => (Matcher::List(default_targets(names)?), false),
+        None => (Matcher::List(config.default_target_modules(names)?), false),
     };
-    let exclude = match &config.exclude_modules {
+    let exclude = match config.exclude_modules() {
         Some(TargetModules::Pattern(p)) => Some(Err(fullmatch_regex("exclude_modules", p)?)),
         Some(TargetModules::List(l)) => Some(Ok(l.clone())),
         None => None,
     };
-    let mts = config.effective_modules_to_save();
+    let mts = config.modules_to_save();
     let mts_regex = mts
         .iter()
         .map(|m| modules_to_save_regex(m))
         .collect::<Result<Vec<_>, _>>()?;
-    let layer_filter = config
-        .layers_to_transform
-        .as_ref()
-        .filter(|l| l.is_active());
-    let idx_regexes = layer_index_regexes(config.layers_pattern.as_ref())?;
+    let layer_filter = config.layers_to_transform().filter(|l| l.is_active());
+    let idx_regexes = layer_index_regexes(config.layers_pattern())?;
 
     let mut entry_hit = match &matcher {
         Matcher::List(l) => vec![false; l.len()],
@@ -200,10 +218,10 @@ pub(crate) fn resolve(
             n_filtered += 1;
             continue;
         }
-        targets.push((name.clone(), config.layer_config(name)?));
+        targets.push((name.clone(), config.layer(name)?));
     }
 
-    let target_json = serde_json::to_string(&config.target_modules).unwrap_or_default();
+    let target_json = serde_json::to_string(&config.target_modules()).unwrap_or_default();
     if targets.is_empty() {
         let mut detail = String::new();
         if n_excluded > 0 {
@@ -214,8 +232,8 @@ pub(crate) fn resolve(
         if n_filtered > 0 || layer_filter.is_some() {
             detail.push_str(&format!(
                 " (layers_to_transform = {}, layers_pattern = {}: {n_filtered} matching layers filtered out)",
-                serde_json::to_string(&config.layers_to_transform).unwrap_or_default(),
-                serde_json::to_string(&config.layers_pattern).unwrap_or_default(),
+                serde_json::to_string(&config.layers_to_transform()).unwrap_or_default(),
+                serde_json::to_string(&config.layers_pattern()).unwrap_or_default(),
             ));
         }
         return Err(no_match(target_json, detail));

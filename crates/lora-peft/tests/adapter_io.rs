@@ -5,10 +5,10 @@ mod common;
 use burn::tensor::{Distribution, Tensor};
 use common::{fixtures, gpt2_a_spec, gpt2_cls_spec, max_abs_diff, read_st, to_vec, Toy, B};
 use lora_core::NamedLinears;
+use lora_io::StTensor;
 use lora_peft::{
     apply_lora, load_adapter, merge_and_unload, save_adapter, unload, LoraConfig, PeftError,
 };
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use std::collections::HashMap;
 use std::path::Path;
@@ -56,11 +56,18 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 
 /// Rewrites `dir/adapter_model.safetensors` from `(key, dtype, shape, bytes)`.
 fn write_st(dir: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
-    let views: Vec<(String, TensorView)> = tensors
+    let tensors: Vec<(String, StTensor)> = tensors
         .iter()
-        .map(|(k, dt, s, b)| (k.clone(), TensorView::new(*dt, s.clone(), b).unwrap()))
+        .map(|(k, dtype, shape, bytes)| {
+            let t = StTensor {
+                dtype: *dtype,
+                shape: shape.clone(),
+                bytes: bytes.clone(),
+            };
+            (k.clone(), t)
+        })
         .collect();
-    let bytes = safetensors::serialize(views, None).unwrap();
+    let bytes = lora_io::serialize_safetensors(&tensors, None).unwrap();
     std::fs::write(dir.join("adapter_model.safetensors"), bytes).unwrap();
 }
 
@@ -95,7 +102,8 @@ fn save_load_round_trip_reproduces_outputs() {
     for i in [8, 9] {
         let (a, b) = m.layers[i].dims();
         let w = Tensor::<B, 2>::random([a, b], Distribution::Normal(0.0, 1.0), &device);
-        m.layers[i].replace_base(w, None).unwrap();
+        let b = m.layers[i].bias();
+        m.layers[i].replace_base(w, b).unwrap();
     }
     let want = m.outputs(&device);
 

@@ -119,10 +119,13 @@ fn round_trip_of_every_field_kind() {
     assert!(c3.rank_pattern.is_empty());
 }
 
+/// `(dir, r, alpha, fan_in_fan_out, use_rslora, task_type)` of a fixture config.
+type FixtureConfig = (&'static str, usize, f64, bool, bool, Option<&'static str>);
+
 #[test]
 fn reads_every_fixture_config() {
     let fx = common::fixtures();
-    let expect: &[(&str, usize, f64, bool, bool, Option<&str>)] = &[
+    let expect: &[FixtureConfig] = &[
         // (dir, r, alpha, fan_in_fan_out, use_rslora, task_type)
         ("gpt2_a_lora", 4, 8.0, true, false, None),
         ("gpt2_a_lora_rs", 8, 16.0, true, true, None),

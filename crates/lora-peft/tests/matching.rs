@@ -2,8 +2,8 @@
 //! `check_target_module_exists` / `get_peft_model` on the same module names (see the comments).
 mod common;
 
-use common::{gpt2_cls_spec, Toy, AB, B};
-use lora_core::{count_parameters, NamedLinears};
+use common::{count_layer, gpt2_cls_spec, Toy, AB, B};
+use lora_core::NamedLinears;
 use lora_peft::{apply_lora, resolve_targets, LoraConfig, PatternMap, PeftError, TargetModules};
 
 fn names() -> Vec<String> {
@@ -307,15 +307,15 @@ fn apply_attaches_exactly_the_matched_layers() {
 fn apply_makes_modules_to_save_trainable() {
     let device = Default::default();
     let mut m = Toy::<AB>::new(&gpt2_cls_spec(), 2, &device);
-    assert_eq!(count_parameters(&m.layers[9]).trainable, 0);
+    assert_eq!(count_layer(&m.layers[9]).trainable, 0);
     let c = cfg(r#"{"target_modules": ["c_attn"], "r": 2, "task_type": "SEQ_CLS"}"#);
     apply_lora(&mut m, &c, &device).unwrap();
     // score: 48×2 weight, no bias, now trainable; lm_head stays frozen.
-    let score = count_parameters(&m.layers[9]);
+    let score = count_layer(&m.layers[9]);
     assert_eq!((score.trainable, score.all), (96, 96));
-    assert_eq!(count_parameters(&m.layers[8]).trainable, 0);
+    assert_eq!(count_layer(&m.layers[8]).trainable, 0);
     // c_attn: frozen base 48×144+144, trainable A 48×2 + B 2×144.
-    let attn = count_parameters(&m.layers[0]);
+    let attn = count_layer(&m.layers[0]);
     assert_eq!(
         (attn.trainable, attn.all),
         (96 + 288, 48 * 144 + 144 + 96 + 288)

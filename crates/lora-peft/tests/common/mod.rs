@@ -1,9 +1,10 @@
 //! Shared test helpers: a toy model implementing `NamedLinears` and fixture access.
 #![allow(dead_code)]
 
+use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use lora_core::{LoraLinear, NamedLinears};
+use lora_core::{count_parameters, LoraLinear, NamedLinears, ParamCount};
 use safetensors::SafeTensors;
 use std::path::PathBuf;
 
@@ -117,6 +118,27 @@ pub fn gpt2_cls_spec() -> Vec<(&'static str, usize, usize, bool, bool)> {
     v.push(("lm_head", 48, 101, false, false));
     v.push(("score", 48, 2, false, false));
     v
+}
+
+/// One layer as a model: a `Module` implementing `NamedLinears`, what `count_parameters` counts.
+/// (The generic is named `B` as burn's `Module` derive expects; it shadows the alias above.)
+#[derive(Module, Debug)]
+pub struct One<B: Backend> {
+    pub layer: LoraLinear<B>,
+}
+
+impl<Bk: Backend> NamedLinears<Bk> for One<Bk> {
+    fn visit_linears(&self, f: &mut dyn FnMut(&str, &LoraLinear<Bk>)) {
+        f("layer", &self.layer);
+    }
+    fn visit_linears_mut(&mut self, f: &mut dyn FnMut(&str, &mut LoraLinear<Bk>)) {
+        f("layer", &mut self.layer);
+    }
+}
+
+/// `count_parameters` of one layer.
+pub fn count_layer<Bk: Backend>(l: &LoraLinear<Bk>) -> ParamCount {
+    count_parameters(&One { layer: l.clone() })
 }
 
 pub fn fixtures() -> PathBuf {

@@ -1,7 +1,8 @@
 //! Attaching adapters to a model by config, and merging them away (PEFT `get_peft_model`,
 //! `LoraModel.merge_and_unload`).
+use super::LoraConfig;
 use crate::matching::resolve_targets;
-use crate::{LoraConfig, PeftError};
+use crate::PeftError;
 use burn::tensor::backend::Backend;
 use lora_core::{LoraLayerConfig, NamedLinears};
 use std::collections::{HashMap, HashSet};

@@ -1,0 +1,279 @@
+//! The method seam: one module per adaptation method, `tuners/<method>/`, shaped like PEFT's
+//! `peft/tuners/<method>/{config,layer,model}.py`, and the routing from an adapter directory's
+//! `peft_type` to its method (PEFT `peft/mapping.py`: `PEFT_TYPE_TO_CONFIG_MAPPING`,
+//! `PEFT_TYPE_TO_TUNER_MAPPING`).
+//!
+//! Each method module holds its `config` (the `adapter_config.json` struct and its validation),
+//! `model` (injection into a model and removal: PEFT's `<Method>Model`), `keys` (its tensor
+//! names in `adapter_model.safetensors`) and `io` (save/load on top of the shared
+//! [`crate::adapter_dir`]), and implements [`Tuner`]. Target matching
+//! ([`crate::matching`], PEFT `tuners_utils.py`) is shared through
+//! [`crate::matching::TargetConfig`].
+//!
+//! Adding a method (e.g. IA3): a `tuners/ia3/` module implementing [`Tuner`], a [`PeftType`]
+//! variant, an [`AdapterConfig`] variant, and one arm in each `match` below.
+use crate::adapter_dir::read_config_text;
+use crate::PeftError;
+use burn::tensor::backend::Backend;
+use lora_core::NamedLinears;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub mod lora;
+
+use lora::{Lora, LoraConfig};
+
+/// Every `peft_type` PEFT 0.21 defines (`peft/utils/peft_types.py` `PeftType`); the ones
+/// without a [`PeftType`] variant are refused as "not implemented yet" rather than "unknown".
+const PEFT_TYPE_NAMES: &[&str] = &[
+    "PROMPT_TUNING",
+    "MULTITASK_PROMPT_TUNING",
+    "P_TUNING",
+    "PREFIX_TUNING",
+    "LORA",
+    "ADALORA",
+    "BOFT",
+    "ADAPTION_PROMPT",
+    "IA3",
+    "LOHA",
+    "LOKR",
+    "OFT",
+    "POLY",
+    "LN_TUNING",
+    "VERA",
+    "FOURIERFT",
+    "XLORA",
+    "HRA",
+    "VBLORA",
+    "CPT",
+    "BONE",
+    "MISS",
+    "RANDLORA",
+    "ROAD",
+    "TRAINABLE_TOKENS",
+    "SHIRA",
+    "C3A",
+    "WAVEFT",
+];
+
+/// The methods this crate implements, named by PEFT's `peft_type` strings
+/// (`peft/utils/peft_types.py`). Only `"LORA"` today; each new method module adds its variant
+/// (`"IA3"`, `"PREFIX_TUNING"`, `"PROMPT_TUNING"`, ...) with its PEFT name, and
+/// [`PeftType::ALL`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeftType {
+    /// LoRA (Hu et al. 2021), `tuners/lora`.
+    Lora,
+}
+
+impl PeftType {
+    /// Every implemented method, in the order error messages list them.
+    pub const ALL: &'static [PeftType] = &[PeftType::Lora];
+
+    /// PEFT's `peft_type` string (`"LORA"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeftType::Lora => "LORA",
+        }
+    }
+
+    /// The method of PEFT's `peft_type` string `name` (exact, upper case as PEFT writes it);
+    /// `None` when not implemented here.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|t| t.as_str() == name)
+    }
+
+    /// The accepted `peft_type` values as JSON strings joined by `, ` (for error messages).
+    pub fn accepted() -> String {
+        Self::ALL
+            .iter()
+            .map(|t| format!("{:?}", t.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for PeftType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a method module provides (PEFT's `BaseTuner` subclass plus its config class and the
+/// save/load of `peft/utils/save_and_load.py` for its keys). Implemented by a unit struct per
+/// method ([`lora::Lora`]); the [`AdapterConfig`] functions route to it.
+pub trait Tuner {
+    /// The method's `peft_type`.
+    const PEFT_TYPE: PeftType;
+    /// The parameter-name prefix of the method's tensors (PEFT `<Method>Model.prefix`,
+    /// `"lora_"`).
+    const PREFIX: &'static str;
+    /// The method's `adapter_config.json`.
+    type Config;
+
+    /// Attaches fresh adapters to the layers `config` targets (PEFT `inject_adapter`). Returns
+    /// the adapted layer names in model order.
+    ///
+    /// # Errors
+    /// The method's config and matching errors.
+    fn inject<B: Backend, M: NamedLinears<B>>(
+        model: &mut M,
+        config: &Self::Config,
+        device: &B::Device,
+    ) -> Result<Vec<String>, PeftError>;
+
+    /// The tensor keys the adapter file of `config` on `model` holds (PEFT
+    /// `get_peft_model_state_dict`, adapter name removed).
+    ///
+    /// # Errors
+    /// The method's config and matching errors.
+    fn state_dict_keys<B: Backend, M: NamedLinears<B>>(
+        model: &M,
+        config: &Self::Config,
+    ) -> Result<Vec<String>, PeftError>;
+
+    /// Writes `dir/adapter_config.json` and `dir/adapter_model.safetensors`.
+    ///
+    /// # Errors
+    /// State, matching and I/O errors.
+    fn save<B: Backend, M: NamedLinears<B>>(
+        model: &M,
+        config: &Self::Config,
+        dir: &Path,
+    ) -> Result<(), PeftError>;
+
+    /// Reads an adapter directory of this method into `model`; returns its config.
+    ///
+    /// # Errors
+    /// Config, matching, file and key errors.
+    fn load<B: Backend, M: NamedLinears<B>>(
+        model: &mut M,
+        dir: &Path,
+        device: &B::Device,
+    ) -> Result<Self::Config, PeftError>;
+}
+
+/// An `adapter_config.json` of any implemented method (PEFT `PeftConfig.from_pretrained` through
+/// `PEFT_TYPE_TO_CONFIG_MAPPING`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum AdapterConfig {
+    /// `peft_type = "LORA"`.
+    Lora(LoraConfig),
+}
+
+impl AdapterConfig {
+    /// The method of this config.
+    pub fn peft_type(&self) -> PeftType {
+        match self {
+            AdapterConfig::Lora(_) => PeftType::Lora,
+        }
+    }
+
+    /// Reads `adapter_config.json` (`path`: the file or the adapter directory) and parses it as
+    /// the config of the method its `peft_type` names. A file without `peft_type` is read as
+    /// LoRA, as [`LoraConfig::from_file`] does. Does not validate.
+    ///
+    /// # Errors
+    /// [`PeftError::Io`], [`PeftError::Json`] naming the file; [`PeftError::UnsupportedPeftType`]
+    /// naming the file, the key `peft_type`, its value and the accepted values.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, PeftError> {
+        let (path, text) = read_config_text(path.as_ref())?;
+        match peft_type_of(&text, &path)? {
+            PeftType::Lora => LoraConfig::from_json_str(&text, &path).map(AdapterConfig::Lora),
+        }
+    }
+
+    /// Writes `dir/adapter_config.json` atomically, creating `dir`; returns the file's path.
+    ///
+    /// # Errors
+    /// [`PeftError::Io`].
+    pub fn save(&self, dir: impl AsRef<Path>) -> Result<PathBuf, PeftError> {
+        match self {
+            AdapterConfig::Lora(c) => c.save(dir),
+        }
+    }
+}
+
+/// The method named by the `peft_type` of config `text` (read from `path`, named in errors);
+/// a config without the key is LoRA's.
+///
+/// # Errors
+/// [`PeftError::Json`] when `text` is not a JSON object; [`PeftError::UnsupportedPeftType`] when
+/// `peft_type` is not a string or names no implemented method.
+pub fn peft_type_of(text: &str, path: &Path) -> Result<PeftType, PeftError> {
+    let v: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|source| PeftError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let refuse = |value: String, msg: &str| PeftError::UnsupportedPeftType {
+        path: path.to_path_buf(),
+        value,
+        msg: msg.into(),
+        accepted: PeftType::accepted(),
+    };
+    match v.get("peft_type") {
+        None => Ok(PeftType::Lora),
+        Some(serde_json::Value::String(s)) => PeftType::from_name(s).ok_or_else(|| {
+            if PEFT_TYPE_NAMES.contains(&s.as_str()) {
+                refuse(
+                    format!("{s:?}"),
+                    "a PEFT method lora-peft does not implement yet",
+                )
+            } else {
+                refuse(format!("{s:?}"), "not a PEFT method name")
+            }
+        }),
+        Some(other) => Err(refuse(other.to_string(), "expected a string")),
+    }
+}
+
+/// Attaches fresh adapters of `config`'s method to `model` (PEFT `get_peft_model`). Returns the
+/// adapted layer names in model order.
+///
+/// # Errors
+/// As the method's [`Tuner::inject`] (for LoRA, [`crate::apply_lora`]).
+pub fn inject<B: Backend, M: NamedLinears<B>>(
+    model: &mut M,
+    config: &AdapterConfig,
+    device: &B::Device,
+) -> Result<Vec<String>, PeftError> {
+    match config {
+        AdapterConfig::Lora(c) => Lora::inject(model, c, device),
+    }
+}
+
+/// Saves `model`'s adapters of `config`'s method as a PEFT adapter directory.
+///
+/// # Errors
+/// As the method's [`Tuner::save`] (for LoRA, [`crate::save_adapter`]).
+pub fn save<B: Backend, M: NamedLinears<B>>(
+    model: &M,
+    config: &AdapterConfig,
+    dir: &Path,
+) -> Result<(), PeftError> {
+    match config {
+        AdapterConfig::Lora(c) => Lora::save(model, c, dir),
+    }
+}
+
+/// Loads the PEFT adapter directory `dir` into `model`, whatever its method: reads
+/// `dir/adapter_config.json`, routes on its `peft_type` and runs the method's loader (PEFT
+/// `PeftModel.from_pretrained`). Returns the config.
+///
+/// # Errors
+/// [`PeftError::UnsupportedPeftType`] (naming the file, `peft_type`, the value and the accepted
+/// values) before anything else is read; then as the method's [`Tuner::load`] (for LoRA,
+/// [`crate::load_adapter`]).
+pub fn load<B: Backend, M: NamedLinears<B>>(
+    model: &mut M,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<AdapterConfig, PeftError> {
+    let (path, text) = read_config_text(&dir.join(crate::adapter_dir::CONFIG_NAME))?;
+    match peft_type_of(&text, &path)? {
+        PeftType::Lora => Lora::load(model, dir, device).map(AdapterConfig::Lora),
+    }
+}
