@@ -148,6 +148,22 @@ impl<B: Backend> LoraLinear<B> {
         Ok(())
     }
 
+    /// Attaches any method's adapter (an [`Adapter`] variant, or a module that converts into
+    /// one), replacing an existing one: the entry point of methods other than LoRA, whose
+    /// constructors take the layer's [`LoraLinear::dims`] and check their own shapes.
+    ///
+    /// # Errors
+    /// [`LoraError::State`] if the layer is merged.
+    pub fn attach_adapter(&mut self, adapter: impl Into<Adapter<B>>) -> Result<(), LoraError> {
+        if self.merged {
+            return Err(LoraError::State(
+                "cannot attach an adapter to a merged layer".into(),
+            ));
+        }
+        self.adapter = Some(adapter.into());
+        Ok(())
+    }
+
     /// Attaches an adapter built from factors `a` `[d_in, r]`, `b` `[r, d_out]`.
     ///
     /// # Errors
