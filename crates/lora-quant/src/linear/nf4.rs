@@ -238,8 +238,9 @@ impl<B: Backend> QuantLinear<B> {
     ///
     /// With the `cuda` feature, on the CUDA CubeCL backends (`burn::backend::Cuda`, its
     /// non-fusion `CubeBackend`, and their `Autodiff` wrappers, f32/i32) this is one CubeCL kernel
-    /// ([`crate::cube::try_dequantize_weight`]); everywhere else, and if that path rejects its
-    /// inputs, the burn-ops path [`QuantLinear::dequantize_weight_ops`]. Both are bit-exact.
+    /// (their `cube::Nf4DequantBackend` implementation, reached through
+    /// `cube::try_dequantize_weight`); everywhere else, and if that path rejects its inputs, the
+    /// burn-ops path [`QuantLinear::dequantize_weight_ops`]. Both are bit-exact.
     pub fn dequantize_weight(&self) -> Tensor<B, 2> {
         #[cfg(feature = "cubecl")]
         if let Some(w) = crate::cube::try_dequantize_weight(self) {
