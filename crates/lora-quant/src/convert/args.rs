@@ -15,17 +15,19 @@ serialized entries, so the per-tensor 16-entry quant_map, 256-entry nested_quant
 small tensors show more than 4.5 / 4.13 bits), and the reconstruction error (max abs, RMS); then
 the total memory. Exit code 1 on any error.";
 
-/// quantize — bitsandbytes NF4 / LLM.int8 layout for the weights of a safetensors file
-///
-/// quantize --input FILE.safetensors --quant nf4|nf4-dq|int8 [--blocksize 64] [--tensors a,b] --out FILE
-/// quantize --dequantize --input FILE.safetensors [--reference ORIGINAL.safetensors] --out FILE
-///
-/// The raw flags; [`QuantizeArgs::into_options`] checks them (the values stay strings here so
-/// that the checks, not clap, word the errors).
+/// The first lines of `--help`.
+const ABOUT: &str = "\
+quantize — bitsandbytes NF4 / LLM.int8 layout for the weights of a safetensors file
+
+quantize --input FILE.safetensors --quant nf4|nf4-dq|int8 [--blocksize 64] [--tensors a,b] --out FILE
+quantize --dequantize --input FILE.safetensors [--reference ORIGINAL.safetensors] --out FILE";
+
+/// The `quantize` command line, as given: [`QuantizeArgs::into_options`] checks it (the values
+/// stay strings here so that the checks, not clap, word the errors).
 #[derive(Debug, Clone, Default, PartialEq, Parser)]
 #[command(
     name = "quantize",
-    verbatim_doc_comment,
+    about = ABOUT,
     after_help = AFTER_HELP,
     args_override_self = true
 )]

@@ -185,9 +185,9 @@ impl<B: Backend> QuantLinear<B> {
     }
 
     /// Bytes held on the device: the code words (4 bytes per 8 codes, or the backend's element
-    /// size), plus 4 per f32 absmax, or (double quantization) 1 per absmax code (in words of 4)
-    /// + 4 per second-level absmax + 4 for the offset. The code tables (64 B and 1 KiB constants)
-    /// are not counted.
+    /// size), plus 4 per f32 absmax, or (double quantization) 1 per absmax code (in words of 4),
+    /// plus 4 per second-level absmax, plus 4 for the offset. The code tables (64 B and 1 KiB
+    /// constants) are not counted.
     pub fn storage_bytes(&self) -> usize {
         let [n_words] = self.words.dims();
         n_words * self.storage_dtype().size()
