@@ -214,7 +214,7 @@ fn int8_layer_equals_bnb_vectorwise_exactly() {
     assert_eq!(l.words.val().dtype(), DType::I32);
     assert_eq!(l.storage_bytes(), 578 * 4 + 33 * 4);
     // negative codes survive the packing (two's complement bytes)
-    assert!(t.q.iter().any(|&q| q == -127) && t.q.iter().any(|&q| q == 127));
+    assert!(t.q.contains(&-127) && t.q.contains(&127));
     // forward = x · deq(W)
     let x = Tensor::<B, 2>::random([3, 70], Distribution::Normal(0.0, 1.0), &dev);
     let wd = Tensor::<B, 2>::from_data(TensorData::new(deq, [33, 70]), &dev);

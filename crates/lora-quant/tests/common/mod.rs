@@ -1,9 +1,13 @@
-//! Fixture access for the lora-quant tests: safetensors files written by bitsandbytes with
-//! `tests/fixtures/quant/make_quant_fixtures.py`.
+//! Shared helpers of the lora-quant tests: fixture access (safetensors files written by
+//! bitsandbytes with `tests/fixtures/quant/make_quant_fixtures.py`, and the transformers
+//! checkpoints of `tests/fixtures/quant/bnb_interop.py`), bit-exact comparison, scratch
+//! directories.
 #![allow(dead_code)]
 
+use lora_quant::bnb::{BnbData, BnbTensor};
 use safetensors::{Dtype, SafeTensors};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// One fixture file, read into memory.
 pub struct Fixture {
@@ -101,4 +105,81 @@ pub fn assert_bits_eq(got: &[f32], want: &[f32], what: &str) {
             (g.to_bits() as i64 - w.to_bits() as i64).abs()
         );
     }
+}
+
+// ---- whole safetensors files (transformers checkpoints, converted files) -----------------------
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn quant_dir() -> PathBuf {
+    root().join("tests/fixtures/quant")
+}
+
+/// A safetensors tensor: dtype, shape, raw little-endian bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raw {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+pub fn load(path: &Path) -> BTreeMap<String, Raw> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).expect("valid safetensors");
+    st.iter()
+        .map(|(k, t)| {
+            (
+                k.to_string(),
+                Raw {
+                    dtype: t.dtype(),
+                    shape: t.shape().to_vec(),
+                    bytes: t.data().to_vec(),
+                },
+            )
+        })
+        .collect()
+}
+
+pub fn f32s(r: &Raw) -> Vec<f32> {
+    assert_eq!(r.dtype, Dtype::F32);
+    r.bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+pub fn to_bnb(r: &Raw) -> BnbTensor {
+    let data = match r.dtype {
+        Dtype::U8 => BnbData::U8(r.bytes.clone()),
+        Dtype::I8 => BnbData::I8(r.bytes.iter().map(|&b| b as i8).collect()),
+        Dtype::F32 => BnbData::F32(f32s(r)),
+        d => panic!("unexpected dtype {d:?}"),
+    };
+    BnbTensor {
+        shape: r.shape.clone(),
+        data,
+    }
+}
+
+pub fn to_raw(t: &BnbTensor) -> Raw {
+    let (dtype, bytes) = match &t.data {
+        BnbData::U8(v) => (Dtype::U8, v.clone()),
+        BnbData::I8(v) => (Dtype::I8, v.iter().map(|&x| x as u8).collect()),
+        BnbData::F32(v) => (Dtype::F32, v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+    };
+    Raw {
+        dtype,
+        shape: t.shape.clone(),
+        bytes,
+    }
+}
+
+/// A fresh scratch directory under the system temp dir.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("lora-quant-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
 }

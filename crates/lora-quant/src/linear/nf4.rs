@@ -1,127 +1,14 @@
-//! Frozen quantized linear bases for QLoRA, with the codes kept packed on the device:
-//! [`QuantLinear`] (NF4, optionally with double-quantized block statistics) and [`Int8Linear`]
-//! (LLM.int8 vector-wise).
-//!
-//! Storage choice (burn 0.21): codes are held as `Int` tensors of dtype **I32**, eight 4-bit codes
-//! (NF4) or four 8-bit codes (int8, and the 8-bit absmax codes of double quantization) per word,
-//! the first code in the most significant bits (word `j` = bytes `4j..4j+4` of bitsandbytes' packed
-//! byte tensor, big-endian). I32 is an integer dtype every burn backend stores natively (NdArray
-//! keeps `NdArrayTensor::I32` although its default `IntElem` is i64; the CubeCL backends, CUDA and
-//! wgpu, hold i32 in 4 bytes), so the device holds exactly half a byte per NF4 code and one byte
-//! per int8 code. U8 int tensors exist in burn 0.21 (NdArray `U8`, CubeCL `int_from_data` accepts
-//! `DType::U8`) but the unpacking ops (shifts, masks, `select`) are not exercised on u8 across
-//! backends (WGSL has no 8-bit integers), so I32 words are used everywhere. Unpacking is
-//! `bitwise_right_shift_scalar` + `bitwise_and_scalar(mask)` (correct for the arithmetic shift of a
-//! negative word because of the mask) followed by a `select` into a small f32 code table (the 16
-//! NF4 values; the 256 values of the signed 8-bit dynamic map; or `byte as i8 as f32` for int8), so
-//! the signs of int8 codes need no integer arithmetic.
-//!
-//! Nothing here is trainable: codes are `Int` tensors (no gradient can exist for them) and the
-//! f32 scales are parameters with `require_grad = false`.
+//! [`QuantLinear`]: the frozen NF4 base, codes packed eight a word, block scales in f32 or
+//! double-quantized ([`NestedAbsmax`]).
 
-use burn::module::{Module, Param, ParamId};
+use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, ElementConversion, Int, Tensor, TensorData};
+use burn::tensor::{DType, Int, Tensor, TensorData};
 
+use super::packing::{fit, frozen_f32, read_bytes, read_f32, unpack, words_param};
 use crate::blockwise8::CODE8_LEN;
-use crate::int8::{quantize_int8_vectorwise, Int8Tensor, INV_127};
 use crate::nf4::{quantize_nf4_shaped, Absmax, DoubleQuant, Nf4Tensor, NF4_CODE};
 use crate::QuantError;
-
-/// 4-bit codes per I32 storage word.
-pub const NIBBLES_PER_WORD: usize = 8;
-
-/// 8-bit codes per I32 storage word.
-pub const BYTES_PER_WORD: usize = 4;
-
-/// Packs bytes into big-endian i32 words, four a word; missing trailing bytes are 0 (never read).
-pub(crate) fn pack_words(bytes: &[u8]) -> Vec<i32> {
-    bytes
-        .chunks(BYTES_PER_WORD)
-        .map(|c| {
-            let mut b = [0u8; 4];
-            b[..c.len()].copy_from_slice(c);
-            u32::from_be_bytes(b) as i32
-        })
-        .collect()
-}
-
-/// Uploads packed words as a frozen `Int` parameter of dtype I32.
-fn words_param<B: Backend>(bytes: &[u8], device: &B::Device) -> Param<Tensor<B, 1, Int>> {
-    let words = pack_words(bytes);
-    let n = words.len();
-    let t = Tensor::<B, 1, Int>::from_data(TensorData::new(words, [n]), (device, DType::I32));
-    Param::initialized(ParamId::new(), t)
-}
-
-/// A frozen f32 vector parameter (`require_grad = false`).
-fn frozen_f32<B: Backend>(v: Vec<f32>, device: &B::Device) -> Param<Tensor<B, 1>> {
-    let n = v.len();
-    Param::from_tensor(Tensor::from_data(TensorData::new(v, [n]), device)).set_require_grad(false)
-}
-
-/// Reads the words back as bytes (big-endian), the first `n` of them.
-fn read_bytes<B: Backend>(
-    words: &Param<Tensor<B, 1, Int>>,
-    n: usize,
-    what: &str,
-) -> Result<Vec<u8>, QuantError> {
-    let w = words
-        .val()
-        .into_data()
-        .convert::<i64>()
-        .to_vec::<i64>()
-        .map_err(|e| QuantError::Format {
-            key: what.to_string(),
-            message: format!("cannot read tensor data: {e:?}"),
-        })?;
-    Ok(w.iter()
-        .flat_map(|&w| (w as u32).to_be_bytes())
-        .take(n)
-        .collect())
-}
-
-pub(crate) fn read_f32<B: Backend, const D: usize>(
-    t: Tensor<B, D>,
-    what: &str,
-) -> Result<Vec<f32>, QuantError> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| QuantError::Format {
-            key: what.to_string(),
-            message: format!("cannot read tensor data: {e:?}"),
-        })
-}
-
-/// Unpacks I32 words into `codes_per_word` codes of `bits` bits each (most significant first),
-/// `[n_words · codes_per_word]` Int.
-fn unpack<B: Backend>(words: Tensor<B, 1, Int>, bits: usize) -> Tensor<B, 1, Int> {
-    let [n_words] = words.dims();
-    let per = 32 / bits;
-    let mask = ((1i64 << bits) - 1).elem::<B::IntElem>();
-    let parts: Vec<Tensor<B, 1, Int>> = (0..per)
-        .map(|k| {
-            let shift = ((32 - bits * (k + 1)) as i64).elem::<B::IntElem>();
-            words
-                .clone()
-                .bitwise_right_shift_scalar(shift)
-                .bitwise_and_scalar(mask)
-        })
-        .collect();
-    Tensor::stack::<2>(parts, 1).reshape([n_words * per])
-}
-
-/// `values` (length ≥ `n`) truncated to `n`, or zero-padded to `n`.
-fn fit<B: Backend>(values: Tensor<B, 1>, n: usize) -> Tensor<B, 1> {
-    let [have] = values.dims();
-    if have >= n {
-        values.narrow(0, 0, n)
-    } else {
-        let device = values.device();
-        Tensor::cat(vec![values, Tensor::zeros([n - have], &device)], 0)
-    }
-}
 
 /// Double-quantized NF4 block statistics on the device (QLoRA §3 "Double Quantization";
 /// bitsandbytes `compress_statistics=True`): 8-bit codes of `absmax − offset` in blocks of
@@ -298,9 +185,9 @@ impl<B: Backend> QuantLinear<B> {
     }
 
     /// Bytes held on the device: the code words (4 bytes per 8 codes, or the backend's element
-    /// size), plus 4 per f32 absmax, or (double quantization) 1 per absmax code (in words of 4)
-    /// + 4 per second-level absmax + 4 for the offset. The code tables (64 B and 1 KiB constants)
-    /// are not counted.
+    /// size), plus 4 per f32 absmax, or (double quantization) 1 per absmax code (in words of 4),
+    /// plus 4 per second-level absmax, plus 4 for the offset. The code tables (64 B and 1 KiB
+    /// constants) are not counted.
     pub fn storage_bytes(&self) -> usize {
         let [n_words] = self.words.dims();
         n_words * self.storage_dtype().size()
@@ -351,8 +238,9 @@ impl<B: Backend> QuantLinear<B> {
     ///
     /// With the `cuda` feature, on the CUDA CubeCL backends (`burn::backend::Cuda`, its
     /// non-fusion `CubeBackend`, and their `Autodiff` wrappers, f32/i32) this is one CubeCL kernel
-    /// ([`crate::cube::try_dequantize_weight`]); everywhere else, and if that path rejects its
-    /// inputs, the burn-ops path [`QuantLinear::dequantize_weight_ops`]. Both are bit-exact.
+    /// (their `cube::Nf4DequantBackend` implementation, reached through
+    /// `cube::try_dequantize_weight`); everywhere else, and if that path rejects its inputs, the
+    /// burn-ops path [`QuantLinear::dequantize_weight_ops`]. Both are bit-exact.
     pub fn dequantize_weight(&self) -> Tensor<B, 2> {
         #[cfg(feature = "cubecl")]
         if let Some(w) = crate::cube::try_dequantize_weight(self) {
@@ -382,131 +270,6 @@ impl<B: Backend> QuantLinear<B> {
 
     /// `x` `[..., d_in]` → `[..., d_out]`: `x · W` with the weight dequantized for this call
     /// (a transient f32 `[d_out, d_in]` copy, as bitsandbytes' non-fused path does).
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        burn::tensor::module::linear(x, self.weight_in_out(), None)
-    }
-}
-
-/// `byte as i8 as f32` for every byte value: the int8 code table used to decode packed codes.
-fn int8_table() -> Vec<f32> {
-    (0..=255u8).map(|b| b as i8 as f32).collect()
-}
-
-/// A frozen linear map `y = x·W` whose weight is LLM.int8 vector-wise quantized (Dettmers et al.
-/// 2022, "LLM.int8()", §3.2; bitsandbytes `int8_vectorwise_quant` with threshold 0, i.e. no
-/// outlier decomposition): one f32 absmax (`SCB`) per **output** row of the PyTorch weight
-/// `[d_out, d_in]`, codes `q = round_half_even(w · 127/absmax)` in `[-127, 127]`
-/// ([`quantize_int8_vectorwise`]). Dequantized on the fly in `forward` as
-/// `q · absmax · (1/127)` (bitsandbytes `int8_vectorwise_dequant`, bit for bit) and multiplied in
-/// f32 (bitsandbytes' CPU/fallback path; the CUDA int8 matmul kernel is not reproduced).
-#[derive(Module, Debug)]
-pub struct Int8Linear<B: Backend> {
-    /// Codes `[ceil(d_out·d_in / 4)]`, `Int` of dtype I32, four two's-complement bytes a word
-    /// (row-major over `[d_out, d_in]`, first code in the top byte).
-    pub words: Param<Tensor<B, 1, Int>>,
-    /// Row absmax `[d_out]`, f32, frozen (bitsandbytes `SCB`).
-    pub absmax: Param<Tensor<B, 1>>,
-    /// Decoding table `[256]`: `byte as i8 as f32` (a constant).
-    pub table: Tensor<B, 1>,
-    /// Input features.
-    pub d_in: usize,
-    /// Output features.
-    pub d_out: usize,
-}
-
-impl<B: Backend> Int8Linear<B> {
-    /// Quantizes a dense weight `[d_in, d_out]` (this workspace's layout) as bitsandbytes
-    /// quantizes the equivalent `nn.Linear` weight `[d_out, d_in]` (absmax per output row).
-    ///
-    /// # Errors
-    /// [`QuantError::NonFinite`], [`QuantError::Empty`], [`QuantError::Shape`];
-    /// [`QuantError::Format`] if the tensor data cannot be read.
-    pub fn from_weight(weight: Tensor<B, 2>) -> Result<Self, QuantError> {
-        let [d_in, d_out] = weight.dims();
-        let device = weight.device();
-        let values = read_f32(weight.transpose(), "weight")?;
-        let t = quantize_int8_vectorwise(&values, d_out, d_in)?;
-        Self::from_int8(&t, &device)
-    }
-
-    /// Uploads an int8 tensor `[d_out, d_in]` with one scale per row (vector-wise) or one for the
-    /// whole tensor (per-tensor; repeated per row, which dequantizes identically).
-    ///
-    /// # Errors
-    /// [`QuantError::Shape`] when the codes or scales do not fit the shape.
-    pub fn from_int8(t: &Int8Tensor, device: &B::Device) -> Result<Self, QuantError> {
-        let [d_out, d_in] = t.shape;
-        if d_out == 0 || d_in == 0 || t.q.len() != d_out * d_in {
-            return Err(QuantError::Shape {
-                what: "Int8Linear codes (shape [d_out, d_in] vs number of codes)".into(),
-                expected: vec![t.q.len()],
-                got: vec![d_out, d_in],
-            });
-        }
-        let absmax = match t.scale.len() {
-            n if n == d_out => t.scale.clone(),
-            1 => vec![t.scale[0]; d_out],
-            n => {
-                return Err(QuantError::Shape {
-                    what: "Int8Linear scales (one per row or one per tensor)".into(),
-                    expected: vec![d_out],
-                    got: vec![n],
-                })
-            }
-        };
-        let bytes: Vec<u8> = t.q.iter().map(|&q| q as u8).collect();
-        Ok(Self {
-            words: words_param(&bytes, device),
-            absmax: frozen_f32(absmax, device),
-            table: Tensor::from_data(TensorData::new(int8_table(), [256]), device),
-            d_in,
-            d_out,
-        })
-    }
-
-    /// `(d_in, d_out)`.
-    pub fn dims(&self) -> (usize, usize) {
-        (self.d_in, self.d_out)
-    }
-
-    /// Bytes held on the device: the code words (4 bytes per 4 codes) + 4 per row absmax (the
-    /// 1 KiB decoding table not counted).
-    pub fn storage_bytes(&self) -> usize {
-        let [n_words] = self.words.dims();
-        n_words * self.words.val().dtype().size() + 4 * self.d_out
-    }
-
-    /// Codes and row absmax read back from the device, `[d_out, d_in]`.
-    ///
-    /// # Errors
-    /// [`QuantError::Format`] if the data cannot be read.
-    pub fn to_int8(&self) -> Result<Int8Tensor, QuantError> {
-        let n = self.d_in * self.d_out;
-        Ok(Int8Tensor {
-            q: read_bytes(&self.words, n, "int8 words")?
-                .into_iter()
-                .map(|b| b as i8)
-                .collect(),
-            scale: read_f32(self.absmax.val(), "int8 absmax")?,
-            shape: [self.d_out, self.d_in],
-        })
-    }
-
-    /// The dequantized weight in PyTorch layout `[d_out, d_in]`: `q · absmax[row] · (1/127)`
-    /// (f32, in that order), equal bit for bit to [`Int8Tensor::dequantize`].
-    pub fn dequantize_weight(&self) -> Tensor<B, 2> {
-        let idx = unpack(self.words.val(), 8);
-        let q = fit(self.table.clone().select(0, idx), self.d_in * self.d_out)
-            .reshape([self.d_out, self.d_in]);
-        (q * self.absmax.val().reshape([self.d_out, 1])).mul_scalar(INV_127)
-    }
-
-    /// The dequantized weight in this workspace's layout `[d_in, d_out]`.
-    pub fn weight_in_out(&self) -> Tensor<B, 2> {
-        self.dequantize_weight().transpose()
-    }
-
-    /// `x` `[..., d_in]` → `[..., d_out]`: `x · W` with the weight dequantized for this call.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         burn::tensor::module::linear(x, self.weight_in_out(), None)
     }
