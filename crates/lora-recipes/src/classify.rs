@@ -104,13 +104,12 @@ where
         );
     }
     let ce = CrossEntropyLossConfig::new().init(device);
-    let loss_fn = |m: &SequenceClassifier<B, M>,
-                   b: &Batch|
-     -> Result<(Tensor<B, 1>, usize), String> {
-        let (ids, labels) = b.to_tensors::<B>(device);
-        let logits = m.forward(ids, &b.lengths);
-        Ok((ce.forward(logits, labels), b.num_tokens()))
-    };
+    let loss_fn =
+        |m: &SequenceClassifier<B, M>, b: &Batch| -> Result<(Tensor<B, 1>, usize), String> {
+            let (ids, labels) = b.to_tensors::<B>(device);
+            let logits = m.forward(ids, &b.lengths);
+            Ok((ce.forward(logits, labels), b.num_tokens()))
+        };
     let out_dir = opts.output_dir.clone();
     let (clf, stats) = train(
         clf,

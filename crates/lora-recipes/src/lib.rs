@@ -11,7 +11,8 @@
 //! - [`encode`]: tokenizing reviews; [`score`]: the classifier's `score` head (verbalizer
 //!   initialisation); [`eval`]: accuracy and language-model loss.
 //! - [`run`]: the shared steps of a run; [`classify`] and [`causal_lm`]: the two recipes.
-//! - [`output`]: held-out logits, the examples for the PEFT side-by-side run, the summary line.
+//! - [`output`]: held-out logits, the examples for the PEFT side-by-side run, the summary line,
+//!   single F32 tensors; [`ids`]: token ids from a file (the `logits` example).
 
 #![warn(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod classify;
 pub mod config;
 pub mod encode;
 pub mod eval;
+pub mod ids;
 pub mod options;
 pub mod output;
 pub mod run;

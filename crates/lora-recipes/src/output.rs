@@ -89,7 +89,11 @@ pub fn dump_data(
 ) -> Result<(), AnyError> {
     let (ml, pad) = (meta.max_length, meta.pad);
     let i32s = |shape: Vec<usize>, v: Vec<i32>| {
-        int_tensor(Dtype::I32, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        int_tensor(
+            Dtype::I32,
+            shape,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        )
     };
     let enc = |ids: &[Vec<u32>], labels: &[u8]| -> [StTensor; 3] {
         let m: Vec<i32> = ids
@@ -141,4 +145,29 @@ pub fn training_line(stats: &TrainStats) -> String {
         stats.steps.min(20),
         stats.running_loss
     )
+}
+
+/// Writes one F32 tensor `name` to the safetensors file `path` (metadata `{"format": "pt"}`,
+/// what transformers and PEFT expect), atomically.
+///
+/// # Errors
+/// The tensor-to-host conversion error; [`lora_io::IoError`] naming the file.
+pub fn write_f32<B: Backend, const D: usize>(
+    path: &Path,
+    name: &str,
+    t: Tensor<B, D>,
+) -> Result<(), AnyError> {
+    let shape = t.dims().to_vec();
+    let vals: Vec<f32> = t
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .map_err(|e| format!("{e:?}"))?;
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    write_safetensors(
+        path,
+        &[(name.to_string(), StTensor::f32(shape, &vals))],
+        Some(meta),
+    )?;
+    Ok(())
 }

@@ -132,7 +132,15 @@ pub fn run_config<B: AutodiffBackend>(
     };
     let mut optim = adamw_optimizer::<B, Gpt2<B>>(&train_cfg);
     let batches: Vec<_> = (0..4)
-        .map(|i| random_ids::<B>(opts.batch, opts.seq, c.vocab_size, opts.seed * 1000 + i, device))
+        .map(|i| {
+            random_ids::<B>(
+                opts.batch,
+                opts.seq,
+                c.vocab_size,
+                opts.seed * 1000 + i,
+                device,
+            )
+        })
         .collect();
     sync::<B>(device)?;
     let setup_s = t0.elapsed().as_secs_f64();
