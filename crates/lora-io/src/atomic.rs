@@ -88,9 +88,6 @@ mod tests {
     #[test]
     fn missing_directory_names_the_path() {
         let e = atomic_write("/nonexistent-dir-lora-io/x.bin", b"x").unwrap_err();
-        assert!(
-            e.to_string().contains("/nonexistent-dir-lora-io/x.bin"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("/nonexistent-dir-lora-io/x.bin"), "{e}");
     }
 }

@@ -125,10 +125,7 @@ mod tests {
         write_safetensors(&p, &tensors, Some(meta)).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        assert_eq!(
-            f32_values(&st.tensor("a").unwrap()).unwrap(),
-            vec![0.25, -3.0]
-        );
+        assert_eq!(f32_values(&st.tensor("a").unwrap()).unwrap(), vec![0.25, -3.0]);
         assert_eq!(f32_values(&st.tensor("b").unwrap()).unwrap(), vec![1.5]);
         let (_, md) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
         assert_eq!(md.metadata().as_ref().unwrap()["format"], "pt");
@@ -139,9 +136,6 @@ mod tests {
         let t = vec![("w".to_string(), StTensor::f32(vec![3], &[1.0]))];
         let e = write_safetensors("/tmp/x-lora-io.safetensors", &t, None).unwrap_err();
         let m = e.to_string();
-        assert!(
-            m.contains("x-lora-io.safetensors") && m.contains("`w`"),
-            "{m}"
-        );
+        assert!(m.contains("x-lora-io.safetensors") && m.contains("`w`"), "{m}");
     }
 }

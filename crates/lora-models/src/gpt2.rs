@@ -371,6 +371,7 @@ pub(crate) fn causal_attention<B: Backend>(
     softmax(scores, 3).matmul(v)
 }
 
+
 /// Row-major `[rows, cols]` → `[cols, rows]`.
 pub(crate) fn transpose_vec(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; v.len()];
@@ -707,12 +708,7 @@ impl<B: Backend> Gpt2<B> {
                 ("mlp.c_fc", &blk.mlp.c_fc),
                 ("mlp.c_proj", &blk.mlp.c_proj),
             ] {
-                put_tensor(
-                    &mut t,
-                    &format!("{pre}.{name}.weight"),
-                    l.merged_weight(),
-                    p,
-                )?;
+                put_tensor(&mut t, &format!("{pre}.{name}.weight"), l.merged_weight(), p)?;
                 if let Some(b) = l.bias() {
                     put_tensor(&mut t, &format!("{pre}.{name}.bias"), b, p)?;
                 }

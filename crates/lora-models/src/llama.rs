@@ -12,8 +12,8 @@
 
 use crate::gguf::GgufFile;
 use crate::gpt2::{
-    causal_attention, causal_mask, ensure_dir, frozen, put_tensor, read_json, save_json,
-    save_safetensors, transpose_vec, Cfg, StTensors,
+    causal_attention, causal_mask, ensure_dir, frozen, put_tensor, read_json,
+    save_json, save_safetensors, transpose_vec, Cfg, StTensors,
 };
 use crate::st::StFile;
 use crate::{LanguageModel, ModelError};

@@ -106,7 +106,8 @@ fn single_name_is_a_list_and_anything_else_a_regex() {
         cfg.layers_to_transform,
         Some(LayersToTransform::List(vec![1, 3]))
     );
-    let re = finetune_opts(&["--target-modules", r".*\.(q|v)_proj"]);
+    // A regex selects layers itself: PEFT refuses layers_to_transform beside it.
+    let re = finetune_opts(&["--target-modules", r".*\.(q|v)_proj", "--layers", "all"]);
     let cfg = lora_config(&re, &["x"], Path::new("m"), 4).unwrap();
     assert_eq!(
         cfg.target_modules,
