@@ -79,7 +79,7 @@ fn accuracy_counts_argmax_hits() {
     let wrong = batch([1 - arg[0], 1 - arg[1]]);
     let half = batch([arg[0], 1 - arg[1]]);
     let device = Default::default();
-    assert_eq!(accuracy(&clf, &[right.clone()], &device).0, 1.0);
+    assert_eq!(accuracy(&clf, std::slice::from_ref(&right), &device).0, 1.0);
     assert_eq!(accuracy(&clf, &[wrong], &device).0, 0.0);
     assert_eq!(accuracy(&clf, &[half, right], &device).0, 0.75);
 }
