@@ -176,8 +176,12 @@ fn cls_case<M: LanguageModel<B> + NamedLinears<B>>(fx: &str, m: M, targets: &[&s
     let cfg = config(targets, Some("SEQ_CLS"));
     apply_lora(&mut clf, &cfg, &device).unwrap();
     // Train-like change of the saved `score` copy so the file differs from the base head.
-    let w = clf.score.weight.val().mul_scalar(1.5);
-    clf.score.weight = burn::module::Param::from_tensor(w);
+    clf.visit_linears_mut(&mut |name, l| {
+        if name == "score" {
+            let w = l.base_weight().mul_scalar(1.5);
+            l.replace_base(w, None).unwrap();
+        }
+    });
     let (ids, lengths, st) = ids_of(fx);
     let logits = clf.forward(ids.clone(), &lengths);
     let (out, _keep) = out_dir(&format!("{fx}_seqcls"));

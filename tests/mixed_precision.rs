@@ -116,8 +116,8 @@ fn check(dtype: FloatDType, quant: Option<QuantKind>, lo: f64, hi: f64) {
     let loss = (y.clone() * t2(&g, N, DOUT)).sum();
     let grads = loss.backward();
     let lora = l.adapter().unwrap();
-    let ga = lora.lora_a.grad(&grads).unwrap();
-    let gb = lora.lora_b.grad(&grads).unwrap();
+    let ga = lora.lora_a().grad(&grads).unwrap();
+    let gb = lora.lora_b().grad(&grads).unwrap();
     assert_eq!(ga.dtype(), DType::F32, "grad of A is f32");
     assert_eq!(gb.dtype(), DType::F32, "grad of B is f32");
 
