@@ -21,6 +21,7 @@ pub mod causal_lm;
 pub mod classify;
 pub mod config;
 pub mod encode;
+pub mod error;
 pub mod eval;
 pub mod ids;
 pub mod options;
@@ -29,9 +30,6 @@ pub mod run;
 pub mod score;
 
 pub use config::{count_layers, lora_config, parse_layers};
+pub use error::AnyError;
 pub use options::{FinetuneOptions, ModelKind, ScoreInit, Task, Truncation};
 pub use run::{run_model, Inputs};
-
-/// The error of the recipes: any error, shown to the user as its message (each names the flag,
-/// file or value at fault).
-pub type AnyError = Box<dyn std::error::Error>;
