@@ -10,12 +10,13 @@
 //! tensor `input_ids` `[batch, seq]`; the output file gets an F32 tensor `logits`
 //! `[batch, seq, vocab]` (safetensors metadata {"format":"pt"}), written atomically.
 
-use burn::tensor::{Int, Tensor, TensorData};
 use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
 use lora_core::NamedLinears;
-use lora_models::st::StFile;
 use lora_models::LanguageModel;
+use lora_recipes::ids::InputIds;
+use lora_recipes::output::write_f32;
+use lora_recipes::AnyError;
 use std::path::PathBuf;
 
 /// Computes logits for given token ids.
@@ -49,46 +50,20 @@ fn main() {
     }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn run() -> Result<(), AnyError> {
     let args = Args::parse();
     if args.merge && args.adapter.is_none() {
         return Err("--merge needs --adapter DIR".into());
     }
     let device = Default::default();
-    let st = StFile::open(&args.input_ids)?;
-    let (ids, shape) = st.i64("input_ids")?;
-    if shape.len() != 2 || shape[0] == 0 || shape[1] == 0 {
-        return Err(format!(
-            "{}: `input_ids` has shape {shape:?}, expected [batch, seq] with both ≥ 1",
-            args.input_ids.display()
-        )
-        .into());
-    }
+    let ids = InputIds::read(&args.input_ids)?;
     let model = load_any::<Backend>(&args.model_path, &device)?;
-    let vocab = match &model {
-        AnyModel::Gpt2(m, _) => m.vocab_size(),
-        AnyModel::Llama(m, _) => m.vocab_size(),
+    let (vocab, max_positions) = match &model {
+        AnyModel::Gpt2(m, _) => (m.vocab_size(), Some(m.n_positions())),
+        AnyModel::Llama(m, _) => (m.vocab_size(), None),
     };
-    if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= vocab) {
-        return Err(format!(
-            "{}: `input_ids` holds {bad}, outside the vocabulary [0, {vocab})",
-            args.input_ids.display()
-        )
-        .into());
-    }
-    let input: Tensor<Backend, 2, Int> =
-        Tensor::from_data(TensorData::new(ids, [shape[0], shape[1]]), &device);
-    if let AnyModel::Gpt2(m, _) = &model {
-        if shape[1] > m.n_positions() {
-            return Err(format!(
-                "{}: `input_ids` has {} positions, more than this GPT-2's n_positions = {}",
-                args.input_ids.display(),
-                shape[1],
-                m.n_positions()
-            )
-            .into());
-        }
-    }
+    ids.check(&args.input_ids, vocab, max_positions)?;
+    let input = ids.to_tensor::<Backend>(&device);
     let logits = match model {
         AnyModel::Gpt2(mut m, _) => {
             prepare(&mut m, &args, &device)?;
@@ -99,16 +74,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             m.forward(input)
         }
     };
-    lora_burn::write_f32_safetensors(&args.out, "logits", logits)?;
+    write_f32(&args.out, "logits", logits)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
 
+/// Loads `--adapter` into `m` and merges it with `--merge`, saying what it did.
 fn prepare<M: NamedLinears<Backend>>(
     m: &mut M,
     args: &Args,
     device: &burn::tensor::Device<Backend>,
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> Result<(), AnyError> {
     if let Some(a) = &args.adapter {
         let cfg = lora_peft::load_adapter(m, a, device)?;
         eprintln!(

@@ -1,0 +1,88 @@
+//! The causal-LM recipe (PEFT task type CAUSAL_LM): next-token loss on the review text;
+//! held-out perplexity before and after.
+
+use burn::module::{AutodiffModule, ModuleDisplay};
+use burn::tensor::backend::AutodiffBackend;
+use lora_core::count_parameters;
+use lora_models::LanguageModel;
+use lora_peft::{apply_lora, save_adapter};
+// The IMDB pipeline (one import site; the crate that holds it may change).
+use lora_train::data::{make_batches, Batch};
+use lora_train::train::train;
+
+use crate::encode::encode_lm;
+use crate::eval::{lm_loss_sum, perplexity};
+use crate::output::training_line;
+use crate::run::{set_precision, Inputs, Prepared};
+use crate::{AnyError, FinetuneOptions};
+
+/// Held-out reviews per perplexity batch.
+const EVAL_BATCH: usize = 16;
+
+/// Attaches the adapters, applies `--precision`, tokenizes (first `--max-length` tokens of each
+/// review) and batches, evaluates perplexity, trains on the mean next-token loss of each batch,
+/// evaluates again and writes the adapter to `--output-dir`.
+///
+/// # Errors
+/// LoRA, tokenizer, batching, training and file errors.
+pub fn run_causal_lm<B, M>(
+    opts: &FinetuneOptions,
+    mut model: M,
+    inputs: &Inputs<'_>,
+    prep: &Prepared,
+    device: &B::Device,
+) -> Result<(), AnyError>
+where
+    B: AutodiffBackend,
+    M: LanguageModel<B> + AutodiffModule<B> + ModuleDisplay,
+    M::InnerModule: LanguageModel<B::InnerBackend> + ModuleDisplay,
+{
+    let (tok, pad, cfg) = (inputs.tok, prep.pad, &prep.lora);
+    let adapted = apply_lora(&mut model, cfg, device)?;
+    eprintln!("LoRA on {} layers", adapted.len());
+    set_precision(&mut model, opts, device)?;
+    println!("{}", count_parameters(&model));
+    let train_ids = encode_lm(tok, &prep.train_slice, opts.max_length)?;
+    let test_ids = encode_lm(tok, inputs.test_set, opts.max_length)?;
+    let zeros = |n: usize| vec![0u8; n];
+    let ml = opts.max_length;
+    let train_zeros = zeros(train_ids.len());
+    let train_batches = make_batches(&train_ids, &train_zeros, opts.batch_size, ml, pad, None)?;
+    let test_zeros = zeros(test_ids.len());
+    let test_batches = make_batches(&test_ids, &test_zeros, EVAL_BATCH, ml, pad, None)?;
+    if !opts.no_eval_before {
+        println!(
+            "held-out perplexity before: {:.3}",
+            perplexity(&model.valid(), &test_batches, device)
+        );
+    }
+    let out_dir = opts.output_dir.clone();
+    let (model, stats) = train(
+        model,
+        &prep.train,
+        device,
+        |i| train_batches[i % train_batches.len()].clone(),
+        |m: &M, b: &Batch| {
+            let (sum, count) = lm_loss_sum::<B, _>(m, b, device);
+            Ok((sum.div_scalar(count.max(1) as f64), count))
+        },
+        |m, _| {
+            format!(
+                "held-out perplexity {:.3}",
+                perplexity(&m.valid(), &test_batches, device)
+            )
+        },
+        |m, step| {
+            save_adapter(m, cfg, &out_dir.join(format!("checkpoint-{step}")))
+                .map_err(|e| e.to_string())
+        },
+    )?;
+    println!(
+        "held-out perplexity after: {:.3}",
+        perplexity(&model.valid(), &test_batches, device)
+    );
+    println!("{}", training_line(&stats));
+    save_adapter(&model, cfg, &opts.output_dir)?;
+    println!("adapter written to {}", opts.output_dir.display());
+    Ok(())
+}

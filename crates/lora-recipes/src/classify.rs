@@ -1,0 +1,163 @@
+//! The classification recipe (PEFT task type SEQ_CLS): a `score` head on the last real token,
+//! trained fully (`modules_to_save`) beside the adapters; held-out accuracy before and after.
+
+use burn::module::{AutodiffModule, ModuleDisplay};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
+use lora_core::count_parameters;
+use lora_models::classify::SequenceClassifier;
+use lora_models::LanguageModel;
+use lora_peft::{apply_lora, merge_and_unload, save_adapter};
+// The IMDB pipeline (one import site; the crate that holds it may change).
+use lora_train::data::{self, make_batches, Batch, Review};
+use lora_train::train::train;
+use std::time::Instant;
+
+use crate::encode::encode_cls;
+use crate::eval::accuracy;
+use crate::output::{dump_data, training_line, write_heldout, DumpMeta};
+use crate::run::{set_precision, Inputs, Prepared};
+use crate::score::{init_classifier, verbalizer_ids};
+use crate::{AnyError, FinetuneOptions};
+
+/// Tokenizes and batches the reviews (training order kept), writes `--dump-data`, builds the
+/// classifier ([`init_classifier`]), attaches the adapters, applies `--precision`, evaluates,
+/// trains with cross-entropy, evaluates on merged weights (a quantized base stays unmerged:
+/// merging would requantize it), writes the adapter and `heldout_logits.safetensors` (the
+/// logits of the first held-out batch) to `--output-dir`.
+///
+/// # Errors
+/// A `--suffix` that leaves no room in `--max-length`; tokenizer, batching, LoRA, training and
+/// file errors.
+pub fn run_classify<B, M>(
+    opts: &FinetuneOptions,
+    model: M,
+    inputs: &Inputs<'_>,
+    prep: &Prepared,
+    device: &B::Device,
+) -> Result<(), AnyError>
+where
+    B: AutodiffBackend,
+    M: LanguageModel<B> + AutodiffModule<B> + ModuleDisplay,
+    M::InnerModule: LanguageModel<B::InnerBackend> + ModuleDisplay,
+{
+    let (tok, test_set, pad, cfg) = (inputs.tok, inputs.test_set, prep.pad, &prep.lora);
+    let train_slice: &[Review] = &prep.train_slice;
+    let suffix = tok.encode(&opts.suffix)?;
+    if suffix.len() >= opts.max_length {
+        return Err(format!(
+            "--suffix {:?} is {} tokens, so no review token fits in --max-length {}",
+            opts.suffix,
+            suffix.len(),
+            opts.max_length
+        )
+        .into());
+    }
+    let t = Instant::now();
+    let train_ids = encode_cls(tok, train_slice, &suffix, opts.max_length, opts.truncation)?;
+    let test_ids = encode_cls(tok, test_set, &suffix, opts.max_length, opts.truncation)?;
+    eprintln!(
+        "tokenized {} train + {} test reviews in {:.1}s",
+        train_ids.len(),
+        test_ids.len(),
+        t.elapsed().as_secs_f64()
+    );
+    let labels: Vec<u8> = train_slice.iter().map(|r| r.label).collect();
+    let test_labels: Vec<u8> = test_set.iter().map(|r| r.label).collect();
+    let (bs, ml) = (opts.batch_size, opts.max_length);
+    let mut train_batches = make_batches(&train_ids, &labels, bs, ml, pad, None)?;
+    let mut test_batches =
+        make_batches(&test_ids, &test_labels, opts.eval_batch_size, ml, pad, None)?;
+    data::pad_batches_to_multiple(&mut train_batches, opts.pad_multiple, ml, pad);
+    data::pad_batches_to_multiple(&mut test_batches, opts.pad_multiple, ml, pad);
+    if let Some(p) = &opts.dump_data {
+        let meta = DumpMeta {
+            pad,
+            neg_pos: verbalizer_ids(tok)?,
+            max_length: ml,
+            batch_size: bs,
+            seed: opts.seed,
+        };
+        dump_data(p, (&train_ids, &labels), (&test_ids, &test_labels), &meta)?;
+    }
+
+    let mut clf = init_classifier(model, tok, opts.score_init, device)?;
+    let adapted = apply_lora(&mut clf, cfg, device)?;
+    eprintln!(
+        "LoRA on {} layers (r={}, lora_alpha={}, dropout={})",
+        adapted.len(),
+        opts.r,
+        opts.lora_alpha,
+        opts.lora_dropout
+    );
+    set_precision(&mut clf, opts, device)?;
+    println!("{}", count_parameters(&clf));
+
+    if !opts.no_eval_before {
+        let (acc, tps) = accuracy(&clf.valid(), &test_batches, device);
+        println!(
+            "held-out accuracy before: {:.2}% on {} reviews ({:.0} tok/s eval)",
+            acc * 100.0,
+            test_set.len(),
+            tps
+        );
+    }
+    let ce = CrossEntropyLossConfig::new().init(device);
+    let loss_fn =
+        |m: &SequenceClassifier<B, M>, b: &Batch| -> Result<(Tensor<B, 1>, usize), String> {
+            let (ids, labels) = b.to_tensors::<B>(device);
+            let logits = m.forward(ids, &b.lengths);
+            Ok((ce.forward(logits, labels), b.num_tokens()))
+        };
+    let out_dir = opts.output_dir.clone();
+    let (clf, stats) = train(
+        clf,
+        &prep.train,
+        device,
+        |i| train_batches[i % train_batches.len()].clone(),
+        loss_fn,
+        |m, _step| {
+            let (acc, _) = accuracy(&m.valid(), &test_batches, device);
+            format!("held-out accuracy {:.2}%", acc * 100.0)
+        },
+        |m, step| {
+            save_adapter(m, cfg, &out_dir.join(format!("checkpoint-{step}")))
+                .map_err(|e| e.to_string())
+        },
+    )?;
+    // Inference on merged weights (W + scaling·A·B, PEFT merge_and_unload): one matmul per
+    // layer instead of three. A quantized base is left unmerged (merging would requantize
+    // it, changing the model), as with bitsandbytes bases in PEFT.
+    let merged = opts.quant_kind()?.is_none();
+    let eval_model = {
+        let mut m = clf.valid();
+        if merged {
+            merge_and_unload(&mut m);
+        }
+        m
+    };
+    let (acc, tps) = accuracy(&eval_model, &test_batches, device);
+    drop(eval_model);
+    println!(
+        "held-out accuracy after: {:.2}% on {} reviews ({:.0} tok/s eval{})",
+        acc * 100.0,
+        test_set.len(),
+        tps,
+        if merged { ", merged weights" } else { "" }
+    );
+    println!("{}", training_line(&stats));
+    save_adapter(&clf, cfg, &opts.output_dir)?;
+    println!("adapter written to {}", opts.output_dir.display());
+    // Our logits on the first held-out batch, for comparison with PEFT
+    // (tests/fixtures/check_smollm2_adapter.py).
+    let first = &test_batches[0];
+    let (ids, _) = first.to_tensors::<B::InnerBackend>(device);
+    let logits = clf.valid().forward(ids, &first.lengths);
+    write_heldout(
+        &opts.output_dir.join("heldout_logits.safetensors"),
+        first,
+        logits,
+    )?;
+    Ok(())
+}

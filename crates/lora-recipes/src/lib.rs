@@ -1,0 +1,35 @@
+//! # lora-recipes — the fine-tuning recipes of lora-burn as library code
+//!
+//! The `finetune` example's logic, generic over burn's backends: LoRA / QLoRA fine-tuning of a
+//! pretrained language model on IMDB reviews, as sentiment classification (transformers'
+//! `*ForSequenceClassification`, PEFT task type SEQ_CLS) or language modelling (CAUSAL_LM),
+//! writing the adapter in PEFT's format; and the `train_bench` example's training-step
+//! benchmark ([`bench`]).
+//!
+//! - [`options`]: the options of a run ([`FinetuneOptions`], also the example's flags).
+//! - [`config`]: the PEFT [`lora_peft::LoraConfig`] built from them.
+//! - [`encode`]: tokenizing reviews; [`score`]: the classifier's `score` head (verbalizer
+//!   initialisation); [`eval`]: accuracy and language-model loss.
+//! - [`run`]: the shared steps of a run; [`classify`] and [`causal_lm`]: the two recipes.
+//! - [`output`]: held-out logits, the examples for the PEFT side-by-side run, the summary line,
+//!   single F32 tensors; [`ids`]: token ids from a file (the `logits` example).
+
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod causal_lm;
+pub mod classify;
+pub mod config;
+pub mod encode;
+pub mod error;
+pub mod eval;
+pub mod ids;
+pub mod options;
+pub mod output;
+pub mod run;
+pub mod score;
+
+pub use config::{count_layers, lora_config, parse_layers};
+pub use error::AnyError;
+pub use options::{FinetuneOptions, ModelKind, ScoreInit, Task, Truncation};
+pub use run::{run_model, Inputs};

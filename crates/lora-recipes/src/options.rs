@@ -1,0 +1,230 @@
+//! The options of a fine-tuning run (the `finetune` example's flags) and their checks.
+
+use burn::tensor::backend::Backend;
+use clap::ValueEnum;
+use lora_core::{Precision, QuantKind};
+use std::path::PathBuf;
+
+use crate::AnyError;
+
+/// The base model family.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum ModelKind {
+    /// SmolLM2-135M-Instruct (Llama architecture), fetched as GGUF.
+    Smollm2,
+    /// GPT-2 from a Hugging Face directory (`--model-path`).
+    Gpt2,
+}
+
+/// What the model is trained to do.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum Task {
+    /// Sentiment classification (SEQ_CLS): accuracy.
+    Classify,
+    /// Language modelling on the review text (CAUSAL_LM): perplexity.
+    CausalLm,
+}
+
+/// How the `score` head of a classifier starts.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum ScoreInit {
+    /// Rows of `score` = output embeddings of " negative" / " positive".
+    Verbalizer,
+    /// transformers' init: N(0, 0.02).
+    Random,
+}
+
+/// Which tokens of a long review are kept.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum Truncation {
+    /// Keep the first tokens.
+    Head,
+    /// Keep the last tokens.
+    Tail,
+    /// Keep a quarter of the room from the start and the rest from the end.
+    HeadTail,
+}
+
+/// Every option of a LoRA fine-tuning run on IMDB; also the command-line flags of the
+/// `finetune` example (`#[command(flatten)]`), with their defaults.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FinetuneOptions {
+    /// Base model.
+    #[arg(long, value_enum, default_value_t = ModelKind::Smollm2)]
+    pub model: ModelKind,
+    /// Hugging Face directory (config.json + model.safetensors) for `--model gpt2`, or a GGUF
+    /// file for `--model smollm2` (default: fetched).
+    #[arg(long)]
+    pub model_path: Option<PathBuf>,
+    /// Task.
+    #[arg(long, value_enum, default_value_t = Task::Classify)]
+    pub task: Task,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 150)]
+    pub steps: usize,
+    /// Examples per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Maximum tokens per example (review tokens are truncated to fit the suffix).
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Peak learning rate (linear warmup, then linear decay to 0).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Warmup steps.
+    #[arg(long, default_value_t = 10)]
+    pub warmup_steps: usize,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub r: usize,
+    /// LoRA alpha.
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f64,
+    /// LoRA dropout.
+    #[arg(long, default_value_t = 0.05)]
+    pub lora_dropout: f64,
+    /// Target modules, comma separated (PEFT names), or one regex. Default: every attention
+    /// and MLP projection of the model.
+    #[arg(long)]
+    pub target_modules: Option<String>,
+    /// Which transformer layers get adapters (PEFT layers_to_transform): "all", "top-half"
+    /// (the default: on the CPU, layers below the lowest adapted one need no backward pass, which
+    /// makes a step ~1.5x faster), or indices such as "15-29" or "28,29".
+    #[arg(long, default_value = "top-half")]
+    pub layers: String,
+    /// Seed (data order, split, init, dropout).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Held-out reviews for evaluation (never seen in training).
+    #[arg(long, default_value_t = 500)]
+    pub eval_size: usize,
+    /// Evaluate every N steps (0 = only before and after).
+    #[arg(long, default_value_t = 0)]
+    pub eval_every: usize,
+    /// Write a checkpoint adapter every N steps (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Where the adapter (adapter_config.json + adapter_model.safetensors) is written.
+    #[arg(long, default_value = "out/finetune")]
+    pub output_dir: PathBuf,
+    /// Prompt suffix appended to every review (classify).
+    #[arg(long, default_value = "\nSentiment:")]
+    pub suffix: String,
+    /// Initialisation of the `score` head (classify).
+    #[arg(long, value_enum, default_value_t = ScoreInit::Verbalizer)]
+    pub score_init: ScoreInit,
+    /// Skip the evaluation before training.
+    #[arg(long)]
+    pub no_eval_before: bool,
+    /// Quantize the frozen base's linear weights before adding adapters (QLoRA): "none", "nf4",
+    /// "nf4-dq" (NF4 with double-quantized statistics, QLoRA's setting) or "int8" (LLM.int8
+    /// vector-wise).
+    #[arg(long, default_value = "none")]
+    pub quant: String,
+    /// Wall-clock budget for the training steps in seconds (evaluation not counted): training
+    /// stops at `--steps` or when the budget is spent, and the learning rate decays linearly to
+    /// 0 by whichever limit comes first (lora_train::train::budget_lr).
+    #[arg(long)]
+    pub time_budget: Option<f64>,
+
+    /// Which tokens of a long review are kept (classify): "head" (the first ones), "tail"
+    /// (the last ones) or "head-tail" (the first quarter of the room from the start, the rest
+    /// from the end; Sun et al. 2019, "How to Fine-Tune BERT for Text Classification?" §5.3).
+    #[arg(long, value_enum, default_value_t = Truncation::Head)]
+    pub truncation: Truncation,
+
+    /// Pad each batch's length up to a multiple of this (capped at --max-length). On the GPU
+    /// backends every new sequence length compiles and autotunes new kernels, so a few fixed
+    /// lengths are much faster there; 1 = pad to the longest sequence of the batch.
+    #[arg(long, default_value_t = 1)]
+    pub pad_multiple: usize,
+
+    /// Reviews per evaluation batch.
+    #[arg(long, default_value_t = 16)]
+    pub eval_batch_size: usize,
+
+    /// Also write the exact token ids, lengths and labels of the training examples (in training
+    /// order) and of the held-out set to this safetensors file, for the PEFT side-by-side run
+    /// (benches/peft_imdb.py) (classify only).
+    #[arg(long)]
+    pub dump_data: Option<PathBuf>,
+
+    /// NF4 block size (values per absmax): 32, 64, 128, ..., 4096.
+    #[arg(long, default_value_t = 64)]
+    pub blocksize: usize,
+    /// Compute precision of the frozen linear bases and their matmuls: "f32", "bf16" or "f16"
+    /// (LoRA factors, score head, gradients and AdamW state stay f32). bf16/f16 need a GPU
+    /// backend (cuda, wgpu).
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+}
+
+impl FinetuneOptions {
+    /// `--precision` → [`Precision`], checked against the backend `B` on `device`.
+    ///
+    /// # Errors
+    /// [`lora_core::LoraError::UnknownPrecision`] for a bad value,
+    /// [`lora_core::LoraError::UnsupportedDtype`] naming the backend when it cannot hold the
+    /// dtype (both prefixed with the flag).
+    pub fn precision<B: Backend>(&self, device: &B::Device) -> Result<Precision, AnyError> {
+        let p: Precision = self
+            .precision
+            .parse()
+            .map_err(|e| format!("--precision: {e}"))?;
+        if !B::supports_dtype(device, p.dtype().into()) {
+            let e = lora_core::LoraError::UnsupportedDtype {
+                dtype: p.dtype(),
+                backend: B::name(device),
+            };
+            return Err(format!("--precision {p}: {e}").into());
+        }
+        Ok(p)
+    }
+
+    /// `--quant` / `--blocksize` → the scheme, or `None` for "none".
+    ///
+    /// # Errors
+    /// A message naming `--quant` (unknown scheme) or `--blocksize` (invalid block size).
+    pub fn quant_kind(&self) -> Result<Option<QuantKind>, AnyError> {
+        if self.quant.trim().eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        let kind = self
+            .quant
+            .parse::<QuantKind>()
+            .map_err(|e| format!("--quant: {e} (or \"none\")"))?
+            .with_blocksize(self.blocksize);
+        kind.validate().map_err(|e| format!("--blocksize: {e}"))?;
+        Ok(Some(kind))
+    }
+
+    /// The checks that need no input file, so that a bad flag stops the run before anything
+    /// is fetched (`--precision` is checked separately by [`Self::precision`]).
+    ///
+    /// # Errors
+    /// A message naming the flag and the value expected: `--r` 0, `--eval-size` 0,
+    /// `--batch-size` / `--eval-batch-size` 0, `--pad-multiple` 0, `--dump-data` without
+    /// `--task classify`, and the errors of [`Self::quant_kind`].
+    pub fn validate(&self) -> Result<(), AnyError> {
+        if self.r == 0 {
+            return Err("--r must be at least 1 (got 0)".into());
+        }
+        if self.eval_size == 0 {
+            return Err("--eval-size must be at least 1".into());
+        }
+        if self.eval_batch_size == 0 || self.batch_size == 0 {
+            return Err("--batch-size and --eval-batch-size must be at least 1".into());
+        }
+        if self.pad_multiple == 0 {
+            return Err("--pad-multiple must be at least 1 (1 = no extra padding)".into());
+        }
+        if self.dump_data.is_some() && self.task != Task::Classify {
+            return Err("--dump-data is for --task classify only".into());
+        }
+        self.quant_kind()?;
+        Ok(())
+    }
+}
