@@ -39,8 +39,8 @@ use lora_models::llama::Llama;
 use lora_models::tokenizer::Tokenizer;
 use lora_recipes::{run_model, AnyError, FinetuneOptions, Inputs, ModelKind};
 // The IMDB pipeline and input fetching (one import site).
-use lora_train::data::{load_imdb, split};
-use lora_train::fetch::{fetch_imdb, fetch_smollm2};
+use lora_data::{fetch_imdb, fetch_smollm2};
+use lora_data::{load_imdb, split};
 use std::time::Instant;
 
 /// LoRA fine-tuning on IMDB.

@@ -7,7 +7,7 @@ use lora_core::count_parameters;
 use lora_models::LanguageModel;
 use lora_peft::{apply_lora, save_adapter};
 // The IMDB pipeline (one import site; the crate that holds it may change).
-use lora_train::data::{make_batches, Batch};
+use lora_data::imdb::{make_batches, Batch};
 use lora_train::train::train;
 
 use crate::encode::encode_lm;

@@ -10,7 +10,7 @@ use lora_models::classify::SequenceClassifier;
 use lora_models::LanguageModel;
 use lora_peft::{apply_lora, merge_and_unload, save_adapter};
 // The IMDB pipeline (one import site; the crate that holds it may change).
-use lora_train::data::{self, make_batches, Batch, Review};
+use lora_data::imdb::{self as data, make_batches, Batch, Review};
 use lora_train::train::train;
 use std::time::Instant;
 

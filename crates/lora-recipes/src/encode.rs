@@ -2,7 +2,7 @@
 
 use lora_models::tokenizer::Tokenizer;
 // The IMDB pipeline's types (one import site; the crate that holds them may change).
-use lora_train::data::{self, Review};
+use lora_data::imdb::{self as data, Review};
 
 use crate::options::Truncation;
 use crate::AnyError;

@@ -5,7 +5,7 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use lora_models::classify::SequenceClassifier;
 use lora_models::LanguageModel;
 // The IMDB pipeline's batch type (one import site; the crate that holds it may change).
-use lora_train::data::Batch;
+use lora_data::imdb::Batch;
 use std::time::Instant;
 
 /// Accuracy of `m` on `batches` (argmax of the logits against each batch's labels) and the

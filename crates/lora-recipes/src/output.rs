@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use lora_io::{write_safetensors, StTensor};
 use safetensors::Dtype;
 // The IMDB pipeline's batch type (one import site; the crate that holds it may change).
-use lora_train::data::Batch;
+use lora_data::imdb::Batch;
 use lora_train::train::TrainStats;
 use std::collections::HashMap;
 use std::path::Path;

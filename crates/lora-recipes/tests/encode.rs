@@ -1,10 +1,10 @@
 //! Tokenizing reviews (GPT-2's tokenizer: compiled in, no files needed).
 
+use lora_data::imdb::Review;
 use lora_models::tokenizer::Tokenizer;
 use lora_recipes::encode::{encode_cls, encode_lm, single_token};
 use lora_recipes::score::verbalizer_ids;
 use lora_recipes::Truncation;
-use lora_train::data::Review;
 
 fn review(text: &str) -> Review {
     Review {

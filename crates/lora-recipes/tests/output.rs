@@ -4,8 +4,8 @@ mod common;
 
 use burn::tensor::{Tensor, TensorData};
 use common::B;
+use lora_data::imdb::Batch;
 use lora_recipes::output::{dump_data, training_line, write_heldout, DumpMeta};
-use lora_train::data::Batch;
 use lora_train::train::TrainStats;
 use safetensors::{Dtype, SafeTensors};
 

@@ -5,11 +5,11 @@ mod common;
 
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{tiny_gpt2, values, B};
+use lora_data::imdb::Batch;
 use lora_models::LanguageModel;
 use lora_recipes::eval::{accuracy, lm_loss_sum, perplexity};
 use lora_recipes::score::{init_classifier, verbalizer_classifier};
 use lora_recipes::ScoreInit;
-use lora_train::data::Batch;
 
 /// A right-padded batch of two rows of 5 columns: lengths 5 and 3, pad id 0.
 fn batch(labels: [i64; 2]) -> Batch {
