@@ -1,5 +1,5 @@
 //! Parity of the feature-selected backend (`lora_burn::Backend`: ndarray, wgpu or cuda) with the
-//! reference libraries, from one test binary that also runs on the GPU machine:
+//! reference libraries, from one test binary that also runs on a GPU host:
 //!
 //! - GPT-2 and Llama logits vs transformers (`tests/fixtures/*/io.safetensors`, written by
 //!   `tests/fixtures/make_fixtures.py`);
@@ -7,7 +7,7 @@
 //! - NF4 (plain and double-quantized) and LLM.int8 dequantization on the device vs bitsandbytes
 //!   (`tests/fixtures/quant/*.safetensors`, `make_quant_fixtures.py`).
 //!
-//! Error measure (the device tool's METHOD.md, outside this repository): `rel = ‖out − ref‖₂ / ‖ref‖₂`, with the max |diff| printed
+//! Error measure: `rel = ‖out − ref‖₂ / ‖ref‖₂` (relative L2 error), with the max |diff| printed
 //! too. Bounds per precision of the matrix products:
 //!
 //! | precision | where | bound on rel |
@@ -20,9 +20,9 @@
 //! NF4 and int8; for double quantization the GPU compilers may fuse the absmax reconstruction
 //! (`code2[q]·absmax2 + offset`) into one FMA, so the bound there is 1 ulp (rel 2e-7).
 //!
-//! Run on the GPU machine: build with `cargo test --release --no-default-features --features cuda
-//! --test backend_parity --no-run`, carry the binary, run it from the repository root (it reads
-//! `tests/fixtures` relative to the working directory when that exists).
+//! On a GPU: `cargo test --release --no-default-features --features cuda --test backend_parity`
+//! (or build it with `--no-run` and copy the binary to a GPU host without a Rust toolchain; run
+//! it from the repository root, as it reads `tests/fixtures` relative to the working directory).
 //! `LORA_BURN_PARITY_PRECISION=tf32|f32` overrides the bound chosen from the backend.
 
 use burn::tensor::{Int, Tensor, TensorData};

@@ -2,8 +2,8 @@
 //! `Backend`): the forward really runs in the half dtype and the LoRA gradients stay f32.
 //!
 //! NdArray has no bf16/f16 tensors, so on the default (ndarray) build these tests are ignored;
-//! on the GPU machine build them with `cargo test --release --no-default-features --features
-//! cuda --test mixed_precision --no-run`, carry the binary and run it (no fixtures needed).
+//! on a GPU run them with `cargo test --release --no-default-features --features cuda --test
+//! mixed_precision` (or build with `--no-run` and copy the binary to the GPU host; no fixtures).
 //! Run with `--ignored` on ndarray they fail with the backend's unsupported-dtype error.
 //!
 //! Measure: `rel = ‖out − ref‖₂ / ‖ref‖₂` against an f64 closed form of the f32 inputs. A half
