@@ -326,9 +326,8 @@ fn bench_gpt2_step(c: &mut Criterion) {
         .collect();
     let ids =
         Tensor::<TrainBackend, 2, Int>::from_data(TensorData::new(ids, [batch, seq]), &device);
-    let train_cfg = lora_train::train::TrainConfig::default();
-    let mut optim =
-        lora_train::train::adamw_optimizer::<TrainBackend, Gpt2<TrainBackend>>(&train_cfg);
+    let train_cfg = lora_train::TrainConfig::default();
+    let mut optim = lora_train::adamw_optimizer::<TrainBackend, Gpt2<TrainBackend>>(&train_cfg);
     let mut model = Some(model);
 
     let mut g = group(c, "gpt2 step L2 d128 v1000 b4x64 lora c_attn", 5);

@@ -13,9 +13,9 @@
 use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
 use lora_core::NamedLinears;
+use lora_models::write_f32_safetensors;
 use lora_models::LanguageModel;
 use lora_recipes::ids::InputIds;
-use lora_recipes::output::write_f32;
 use lora_recipes::AnyError;
 use std::path::PathBuf;
 
@@ -74,7 +74,7 @@ fn run() -> Result<(), AnyError> {
             m.forward(input)
         }
     };
-    write_f32(&args.out, "logits", logits)?;
+    write_f32_safetensors(&args.out, "logits", logits)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }

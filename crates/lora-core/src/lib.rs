@@ -30,12 +30,10 @@
 //! gradients and AdamW state are f32. Each layer takes and returns f32 activations; embeddings,
 //! norms, softmax, attention scores and the loss stay f32. [`Precision`] parses the
 //! `--precision f32|bf16|f16` flag of the examples.
-
 //!
 //! The layer is cut into pieces, one a file: [`FrozenLinear`] (the base, dense or quantized),
 //! [`Adapter`] (the method seam; LoRA's [`LoraAdapter`] is its one variant today) and
-//! [`LoraLinear`] (the two together, merge and unload). This crate does no file I/O; the
-//! re-exports of `lora-io` at the end are kept only for existing callers.
+//! [`LoraLinear`] (the two together, merge and unload). This crate does no file I/O.
 
 mod adapter;
 mod base;
@@ -59,7 +57,3 @@ pub use precision::{master_dtype, Precision};
 
 pub use lora_quant as quant;
 pub use lora_quant::{QuantBase, QuantError, QuantKind, QuantStats};
-
-/// Atomic writes and safetensors reading live in `lora-io`; re-exported for existing callers
-/// only (this crate does no file I/O).
-pub use lora_io::{atomic_write, f32_values as safetensors_f32};

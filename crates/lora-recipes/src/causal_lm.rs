@@ -8,7 +8,7 @@ use lora_models::LanguageModel;
 use lora_peft::{apply_lora, save_adapter};
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{make_batches, Batch};
-use lora_train::train::train;
+use lora_train::train;
 
 use crate::encode::encode_lm;
 use crate::eval::{lm_loss_sum, perplexity};

@@ -11,7 +11,7 @@ use lora_models::LanguageModel;
 use lora_peft::{apply_lora, merge_and_unload, save_adapter};
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{self as data, make_batches, Batch, Review};
-use lora_train::train::train;
+use lora_train::train;
 use std::time::Instant;
 
 use crate::encode::encode_cls;

@@ -126,7 +126,7 @@ pub struct FinetuneOptions {
     pub quant: String,
     /// Wall-clock budget for the training steps in seconds (evaluation not counted): training
     /// stops at `--steps` or when the budget is spent, and the learning rate decays linearly to
-    /// 0 by whichever limit comes first (lora_train::train::budget_lr).
+    /// 0 by whichever limit comes first (lora_train::budget_lr).
     #[arg(long)]
     pub time_budget: Option<f64>,
 

@@ -7,7 +7,7 @@ use lora_io::{write_safetensors, StTensor};
 use safetensors::Dtype;
 // The IMDB pipeline's batch type (one import site; the crate that holds it may change).
 use lora_data::imdb::Batch;
-use lora_train::train::TrainStats;
+use lora_train::TrainStats;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -135,7 +135,7 @@ pub fn dump_data(
 }
 
 /// The closing summary of a training run (the running loss is the mean over the last ≤ 20
-/// steps, `lora_train::train::train`'s window).
+/// steps, `lora_train::train`'s window).
 pub fn training_line(stats: &TrainStats) -> String {
     format!(
         "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}",
@@ -145,29 +145,4 @@ pub fn training_line(stats: &TrainStats) -> String {
         stats.steps.min(20),
         stats.running_loss
     )
-}
-
-/// Writes one F32 tensor `name` to the safetensors file `path` (metadata `{"format": "pt"}`,
-/// what transformers and PEFT expect), atomically.
-///
-/// # Errors
-/// The tensor-to-host conversion error; [`lora_io::IoError`] naming the file.
-pub fn write_f32<B: Backend, const D: usize>(
-    path: &Path,
-    name: &str,
-    t: Tensor<B, D>,
-) -> Result<(), AnyError> {
-    let shape = t.dims().to_vec();
-    let vals: Vec<f32> = t
-        .into_data()
-        .convert::<f32>()
-        .to_vec()
-        .map_err(|e| format!("{e:?}"))?;
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    write_safetensors(
-        path,
-        &[(name.to_string(), StTensor::f32(shape, &vals))],
-        Some(meta),
-    )?;
-    Ok(())
 }

@@ -9,7 +9,7 @@ use lora_models::LanguageModel;
 use lora_peft::{quantize_model, LoraConfig};
 // The IMDB pipeline's types (one import site; the crate that holds them may change).
 use lora_data::imdb::Review;
-use lora_train::train::TrainConfig;
+use lora_train::TrainConfig;
 use std::path::Path;
 use std::time::Instant;
 

@@ -6,7 +6,7 @@ use burn::tensor::{Tensor, TensorData};
 use common::B;
 use lora_data::imdb::Batch;
 use lora_recipes::output::{dump_data, training_line, write_heldout, DumpMeta};
-use lora_train::train::TrainStats;
+use lora_train::TrainStats;
 use safetensors::{Dtype, SafeTensors};
 
 fn ints<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {

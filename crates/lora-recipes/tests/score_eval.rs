@@ -6,6 +6,7 @@ mod common;
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{tiny_gpt2, values, B};
 use lora_data::imdb::Batch;
+use lora_models::gpt2::Gpt2;
 use lora_models::LanguageModel;
 use lora_recipes::eval::{accuracy, lm_loss_sum, perplexity};
 use lora_recipes::score::{init_classifier, verbalizer_classifier};
@@ -29,9 +30,10 @@ fn ids(b: &Batch) -> Tensor<B, 2, Int> {
     )
 }
 
-/// The LM logits `[batch, seq, vocab]` on the host.
-fn lm_logits(b: &Batch) -> (Vec<f32>, usize) {
-    let m = tiny_gpt2(7);
+/// The LM logits `[batch, seq, vocab]` of `m` on the host. Tests build their model once and
+/// clone it: the backend's seeded generator is shared by the test threads, so two models drawn
+/// from the same seed in one test can differ.
+fn lm_logits(m: &Gpt2<B>, b: &Batch) -> (Vec<f32>, usize) {
     let v = m.vocab_size();
     (values(m.forward(ids(b))), v)
 }
@@ -41,8 +43,9 @@ fn verbalizer_head_scores_are_the_lm_logits_of_the_two_words() {
     // With score rows = the tied output embeddings of ids 12 and 33, the classifier's logits
     // are the LM's next-token logits of those two ids at each row's last real token.
     let b = batch([0, 1]);
-    let (lm, v) = lm_logits(&b);
-    let clf = verbalizer_classifier(tiny_gpt2(7), (12, 33)).unwrap();
+    let m = tiny_gpt2(7);
+    let (lm, v) = lm_logits(&m, &b);
+    let clf = verbalizer_classifier(m, (12, 33)).unwrap();
     let got = values(clf.forward(ids(&b), &b.lengths));
     for (row, &len) in b.lengths.iter().enumerate() {
         let at = (row * b.seq + len - 1) * v;
@@ -87,7 +90,8 @@ fn accuracy_counts_argmax_hits() {
 #[test]
 fn lm_loss_sum_is_the_masked_nll_of_the_next_tokens() {
     let b = batch([0, 0]);
-    let (lm, v) = lm_logits(&b);
+    let m = tiny_gpt2(7);
+    let (lm, v) = lm_logits(&m, &b);
     // Host computation in f64: −Σ log softmax(logits[t])[ids[t+1]] over t + 1 < length.
     let mut want = 0.0f64;
     let mut count = 0usize;
@@ -103,7 +107,6 @@ fn lm_loss_sum_is_the_masked_nll_of_the_next_tokens() {
         }
     }
     assert_eq!(count, 4 + 2);
-    let m = tiny_gpt2(7);
     let device = Default::default();
     let (sum, n) = lm_loss_sum::<B, _>(&m, &b, &device);
     assert_eq!(n, count);

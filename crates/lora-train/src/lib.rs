@@ -6,8 +6,6 @@
 //! ([`accumulate_grads`]), a progress bar, periodic evaluation and checkpoint callbacks
 //! ([`train()`]). It knows nothing of the data or the model: batches come from the caller's
 //! `next_batch`, the loss from its `loss_fn`.
-//!
-//! [`atomic_write`] is `lora_io::atomic_write`, re-exported for existing callers.
 
 #![warn(missing_docs)]
 
@@ -19,13 +17,11 @@ mod optim;
 mod progress;
 mod run;
 mod schedule;
-pub mod train;
 
 pub use accumulate::{accumulate_grads, AccumulatedGrads};
 pub use clip::{clip_grad_norm, grad_norm};
 pub use config::TrainConfig;
 pub use error::TrainError;
-pub use lora_io::atomic_write;
 pub use optim::adamw_optimizer;
 pub use run::{train, TrainStats};
 pub use schedule::{budget_lr, linear_warmup_lr};

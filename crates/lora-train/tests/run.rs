@@ -1,9 +1,9 @@
-//! The loop's error reporting, callbacks, and atomic_write.
+//! The loop's error reporting and callbacks.
 
 mod common;
 
 use common::{quiet, tiny, Tiny, AD};
-use lora_train::{atomic_write, train, TrainConfig, TrainError};
+use lora_train::{train, TrainConfig, TrainError};
 
 #[test]
 fn nonfinite_loss_names_the_step() {
@@ -144,21 +144,4 @@ fn callbacks_run_on_schedule_and_errors_propagate() {
     };
     let err = bad.validate().unwrap_err();
     assert!(err.to_string().contains("grad_accum"));
-}
-
-#[test]
-fn atomic_write_replaces_whole_file() {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("adapter_model.safetensors");
-    atomic_write(&p, b"first version").unwrap();
-    assert_eq!(std::fs::read(&p).unwrap(), b"first version");
-    atomic_write(&p, b"2nd").unwrap();
-    assert_eq!(std::fs::read(&p).unwrap(), b"2nd");
-    let names: Vec<_> = std::fs::read_dir(d.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names.len(), 1, "temp files left: {names:?}");
-    let err = atomic_write(d.path().join("no/such/dir/x.bin"), b"x").unwrap_err();
-    assert!(err.to_string().contains("x.bin"), "{err}");
 }

@@ -6,7 +6,7 @@
 //! quantized with `lora_peft::quantize_model` before the adapters, as in `finetune`) on random
 //! token ids `[batch, seq]`, causal-LM cross-entropy (position t predicts token t+1, mean over
 //! `batch·(seq−1)` positions, as transformers' `GPT2LMHeadModel(labels=input_ids)`), backward,
-//! and one AdamW step on the LoRA parameters (`lora_train::train::adamw_optimizer`). LoRA:
+//! and one AdamW step on the LoRA parameters (`lora_train::adamw_optimizer`). LoRA:
 //! r = 8, lora_alpha = 16, lora_dropout = 0. Targets `c_attn` (PEFT's GPT-2 default) or `all`
 //! (`c_attn`, `c_proj`, `c_fc`: every linear layer of every block). QLoRA quantizes every
 //! block linear layer (not the tied embedding / LM head), as bitsandbytes does.

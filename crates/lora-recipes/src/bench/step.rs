@@ -8,7 +8,7 @@ use lora_core::{count_parameters, NamedLinears};
 use lora_models::gpt2::{Gpt2, Gpt2Config};
 use lora_models::LanguageModel;
 use lora_peft::{apply_lora, quantize_model, LoraConfig};
-use lora_train::train::{adamw_optimizer, TrainConfig};
+use lora_train::{adamw_optimizer, TrainConfig};
 use std::time::Instant;
 
 use super::config::{BenchConfig, BenchPrecision, LORA_ALPHA, R};
