@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side GPU training benchmark: ours (examples/train_bench.rs, burn CUDA) vs PyTorch + PEFT
+# Side-by-side GPU training benchmark: ours (examples/train_bench.rs, logic in
+# crates/lora-recipes/src/bench/; burn CUDA) vs PyTorch + PEFT
 # (benches/peft_bench.py), GPT-2 124M shape, random weights, batch 8 x 1024, LoRA r=8 on c_attn
 # and on all linear layers, LoRA and QLoRA (NF4), f32 / tf32 / bf16. Prints ONE markdown table.
 #

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch + PEFT side of the GPU training benchmark (the counterpart of examples/train_bench.rs).
+"""PyTorch + PEFT side of the GPU training benchmark (the counterpart of examples/train_bench.rs,
+whose logic is crates/lora-recipes/src/bench/).
 
 Subcommands:
 
@@ -24,7 +25,8 @@ Subcommands:
             LoRA step).
 
 Timing as in train_bench: synchronize, then read the host clock; median of --steps steps after
---warmup. FLOPs per step use the same formula as train_bench (see its module docs):
+--warmup. FLOPs per step use the same formula as train_bench (`train_flops` in
+crates/lora-recipes/src/bench/flops.rs):
   2*(2*T*(N + V*d)) + 3*(4*L*T*seq*d) + 3*sum_adapted(2*T*r*(d_in + d_out)).
 
 CPU smoke test:  python benches/peft_bench.py run --device cpu --config tiny --batch 2 --seq 32 \

@@ -18,7 +18,8 @@ Inputs
   same three for `test_`; metadata strings `pad_id`, `neg_id`, `pos_id`, `max_length`,
   `batch_size`, `seed`.
 
-Recipe, mirroring examples/finetune.rs and crates/lora-train/src/train.rs
+Recipe, mirroring the finetune recipe (crates/lora-recipes/src/classify.rs) and the training loop
+(crates/lora-train/src/run.rs, schedule.rs)
 - Model: LlamaForSequenceClassification; logits of the last real token (right padding, index
   length-1: transformers takes the rightmost token != pad_token_id; we check that this is
   length-1 for every row) through `score` [hidden -> 2], no bias, initialised from the tied
@@ -34,7 +35,8 @@ Recipe, mirroring examples/finetune.rs and crates/lora-train/src/train.rs
 - Data order (finetune: `make_batches` over the dumped rows, then `train_batches[i % n]`):
   batch b = rows [b*B, min((b+1)*B, n_train)) (the last one may be short); micro-batch k of
   optimizer step s (0-based) is batch (s*grad_accum + k) mod ceil(n_train/B); each batch is cut
-  to its longest row, rounded up to `--pad-multiple` as finetune's `pad_batches`. Loss: cross-entropy, mean over the batch
+  to its longest row, rounded up to `--pad-multiple` as finetune's `pad_batches_to_multiple`
+  (crates/lora-data/src/imdb/batch.rs). Loss: cross-entropy, mean over the batch
   (divided by grad_accum). Tokens counted: real tokens (sum of lengths), as `Batch::num_tokens`.
 
 Differences that cannot be mirrored: random streams (LoRA A init, dropout masks), kernel
@@ -112,7 +114,7 @@ def parse_args(argv=None):
     return a
 
 
-# ---- schedule: crates/lora-train/src/train.rs `linear_warmup_lr` / `budget_lr` ----
+# ---- schedule: crates/lora-train/src/schedule.rs `linear_warmup_lr` / `budget_lr` ----
 
 def linear_warmup_lr(base_lr, step, warmup, total):
     if step < warmup:
@@ -241,7 +243,7 @@ def model_pad(model):
 
 
 def padded_len(longest, multiple, max_len):
-    """finetune's `pad_batches`: the batch's longest row rounded up to a multiple (<= max_len)."""
+    """finetune's `pad_batches_to_multiple`: the batch's longest row rounded up to a multiple (<= max_len)."""
     return longest if multiple <= 1 else min(-(-longest // multiple) * multiple, max(max_len, longest))
 
 
