@@ -94,7 +94,7 @@ fn prepare<M: NamedLinears<Backend>>(
             cfg.lora_alpha
         );
         if args.merge {
-            let n = lora_peft::merge_and_unload(m);
+            let n = lora_peft::merge_and_unload(m)?;
             eprintln!("merged {n} layers");
         }
     }

@@ -44,13 +44,13 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     match model {
         AnyModel::Gpt2(mut m, cfg) => {
             let a = lora_peft::load_adapter(&mut m, &args.adapter, &device)?;
-            let n = lora_peft::merge_and_unload(&mut m);
+            let n = lora_peft::merge_and_unload(&mut m)?;
             eprintln!("merged {n} layers (r={}, lora_alpha={})", a.r, a.lora_alpha);
             m.save_hf(&cfg, &args.out)?;
         }
         AnyModel::Llama(mut m, cfg) => {
             let a = lora_peft::load_adapter(&mut m, &args.adapter, &device)?;
-            let n = lora_peft::merge_and_unload(&mut m);
+            let n = lora_peft::merge_and_unload(&mut m)?;
             eprintln!("merged {n} layers (r={}, lora_alpha={})", a.r, a.lora_alpha);
             m.save_hf(&cfg, &args.out)?;
         }

@@ -2,19 +2,26 @@
 //!
 //! A new method (DoRA, IA3, …) is a new file holding its module and a new [`Adapter`] variant;
 //! the `match`es below are the only places that dispatch on the method, so the compiler lists
-//! every spot the new variant must fill in.
+//! every spot the new variant must fill in. Merging hands the method the base's weight and
+//! bias ([`Adapter::merge_into`]), so additive (LoRA) and multiplicative (IA3, DoRA) updates
+//! both fold in through [`FrozenLinear::update`], and the mixed-precision forward hands it the
+//! base itself, so it decides where the bias goes.
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor};
 
-use crate::LoraAdapter;
+use crate::{FrozenLinear, LoraAdapter, LoraError};
+
+/// A base weight `[d_in, d_out]` and its optional bias `[d_out]`, as merging reads and writes
+/// them.
+pub type BaseTensors<B> = (Tensor<B, 2>, Option<Tensor<B, 1>>);
 
 /// The adapter attached to a [`crate::LoraLinear`], one variant per adaptation method.
 ///
 /// # Shapes
 /// - input `x` `[..., d_in]`, base output `[..., d_out]`, output `[..., d_out]`
-/// - [`Adapter::delta_weight`]: `[d_in, d_out]`
+/// - [`Adapter::merge_into`], [`Adapter::unmerge_from`]: weight `[d_in, d_out]`, bias `[d_out]`
 #[derive(Module, Debug)]
 pub enum Adapter<B: Backend> {
     /// LoRA (Hu et al. 2021): `scaling · B(A(dropout(x)))` added to the base output.
@@ -35,11 +42,35 @@ impl<B: Backend> Adapter<B> {
         }
     }
 
-    /// The dense update this adapter adds to the base weight when merged, `[d_in, d_out]`
-    /// (LoRA: `scaling · A·B`) — for merging only, never in forward.
-    pub fn delta_weight(&self) -> Tensor<B, 2> {
+    /// The base with this adapter folded in (PEFT `merge`): from the frozen weight `w`
+    /// `[d_in, d_out]` and bias `b` `[d_out]` (f32, detached), the weight and bias whose plain
+    /// forward equals the adapted layer's. LoRA adds `scaling · A·B` to `w` and keeps `b`; a
+    /// multiplicative method (IA3, DoRA) scales them instead.
+    ///
+    /// # Errors
+    /// [`LoraError::State`] from a method whose update cannot be folded into the base.
+    pub fn merge_into(
+        &self,
+        w: Tensor<B, 2>,
+        b: Option<Tensor<B, 1>>,
+    ) -> Result<BaseTensors<B>, LoraError> {
         match self {
-            Self::Lora(a) => a.delta_weight(),
+            Self::Lora(a) => Ok((w + a.delta_weight().detach(), b)),
+        }
+    }
+
+    /// The inverse of [`Adapter::merge_into`] (PEFT `unmerge`): LoRA subtracts
+    /// `scaling · A·B` from `w` and keeps `b`.
+    ///
+    /// # Errors
+    /// As [`Adapter::merge_into`].
+    pub fn unmerge_from(
+        &self,
+        w: Tensor<B, 2>,
+        b: Option<Tensor<B, 1>>,
+    ) -> Result<BaseTensors<B>, LoraError> {
+        match self {
+            Self::Lora(a) => Ok((w + a.delta_weight().detach().neg(), b)),
         }
     }
 
@@ -52,19 +83,24 @@ impl<B: Backend> Adapter<B> {
         }
     }
 
-    /// As [`Adapter::forward`] in a mixed-precision layer: `x` is the input in its own dtype,
-    /// `xc` the same input cast to the compute dtype `cd`, and `base` the base's `x·W` in `cd`
-    /// without bias; the result is in `cd` (LoRA: [`LoraAdapter::forward_autocast`] added to
-    /// `base`).
+    /// As [`Adapter::forward`] in a mixed-precision layer whose frozen base `base` computes in
+    /// `cd`: `x` is the input in its own dtype, `xc` the same input cast to `cd`; the result is
+    /// the layer output in `x`'s dtype, bias included. LoRA (PyTorch autocast with PEFT):
+    /// `add_bias(cast(xc·W + forward_autocast(x, xc), x's dtype))`; a method that scales the
+    /// base output scales it after the bias, as PEFT's `result = base_layer(x) * scale` does.
     pub fn forward_mixed<const D: usize>(
         &self,
+        base: &FrozenLinear<B>,
         x: Tensor<B, D>,
         xc: Tensor<B, D>,
-        base: Tensor<B, D>,
         cd: FloatDType,
     ) -> Tensor<B, D> {
+        let xd = FloatDType::from(x.dtype());
         match self {
-            Self::Lora(a) => base + a.forward_autocast(x, xc, cd),
+            Self::Lora(a) => {
+                let y = base.forward_compute(xc.clone()) + a.forward_autocast(x, xc, cd);
+                base.add_bias(y.cast(xd))
+            }
         }
     }
 }

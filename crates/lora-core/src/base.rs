@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, FloatDType, Tensor};
 use lora_quant::{QuantBase, QuantKind, QuantStats};
 
-use crate::{master_dtype, LoraError};
+use crate::{master_dtype, BaseTensors, LoraError};
 
 /// A frozen linear map `y = x·W + b`, `W` dense or quantized (QLoRA, Dettmers et al. 2023).
 ///
@@ -294,36 +294,69 @@ impl<B: Backend> FrozenLinear<B> {
         Ok(())
     }
 
-    /// Adds `delta` `[d_in, d_out]` to the weight (merge, or unmerge with `−delta`): exactly
-    /// for a dense weight (in the backend's float dtype, then back to the compute dtype, so a
-    /// bf16/f16 weight is rounded once more, as PEFT's merge into a bf16 weight is), with
-    /// requantization in the same scheme for a quantized one (PEFT's bitsandbytes `merge`).
-    /// Returns the requantization statistics (the error of the new codes against the exact f32
-    /// sum), `None` for a dense weight.
+    /// Rewrites the base through `f` (merge and unmerge; the one path for every method and
+    /// every kind of base): `f` gets the weight `[d_in, d_out]` in f32 (dequantized when
+    /// quantized) and the bias `[d_out]`, both detached, and returns the new pair. A dense
+    /// weight is stored back in the compute dtype (a bf16/f16 weight is rounded once more, as
+    /// PEFT's merge into a bf16 weight is); a quantized one is requantized in the same scheme
+    /// (PEFT's bitsandbytes `merge`). Parameter ids and `require_grad` are kept. Returns the
+    /// requantization statistics (the error of the new codes against the exact f32 weight),
+    /// `None` for a dense weight.
     ///
     /// # Errors
-    /// [`LoraError::Quant`] if requantization fails; the base is then unchanged.
-    pub fn shift(&mut self, delta: Tensor<B, 2>) -> Result<Option<QuantStats>, LoraError> {
-        match &self.quant {
+    /// `f`'s error; [`LoraError::Shape`] when `f` returns other shapes or adds a bias the layer
+    /// does not have; [`LoraError::Quant`] if requantization fails. The base is then unchanged.
+    pub fn update(
+        &mut self,
+        f: impl FnOnce(Tensor<B, 2>, Option<Tensor<B, 1>>) -> Result<BaseTensors<B>, LoraError>,
+    ) -> Result<Option<QuantStats>, LoraError> {
+        let w = match &self.quant {
+            None => self.weight().detach(),
+            Some(q) => q.dequantize_weight_in_out().detach(),
+        };
+        let dims = w.dims();
+        let (w, b) = f(w, self.bias().map(|b| b.detach()))?;
+        if w.dims() != dims {
+            return Err(LoraError::Shape {
+                what: "merged base weight".into(),
+                expected: dims.to_vec(),
+                got: w.dims().to_vec(),
+            });
+        }
+        let bias = match (&self.bias, b) {
+            (Some(p), Some(b)) if b.dims() == [dims[1]] => Some((p, b)),
+            (None, None) => None,
+            (_, b) => {
+                return Err(LoraError::Shape {
+                    what: "merged base bias".into(),
+                    expected: self.bias.as_ref().map_or(vec![], |_| vec![dims[1]]),
+                    got: b.map_or(vec![], |b| b.dims().to_vec()),
+                })
+            }
+        };
+        let stats = match &self.quant {
             None => {
                 let grad = self.weight.is_require_grad();
                 let cd = self.compute_dtype();
-                let w = self.weight().detach() + delta;
                 let w = if cd == master_dtype::<B>() {
                     w
                 } else {
                     w.cast(cd)
                 };
                 self.weight = Param::initialized(self.weight.id, w).set_require_grad(grad);
-                Ok(None)
+                None
             }
             Some(q) => {
-                let w = q.dequantize_weight_in_out().detach() + delta;
                 let (nq, stats) = QuantBase::quantize(w, &q.kind())?;
                 self.quant = Some(nq);
-                Ok(Some(stats))
+                Some(stats)
             }
+        };
+        if let Some((p, b)) = bias {
+            let p = Param::initialized(p.id, b).set_require_grad(p.is_require_grad());
+            self.bias = Some(p);
         }
+        Ok(stats)
     }
 
     /// `x` `[..., d_in]` → `[..., d_out]`: `x·W + b`. A quantized `W` is dequantized for the

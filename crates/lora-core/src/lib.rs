@@ -45,7 +45,7 @@ mod named;
 mod params;
 mod precision;
 
-pub use adapter::Adapter;
+pub use adapter::{Adapter, BaseTensors};
 pub use base::FrozenLinear;
 pub use config::{scaling, LoraInit, LoraLayerConfig};
 pub use error::LoraError;

@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor};
 use lora_quant::{QuantBase, QuantKind, QuantStats};
 
-use crate::{Adapter, FrozenLinear, LoraAdapter, LoraError, LoraLayerConfig};
+use crate::{Adapter, BaseTensors, FrozenLinear, LoraAdapter, LoraError, LoraLayerConfig};
 
 /// A linear layer with a frozen base and an optional adapter:
 /// `y = x·W + b + scaling · B(A(dropout(x)))` for LoRA.
@@ -234,13 +234,14 @@ impl<B: Backend> LoraLinear<B> {
 
     /// The forward of a layer whose compute dtype `cd` differs from `x`'s (see `forward`).
     fn forward_mixed<const D: usize>(&self, x: Tensor<B, D>, cd: FloatDType) -> Tensor<B, D> {
-        let xd = FloatDType::from(x.dtype());
         let xc = x.clone().cast(cd);
-        let mut y = self.base.forward_compute(xc.clone());
-        if let Some(a) = self.active_adapter() {
-            y = a.forward_mixed(x, xc, y, cd);
+        match self.active_adapter() {
+            Some(a) => a.forward_mixed(&self.base, x, xc, cd),
+            None => {
+                let xd = FloatDType::from(x.dtype());
+                self.base.add_bias(self.base.forward_compute(xc).cast(xd))
+            }
         }
-        self.base.add_bias(y.cast(xd))
     }
 
     /// Adds the adapter's update (`scaling·A·B`) into the base weight (PEFT `merge`). Forward
@@ -262,12 +263,12 @@ impl<B: Backend> LoraLinear<B> {
     /// # Errors
     /// As [`LoraLinear::merge`].
     pub fn merge_report(&mut self) -> Result<Option<QuantStats>, LoraError> {
-        let delta = match (&self.adapter, self.merged) {
+        let adapter = match (&self.adapter, self.merged) {
             (None, _) => return Err(LoraError::State("merge: layer has no adapter".into())),
             (Some(_), true) => return Err(LoraError::State("merge: already merged".into())),
-            (Some(a), false) => a.delta_weight().detach(),
+            (Some(a), false) => a,
         };
-        let stats = self.base.shift(delta)?;
+        let stats = self.base.update(|w, b| adapter.merge_into(w, b))?;
         self.merged = true;
         Ok(stats)
     }
@@ -289,11 +290,11 @@ impl<B: Backend> LoraLinear<B> {
     /// # Errors
     /// As [`LoraLinear::unmerge`].
     pub fn unmerge_report(&mut self) -> Result<Option<QuantStats>, LoraError> {
-        let delta = match (&self.adapter, self.merged) {
-            (Some(a), true) => a.delta_weight().detach(),
+        let adapter = match (&self.adapter, self.merged) {
+            (Some(a), true) => a,
             _ => return Err(LoraError::State("unmerge: layer is not merged".into())),
         };
-        let stats = self.base.shift(delta.neg())?;
+        let stats = self.base.update(|w, b| adapter.unmerge_from(w, b))?;
         self.merged = false;
         Ok(stats)
     }
@@ -302,9 +303,12 @@ impl<B: Backend> LoraLinear<B> {
     /// linear layer (PEFT `merge_and_unload`). A quantized base stays quantized (requantized
     /// with the update, as PEFT does for bitsandbytes layers); should requantization fail (a
     /// non-finite merged weight), the base is left dense with the exact merged weight.
-    pub fn merge_and_unload(mut self) -> Self {
-        self.unload_adapter(true);
-        self
+    ///
+    /// # Errors
+    /// As [`Adapter::merge_into`]: a method whose update cannot be folded into the base.
+    pub fn merge_and_unload(mut self) -> Result<Self, LoraError> {
+        self.unload_adapter(true)?;
+        Ok(self)
     }
 
     /// The attached LoRA adapter, if any.
@@ -349,13 +353,17 @@ impl<B: Backend> LoraLinear<B> {
         self.base.quant_base()
     }
 
-    /// The dense f32 weight to export, `[d_in, d_out]`: [`LoraLinear::base_weight`] when the
-    /// layer is merged or has no adapter, else base + the adapter's update (PEFT `merge`, in
-    /// f32 without requantizing).
-    pub fn merged_weight(&self) -> Tensor<B, 2> {
+    /// The dense f32 weight `[d_in, d_out]` and bias `[d_out]` to export: the base's when the
+    /// layer is merged or has no adapter, else the base with the adapter folded in
+    /// ([`Adapter::merge_into`]: PEFT `merge`, here in f32 without requantizing).
+    ///
+    /// # Errors
+    /// As [`Adapter::merge_into`] (a method whose update cannot be folded into the base).
+    pub fn merged_base(&self) -> Result<BaseTensors<B>, LoraError> {
+        let (w, b) = (self.base_weight(), self.bias());
         match self.active_adapter() {
-            Some(a) => self.base_weight() + a.delta_weight(),
-            None => self.base_weight(),
+            Some(a) => a.merge_into(w, b),
+            None => Ok((w, b)),
         }
     }
 
@@ -378,26 +386,46 @@ impl<B: Backend> LoraLinear<B> {
     /// and should that fail — a non-finite merged weight — the base is left dense with the exact
     /// merged weight); without, a merged layer is unmerged first (PEFT `unload`), with the same
     /// dense fallback. Returns whether the layer had an adapter.
-    pub fn unload_adapter(&mut self, merge: bool) -> bool {
+    ///
+    /// # Errors
+    /// As [`Adapter::merge_into`] / [`Adapter::unmerge_from`] (a method whose update cannot be
+    /// folded into the base); the adapter is then kept.
+    pub fn unload_adapter(&mut self, merge: bool) -> Result<bool, LoraError> {
         if self.adapter.is_none() {
-            return false;
+            return Ok(false);
         }
-        if merge && !self.merged && self.merge().is_err() {
-            self.dequantize();
-            let _ = self.merge();
+        if merge && !self.merged {
+            self.dense_fallback(Self::merge)?;
         }
-        if !merge && self.merged && self.unmerge().is_err() {
-            self.dequantize();
-            let _ = self.unmerge();
+        if !merge && self.merged {
+            self.dense_fallback(Self::unmerge)?;
         }
         self.adapter = None;
         self.merged = false;
-        true
+        Ok(true)
+    }
+
+    /// Runs `op` (merge or unmerge); when requantizing the result fails (a non-finite weight),
+    /// dequantizes the base and runs it again on the dense f32 weight, which cannot fail so.
+    fn dense_fallback(
+        &mut self,
+        op: fn(&mut Self) -> Result<(), LoraError>,
+    ) -> Result<(), LoraError> {
+        match op(self) {
+            Err(LoraError::Quant(_)) => {
+                self.dequantize();
+                op(self)
+            }
+            r => r,
+        }
     }
 
     /// Converts to burn's `nn::Linear` (same `[d_in, d_out]` layout), merging first; a quantized
     /// base is dequantized, and a bf16/f16 base widened, to f32 (the backend's float dtype).
-    pub fn into_linear(self) -> burn::nn::Linear<B> {
-        self.merge_and_unload().base.into_linear()
+    ///
+    /// # Errors
+    /// As [`LoraLinear::merge_and_unload`].
+    pub fn into_linear(self) -> Result<burn::nn::Linear<B>, LoraError> {
+        Ok(self.merge_and_unload()?.base.into_linear())
     }
 }

@@ -42,10 +42,15 @@ fn adapter_seam_holds_the_lora_adapter() {
     .unwrap();
     let lora = l.attached_adapter().and_then(Adapter::as_lora).unwrap();
     assert_eq!((lora.r(), lora.scaling()), (2, 2.0));
-    assert_eq!(
-        vals(l.attached_adapter().unwrap().delta_weight()),
-        vals(l.adapter().unwrap().delta_weight())
-    );
+    // The seam's merge is LoRA's additive update: W + scaling·A·B, bias kept.
+    let w = l.base_weight();
+    let (merged, bias) = l
+        .attached_adapter()
+        .unwrap()
+        .merge_into(w.clone(), None)
+        .unwrap();
+    assert!(bias.is_none());
+    assert_eq!(vals(merged), vals(w + l.adapter().unwrap().delta_weight()));
 }
 
 /// A dense layer and a quantized one.

@@ -129,7 +129,7 @@ fn forward_matches_closed_form_and_merge_equals_unmerged() {
         for i in 0..din * dout {
             assert!((wu[i] - w[i]).abs() < 1e-6);
         }
-        let plain = layer.merge_and_unload();
+        let plain = layer.merge_and_unload().unwrap();
         assert!(!plain.has_adapter());
         let yp = vals(plain.forward(t2(&x, n, din)));
         for i in 0..n * dout {

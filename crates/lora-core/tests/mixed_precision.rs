@@ -214,7 +214,7 @@ fn merge_into_a_switched_base_keeps_its_dtype() {
     let after = vals(l.forward(x));
     let e = rel(&after, &before);
     assert!(e < 1e-6, "{e}");
-    let lin = l.into_linear();
+    let lin = l.into_linear().unwrap();
     assert_eq!(lin.weight.dtype(), DType::F32);
 }
 

@@ -314,7 +314,7 @@ fn merge_requantizes_and_unmerge_returns_close_to_the_original_codes() {
         assert!(rms <= s1.rms_error + s2.rms_error, "{kind}: rms {rms}");
 
         // merge_and_unload keeps the quantized base with the update requantized into it
-        let merged = l.clone().merge_and_unload();
+        let merged = l.clone().merge_and_unload().unwrap();
         assert!(!merged.has_adapter() && merged.is_quantized() && !merged.is_merged());
         let ym = vals(merged.forward(t2::<B>(&x, n, D_IN)));
         let d = ym
@@ -361,7 +361,7 @@ fn dequantize_and_trainable_base_give_a_dense_weight() {
     q.quantize(&QuantKind::NF4).unwrap();
     let delta = vals(q.adapter().unwrap().delta_weight());
     let exact: Vec<f32> = deq.iter().zip(&delta).map(|(a, b)| a + b).collect();
-    let lin = q.into_linear();
+    let lin = q.into_linear().unwrap();
     assert_eq!(lin.weight.dims(), [D_IN, D_OUT]);
     assert_eq!(
         vals(lin.weight.val()),

@@ -162,7 +162,7 @@ fn save_load_round_trip_reproduces_outputs() {
 
     // merge_and_unload keeps the outputs and leaves no adapters; unload restores the base.
     let mut merged = fresh.clone();
-    assert_eq!(merge_and_unload(&mut merged), 8);
+    assert_eq!(merge_and_unload(&mut merged).unwrap(), 8);
     assert_eq!(adapter_count(&merged), 0);
     let out_m = merged.outputs(&device);
     let mut worst = 0f32;
@@ -172,7 +172,7 @@ fn save_load_round_trip_reproduces_outputs() {
     println!("merge_and_unload max |diff| = {worst:e}");
     assert!(worst < 1e-5, "{worst}");
     let mut un = fresh.clone();
-    assert_eq!(unload(&mut un), 8);
+    assert_eq!(unload(&mut un).unwrap(), 8);
     let base_out = base.outputs(&device);
     for (i, (a, b)) in base_out.iter().zip(&un.outputs(&device)).enumerate() {
         if i < 8 {

@@ -227,7 +227,7 @@ fn adapter_on_quantized<M: LanguageModel<B> + Clone>(model: M, lora_fx: &str, ki
     );
 
     // merge_and_unload requantizes into the quantized base: close to the unmerged output
-    assert!(merge_and_unload(&mut q) > 0);
+    assert!(merge_and_unload(&mut q).unwrap() > 0);
     assert!(quantized(&q).iter().all(|(n, f)| *f || n == "lm_head"));
     let merged = to_vec(q.forward(ids));
     let d_m = max_abs_diff(&merged, &got);
@@ -285,8 +285,8 @@ fn seq_cls_adapter_on_a_quantized_model_replaces_a_quantized_score() {
     // what int8 does to the logits without the LoRA factors, with the file's score head on both
     let (mut f, mut g) = (clf.clone(), q.clone());
     load_adapter(&mut f, &fixtures().join("llama_cls_lora"), &device).unwrap();
-    unload(&mut f);
-    unload(&mut g);
+    unload(&mut f).unwrap();
+    unload(&mut g).unwrap();
     let d_base = max_abs_diff(
         &to_vec(g.forward(ids.clone(), &lengths)),
         &to_vec(f.forward(ids, &lengths)),

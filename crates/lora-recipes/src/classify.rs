@@ -133,7 +133,7 @@ where
     let eval_model = {
         let mut m = clf.valid();
         if merged {
-            merge_and_unload(&mut m);
+            merge_and_unload(&mut m)?;
         }
         m
     };

@@ -156,14 +156,9 @@ impl<B: Backend> Gpt2<B> {
                 put_ln(&mut t, &format!("{pre}.{}", n.name), (n.get)(blk))?;
             }
             for s in &Gpt2Block::<B>::LINEARS {
-                let l = (s.get)(blk);
-                put_tensor(
-                    &mut t,
-                    &format!("{pre}.{}.weight", s.name),
-                    l.merged_weight(),
-                    p,
-                )?;
-                if let Some(b) = l.bias() {
+                let (w, bias) = (s.get)(blk).merged_base()?;
+                put_tensor(&mut t, &format!("{pre}.{}.weight", s.name), w, p)?;
+                if let Some(b) = bias {
                     put_tensor(&mut t, &format!("{pre}.{}.bias", s.name), b, p)?;
                 }
             }

@@ -204,7 +204,7 @@ impl<B: Backend> Llama<B> {
         let mut t = StTensors::new();
         // LoraLinear [in, out] → HF [out, in].
         let lin = |t: &mut StTensors, key: String, l: &LoraLinear<B>| {
-            put_tensor(t, &key, l.merged_weight().transpose(), p)
+            put_tensor(t, &key, l.merged_base()?.0.transpose(), p)
         };
         put_tensor(&mut t, EMBED.hf, self.embed_tokens.val(), p)?;
         for (i, l) in self.layers.iter().enumerate() {

@@ -92,16 +92,41 @@ pub fn apply_lora<B: Backend, M: NamedLinears<B>>(
 /// updated and requantized with its scheme (PEFT's bitsandbytes merge), so outputs move by the
 /// requantization error (see `LoraLinear::merge_report`); call `LoraLinear::dequantize` on every
 /// layer first to merge into f32 weights instead. Returns how many layers had an adapter.
-pub fn merge_and_unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> usize {
-    let mut n = 0;
-    model.visit_linears_mut(&mut |_, l| n += usize::from(l.unload_adapter(true)));
-    n
+///
+/// # Errors
+/// [`PeftError::Lora`] naming the first layer whose adapter cannot be folded into its base
+/// (`LoraLinear::unload_adapter`); layers before it are already merged.
+pub fn merge_and_unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> Result<usize, PeftError> {
+    unload_all(model, true)
 }
 
 /// Removes every adapter without merging (PEFT `unload`), restoring the base model's outputs;
 /// a merged layer is unmerged first. Returns how many layers had an adapter.
-pub fn unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> usize {
+///
+/// # Errors
+/// As [`merge_and_unload`].
+pub fn unload<B: Backend, M: NamedLinears<B>>(model: &mut M) -> Result<usize, PeftError> {
+    unload_all(model, false)
+}
+
+fn unload_all<B: Backend, M: NamedLinears<B>>(
+    model: &mut M,
+    merge: bool,
+) -> Result<usize, PeftError> {
     let mut n = 0;
-    model.visit_linears_mut(&mut |_, l| n += usize::from(l.unload_adapter(false)));
-    n
+    let mut err = None;
+    model.visit_linears_mut(&mut |name, l| {
+        if err.is_none() {
+            match l.unload_adapter(merge) {
+                Ok(had) => n += usize::from(had),
+                Err(source) => {
+                    err = Some(PeftError::Lora {
+                        name: name.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+    });
+    err.map_or(Ok(n), Err)
 }
