@@ -5,23 +5,26 @@ mod common;
 use common::{quiet, tiny, Tiny, AD};
 use lora_train::{train, TrainConfig, TrainError};
 
-#[test]
-fn nonfinite_loss_names_the_step() {
-    let dev = Default::default();
-    let cfg = quiet(5);
-    let err = train(
+/// The error of a run whose loss is multiplied by `bad` at batch index `at`.
+fn run_with_bad_loss(cfg: &TrainConfig, at: usize, bad: f32) -> TrainError {
+    train(
         tiny(&[1.0, 1.0, 1.0], [[0.0; 2]; 2]),
-        &cfg,
-        &dev,
+        cfg,
+        &Default::default(),
         |i| i,
         |m: &Tiny<AD>, &i: &usize| {
             let l = m.a.val().sum();
-            Ok((if i == 2 { l * f32::NAN } else { l }, 1))
+            Ok((if i == at { l * bad } else { l }, 1))
         },
         |_, _| String::new(),
         |_, _| Ok(()),
     )
-    .unwrap_err();
+    .unwrap_err()
+}
+
+#[test]
+fn nonfinite_loss_names_the_step() {
+    let err = run_with_bad_loss(&quiet(5), 2, f32::NAN);
     assert!(
         matches!(
             err,
@@ -35,24 +38,12 @@ fn nonfinite_loss_names_the_step() {
     );
     assert!(err.to_string().contains("step 3"));
 
-    // with grad_accum 2, batch index 2 is step 2, micro 0
+    // with grad_accum 2, batch index 3 is step 2, micro 1
     let cfg = TrainConfig {
         grad_accum: 2,
         ..quiet(5)
     };
-    let err = train(
-        tiny(&[1.0, 1.0, 1.0], [[0.0; 2]; 2]),
-        &cfg,
-        &dev,
-        |i| i,
-        |m: &Tiny<AD>, &i: &usize| {
-            let l = m.a.val().sum();
-            Ok((if i == 3 { l * f32::INFINITY } else { l }, 1))
-        },
-        |_, _| String::new(),
-        |_, _| Ok(()),
-    )
-    .unwrap_err();
+    let err = run_with_bad_loss(&cfg, 3, f32::INFINITY);
     assert!(
         matches!(
             err,
