@@ -43,7 +43,6 @@ PY=${PY:-python3}
 CF=${CUDA_FEATURE:-cuda-base}
 PART_BYTES=${PART_BYTES:-67108864}
 mkdir -p bundle/bin bundle/d1 bundle/a bundle/b bundle/c .gl .whl
-grep -qx '/.gl/' .git/info/exclude 2>/dev/null || printf '/.gl/\n/.whl/\n' >>.git/info/exclude
 
 # The test binaries cargo reports for --no-run, by name.
 test_bin() { # target-dir features test-name

@@ -1,7 +1,8 @@
 //! # lora-burn — LoRA / QLoRA fine-tuning on burn, PEFT-compatible
 //!
-//! The root package: re-exports the workspace crates and holds the backend selection that the
-//! examples (`finetune`, `logits`, `merge`) and benches share. Pick the backend with a cargo
+//! The root package: re-exports `lora-core`, `lora-models`, `lora-peft` and `lora-train`, and
+//! holds the backend selection that the examples (`finetune`, `logits`, `merge`, `quantize`,
+//! `train_bench`) and benches share. Pick the backend with a cargo
 //! feature: `ndarray` (default, CPU), `wgpu`, `cuda`.
 
 pub use lora_core as core;
