@@ -14,7 +14,7 @@
 
 use burn::backend::Autodiff;
 use burn::tensor::backend::Backend as _;
-use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Tensor};
 use lora_burn::Backend;
 use lora_core::{LoraLayerConfig, LoraLinear, QuantKind};
 
@@ -26,36 +26,14 @@ const DOUT: usize = 192;
 const R: usize = 8;
 const S: f64 = 2.0; // lora_alpha 16 / r 8
 
-fn lcg(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
+// The lora-core tests' helpers (deterministic inputs, f64 reference products), shared rather
+// than copied.
+#[path = "../crates/lora-core/tests/common/mod.rs"]
+mod common;
+use common::{lcg, mm, vals64 as vals};
 
 fn t2(v: &[f32], r: usize, c: usize) -> Tensor<AD, 2> {
-    Tensor::from_data(TensorData::new(v.to_vec(), [r, c]), &Default::default())
-}
-
-fn vals<BB: burn::tensor::backend::Backend, const D: usize>(t: Tensor<BB, D>) -> Vec<f64> {
-    t.into_data().convert::<f64>().to_vec::<f64>().unwrap()
-}
-
-fn mm(x: &[f64], w: &[f64], n: usize, k: usize, m: usize) -> Vec<f64> {
-    let mut y = vec![0f64; n * m];
-    for i in 0..n {
-        for j in 0..k {
-            for o in 0..m {
-                y[i * m + o] += x[i * k + j] * w[j * m + o];
-            }
-        }
-    }
-    y
+    common::t2::<AD>(v, r, c)
 }
 
 fn tr(v: &[f64], r: usize, c: usize) -> Vec<f64> {
