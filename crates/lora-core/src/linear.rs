@@ -221,27 +221,16 @@ impl<B: Backend> LoraLinear<B> {
     /// added there (f32). Output dtype = input dtype. When the dtypes agree this is the plain
     /// f32 computation, with no cast.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        // Without an active adapter the base's own forward (which handles mixed precision).
+        let Some(a) = self.active_adapter() else {
+            return self.base.forward(x);
+        };
         let cd = self.base.weight_dtype();
         if cd != x.dtype() {
-            return self.forward_mixed(x, FloatDType::from(cd));
+            let cd = FloatDType::from(cd);
+            return a.forward_mixed(&self.base, x.clone(), x.cast(cd), cd);
         }
-        let base = self.base.forward(x.clone());
-        match self.active_adapter() {
-            Some(a) => a.forward(x, base),
-            None => base,
-        }
-    }
-
-    /// The forward of a layer whose compute dtype `cd` differs from `x`'s (see `forward`).
-    fn forward_mixed<const D: usize>(&self, x: Tensor<B, D>, cd: FloatDType) -> Tensor<B, D> {
-        let xc = x.clone().cast(cd);
-        match self.active_adapter() {
-            Some(a) => a.forward_mixed(&self.base, x, xc, cd),
-            None => {
-                let xd = FloatDType::from(x.dtype());
-                self.base.add_bias(self.base.forward_compute(xc).cast(xd))
-            }
-        }
+        a.forward(x.clone(), self.base.forward(x))
     }
 
     /// Adds the adapter's update (`scaling·A·B`) into the base weight (PEFT `merge`). Forward

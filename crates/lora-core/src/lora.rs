@@ -108,11 +108,6 @@ impl<B: Backend> LoraAdapter<B> {
         self.scaling
     }
 
-    /// The dropout probability on the adapter's input (`lora_dropout`).
-    pub fn dropout_prob(&self) -> f64 {
-        self.dropout.prob
-    }
-
     /// The dense update `scaling · A·B`, `[d_in, d_out]` — for merging only, never in forward.
     pub fn delta_weight(&self) -> Tensor<B, 2> {
         self.lora_a

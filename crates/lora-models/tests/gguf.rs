@@ -1,7 +1,6 @@
 //! Tests of the GGUF reader against gguf-py (fixture `tests/fixtures/gguf_small.gguf` +
 //! `gguf_small_ref.safetensors`, written by `tests/fixtures/make_fixtures.py`), against
 //! hand-built blocks with closed-form values, and against corrupt files.
-#![allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; MSRV is 1.85
 
 use lora_models::gguf::{
     dequantize_q4_0, dequantize_q4_1, dequantize_q8_0, GgufFile, GgufValue, GGML_TYPE_Q4_1,

@@ -1,10 +1,8 @@
 //! The causal-LM recipe (PEFT task type CAUSAL_LM): next-token loss on the review text;
 //! held-out perplexity before and after.
 
-use burn::module::{AutodiffModule, ModuleDisplay};
 use burn::tensor::backend::AutodiffBackend;
 use lora_core::count_parameters;
-use lora_models::LanguageModel;
 use lora_peft::{apply_lora, save_adapter};
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{make_batches, Batch};
@@ -13,7 +11,7 @@ use lora_train::train;
 use crate::encode::encode_lm;
 use crate::eval::{lm_loss_sum, perplexity};
 use crate::output::training_line;
-use crate::run::{set_precision, Inputs, Prepared};
+use crate::run::{set_precision, Inputs, Prepared, RecipeModel};
 use crate::{AnyError, FinetuneOptions};
 
 /// Held-out reviews per perplexity batch.
@@ -34,8 +32,7 @@ pub fn run_causal_lm<B, M>(
 ) -> Result<(), AnyError>
 where
     B: AutodiffBackend,
-    M: LanguageModel<B> + AutodiffModule<B> + ModuleDisplay,
-    M::InnerModule: LanguageModel<B::InnerBackend> + ModuleDisplay,
+    M: RecipeModel<B>,
 {
     let (tok, pad, cfg) = (inputs.tok, prep.pad, &prep.lora);
     let adapted = apply_lora(&mut model, cfg, device)?;

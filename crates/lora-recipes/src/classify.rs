@@ -1,13 +1,12 @@
 //! The classification recipe (PEFT task type SEQ_CLS): a `score` head on the last real token,
 //! trained fully (`modules_to_save`) beside the adapters; held-out accuracy before and after.
 
-use burn::module::{AutodiffModule, ModuleDisplay};
+use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use lora_core::count_parameters;
 use lora_models::classify::SequenceClassifier;
-use lora_models::LanguageModel;
 use lora_peft::{apply_lora, merge_and_unload, save_adapter};
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{self as data, make_batches, Batch, Review};
@@ -17,7 +16,7 @@ use std::time::Instant;
 use crate::encode::encode_cls;
 use crate::eval::accuracy;
 use crate::output::{dump_data, training_line, write_heldout, DumpMeta};
-use crate::run::{set_precision, Inputs, Prepared};
+use crate::run::{set_precision, Inputs, Prepared, RecipeModel};
 use crate::score::{init_classifier, verbalizer_ids};
 use crate::{AnyError, FinetuneOptions};
 
@@ -39,8 +38,7 @@ pub fn run_classify<B, M>(
 ) -> Result<(), AnyError>
 where
     B: AutodiffBackend,
-    M: LanguageModel<B> + AutodiffModule<B> + ModuleDisplay,
-    M::InnerModule: LanguageModel<B::InnerBackend> + ModuleDisplay,
+    M: RecipeModel<B>,
 {
     let (tok, test_set, pad, cfg) = (inputs.tok, inputs.test_set, prep.pad, &prep.lora);
     let train_slice: &[Review] = &prep.train_slice;

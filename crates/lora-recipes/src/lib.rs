@@ -32,4 +32,4 @@ pub mod score;
 pub use config::{count_layers, lora_config, parse_layers};
 pub use error::AnyError;
 pub use options::{FinetuneOptions, ModelKind, ScoreInit, Task, Truncation};
-pub use run::{run_model, Inputs};
+pub use run::{run_model, Inputs, RecipeModel};

@@ -17,6 +17,25 @@ use crate::config::{count_layers, lora_config};
 use crate::options::{FinetuneOptions, Task};
 use crate::AnyError;
 
+/// A model the recipes fine-tune: a language model on the autodiff backend `B`, printable, whose
+/// inner (evaluation) model is a language model too. Every model family of `lora-models`
+/// (and its `*ForSequenceClassification`) is one.
+pub trait RecipeModel<B: AutodiffBackend>:
+    LanguageModel<B> + AutodiffModule<B, InnerModule = Self::Inner> + ModuleDisplay
+{
+    /// The evaluation model (`AutodiffModule::InnerModule`).
+    type Inner: LanguageModel<B::InnerBackend> + ModuleDisplay;
+}
+
+impl<B, M> RecipeModel<B> for M
+where
+    B: AutodiffBackend,
+    M: LanguageModel<B> + AutodiffModule<B> + ModuleDisplay,
+    M::InnerModule: LanguageModel<B::InnerBackend> + ModuleDisplay,
+{
+    type Inner = M::InnerModule;
+}
+
 /// What a run reads besides its options and model.
 #[derive(Debug, Clone, Copy)]
 pub struct Inputs<'a> {
@@ -64,8 +83,7 @@ pub fn run_model<B, M>(
 ) -> Result<(), AnyError>
 where
     B: AutodiffBackend,
-    M: LanguageModel<B> + AutodiffModule<B> + ModuleDisplay,
-    M::InnerModule: LanguageModel<B::InnerBackend> + ModuleDisplay,
+    M: RecipeModel<B>,
 {
     let tok = inputs.tok;
     if tok.vocab_size() > model.vocab_size() {

@@ -6,7 +6,6 @@ use half::f16;
 /// Converts `n` values held in blocks of `in_block` bytes → `out_block` f32s each, splitting the
 /// work over up to 8 threads when `n` is large. Panics if `bytes` is shorter than needed or
 /// `n` is not a multiple of `out_block` (callers check).
-#[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; MSRV is 1.85
 pub(super) fn par_blocks<F>(
     bytes: &[u8],
     n: usize,
