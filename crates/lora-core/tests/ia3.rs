@@ -70,7 +70,10 @@ fn reference(c: &Case, ff: bool, bias: bool) -> Vec<f64> {
 
 fn max_abs(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -178,7 +181,10 @@ fn unmerge_divides_by_l_plus_eps_as_peft() {
                 let s = if ff { c.li[i] } else { c.lo[j] };
                 let k = i * DOUT + j;
                 let want = merged_w[k] * (1.0 / (s + IA3_UNMERGE_EPS as f32));
-                assert!((w[k] - want).abs() <= 1e-6 * want.abs().max(1.0), "ff {ff} {k}");
+                assert!(
+                    (w[k] - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "ff {ff} {k}"
+                );
                 assert!((w[k] - c.w[k]).abs() < 1e-6, "ff {ff} {k}");
             }
         }
@@ -218,7 +224,11 @@ fn merge_into_a_quantized_base_requantizes_w_times_l() {
             }
         }
         let (q, _) = QuantBase::<B>::quantize(t2(&scaled, DIN, DOUT), &kind).unwrap();
-        assert_eq!(vals(l.base_weight()), vals(q.dequantize_weight_in_out()), "ff {ff}");
+        assert_eq!(
+            vals(l.base_weight()),
+            vals(q.dequantize_weight_in_out()),
+            "ff {ff}"
+        );
     }
 }
 
@@ -283,7 +293,10 @@ fn wrong_ia3_l_length_is_refused_naming_the_tensor() {
             got,
         } => {
             assert!(what.contains("ia3_l") && what.contains("input"), "{what}");
-            assert_eq!((expected.as_slice(), got.as_slice()), (&[DIN][..], &[DOUT][..]));
+            assert_eq!(
+                (expected.as_slice(), got.as_slice()),
+                (&[DIN][..], &[DOUT][..])
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -41,8 +41,8 @@ pub use config_types::{LayersToTransform, PatternMap, PatternValue, StringOrList
 pub use error::PeftError;
 pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES};
 pub use quantize::{quantize_model, QuantReport};
+pub use tuners::ia3::{apply_ia3, load_ia3, save_ia3, IA3Config, Ia3LayerConfig};
 pub use tuners::lora::{
     apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
 };
-pub use tuners::ia3::{apply_ia3, load_ia3, save_ia3, IA3Config, Ia3LayerConfig};
 pub use tuners::{AdapterConfig, PeftType, Tuner};

@@ -65,7 +65,10 @@ fn check_fixture<M: LanguageModel<B>>(mut model: M, fx: &str) {
     let moved = max_abs_diff(&base, &want);
     println!("{fx}: logits max |diff| vs PEFT = {d:e} (the adapter moves them by {moved:e})");
     assert!(d < TOL, "{fx}: {d}");
-    assert!(moved > 100.0 * TOL, "{fx}: the adapter should change the logits ({moved})");
+    assert!(
+        moved > 100.0 * TOL,
+        "{fx}: the adapter should change the logits ({moved})"
+    );
 
     // Saving it again gives PEFT's exact tensors and config.
     let out = tempfile::tempdir().unwrap();
@@ -149,10 +152,16 @@ fn null_targets_take_peft_defaults() {
         want.push((format!("{p}.self_attn.v_proj.ia3_l"), vec![32, 1]));
     }
     want.sort();
-    assert_eq!(key_shapes(&out.path().join("adapter_model.safetensors")), want);
+    assert_eq!(
+        key_shapes(&out.path().join("adapter_model.safetensors")),
+        want
+    );
     let saved = IA3Config::from_file(out.path()).unwrap();
     let list = |v: &[&str]| Some(TargetModules::from(v));
-    assert_eq!(saved.target_modules, list(&["k_proj", "v_proj", "down_proj"]));
+    assert_eq!(
+        saved.target_modules,
+        list(&["k_proj", "v_proj", "down_proj"])
+    );
     assert_eq!(saved.feedforward_modules, list(&["down_proj"]));
     assert!(!saved.fan_in_fan_out);
 }
@@ -198,7 +207,7 @@ fn write_io(dir: &Path, st: &StFile, logits: Tensor<B, 3>) {
         ),
         ("logits".to_string(), StTensor::f32(dims, &to_vec(logits))),
     ];
-    lora_io::write_safetensors(&dir.join("io.safetensors"), &tensors, None).unwrap();
+    lora_io::write_safetensors(dir.join("io.safetensors"), &tensors, None).unwrap();
 }
 
 /// Random (non-identity) vectors applied here, saved, reloaded here to the same logits; with
@@ -312,7 +321,10 @@ fn wrong_ia3_l_shape_is_refused_naming_key_and_shapes() {
     let d = copy_fixture("gpt2_a_ia3");
     rewrite(d.path(), key, None);
     let e = load_ia3(&mut toy(), d.path(), &device).unwrap_err();
-    assert!(matches!(&e, PeftError::MissingKey { key: k, .. } if k == key), "{e}");
+    assert!(
+        matches!(&e, PeftError::MissingKey { key: k, .. } if k == key),
+        "{e}"
+    );
     let d = copy_fixture("gpt2_a_ia3_re");
     let path = d.path().join("adapter_model.safetensors");
     let mut tensors: Vec<(String, StTensor)> = read_st(&path)
@@ -323,7 +335,10 @@ fn wrong_ia3_l_shape_is_refused_naming_key_and_shapes() {
     tensors.push((stray.into(), StTensor::f32(vec![48, 1], &[1.0; 48])));
     lora_io::write_safetensors(&path, &tensors, None).unwrap();
     let e = load_ia3(&mut toy(), d.path(), &device).unwrap_err();
-    assert!(matches!(&e, PeftError::UnexpectedKey { key: k, .. } if k == stray), "{e}");
+    assert!(
+        matches!(&e, PeftError::UnexpectedKey { key: k, .. } if k == stray),
+        "{e}"
+    );
 }
 
 #[test]
@@ -333,7 +348,10 @@ fn feedforward_outside_target_modules_is_refused() {
     let e = apply_ia3(&mut toy(), &c, &device).unwrap_err();
     let m = e.to_string();
     assert!(matches!(e, PeftError::Config { ref field, .. } if field == "feedforward_modules"));
-    assert!(m.contains("subset of target_modules") && m.contains("mlp.c_proj"), "{m}");
+    assert!(
+        m.contains("subset of target_modules") && m.contains("mlp.c_proj"),
+        "{m}"
+    );
     // The same config in a file is refused on load, as PEFT's IA3Config.__post_init__ does.
     let d = copy_fixture("gpt2_a_ia3");
     c.save(d.path()).unwrap();
@@ -368,7 +386,10 @@ fn default_feedforward_outside_explicit_targets() {
     let c = cfg(r#"{"target_modules": ["c_proj"]}"#);
     let e = apply_ia3(&mut toy(), &c, &device).unwrap_err();
     let m = e.to_string();
-    assert!(m.contains("feedforward_modules") && m.contains("mlp.c_proj"), "{m}");
+    assert!(
+        m.contains("feedforward_modules") && m.contains("mlp.c_proj"),
+        "{m}"
+    );
     // A model with no known default needs both fields.
     let mut odd = Toy::<B>::new(&[("blocks.0.ff", 8, 8, true, false)], 1, &device);
     let e = apply_ia3(&mut odd, &IA3Config::default(), &device).unwrap_err();
@@ -397,7 +418,8 @@ fn unknown_target_and_bad_config_are_refused() {
         apply_ia3(&mut m, &c, &device).unwrap_err(),
         PeftError::Regex { .. }
     ));
-    let c = cfg(r#"{"peft_type": "LORA", "target_modules": ["c_attn"], "feedforward_modules": []}"#);
+    let c =
+        cfg(r#"{"peft_type": "LORA", "target_modules": ["c_attn"], "feedforward_modules": []}"#);
     let e = apply_ia3(&mut m, &c, &device).unwrap_err();
     assert!(e.to_string().contains("peft_type"), "{e}");
     // A LoRA adapter where the IA3 config expects an (IA)³ one cannot be saved as IA3.
@@ -432,16 +454,17 @@ fn feedforward_list_entries_match_plain_suffixes_as_peft() {
 fn merge_unload_and_the_seam() {
     let device = Default::default();
     B::seed(&device, 3);
-    let c = cfg(
-        r#"{"target_modules": ["c_attn", "c_fc", "mlp.c_proj"],
+    let c = cfg(r#"{"target_modules": ["c_attn", "c_fc", "mlp.c_proj"],
         "feedforward_modules": ["mlp.c_proj"], "init_ia3_weights": false,
-        "modules_to_save": ["attn.c_proj"]}"#,
-    );
+        "modules_to_save": ["attn.c_proj"]}"#);
     let any = AdapterConfig::Ia3(c.clone());
     let base = toy();
     let mut m = base.clone();
     assert_eq!(tuners::inject(&mut m, &any, &device).unwrap().len(), 6);
-    let a = m.layer("transformer.h.1.mlp.c_proj").attached_adapter().unwrap();
+    let a = m
+        .layer("transformer.h.1.mlp.c_proj")
+        .attached_adapter()
+        .unwrap();
     assert_eq!(a.as_ia3().unwrap().ia3_l().dims(), [192]);
     let want = m.outputs(&device);
     assert!(max_abs_diff(&want.concat(), &base.outputs(&device).concat()) > 1e-2);

@@ -52,11 +52,12 @@ pub fn save_ia3<B: Backend, M: NamedLinears<B>>(
         if err.is_some() {
             return;
         }
-        let res = (|| -> Result<(), PeftError> {
-            match (targets.get(name), l.attached_adapter()) {
-                (Some(c), Some(Adapter::Ia3(a))) => {
-                    if a.is_feedforward() != c.is_feedforward {
-                        return Err(PeftError::State(format!(
+        let res =
+            (|| -> Result<(), PeftError> {
+                match (targets.get(name), l.attached_adapter()) {
+                    (Some(c), Some(Adapter::Ia3(a))) => {
+                        if a.is_feedforward() != c.is_feedforward {
+                            return Err(PeftError::State(format!(
                             "layer `{name}`: its ia3_l scales the {} but the config makes it {}",
                             if a.is_feedforward() { "input" } else { "output" },
                             if c.is_feedforward {
@@ -65,36 +66,37 @@ pub fn save_ia3<B: Backend, M: NamedLinears<B>>(
                                 "output scaling"
                             }
                         )));
+                        }
+                        let (d_in, d_out) = l.dims();
+                        let key = ia3_l_key(name);
+                        let v = tensor_f32(a.ia3_l(), &key)?;
+                        tensors
+                            .push((key, StTensor::f32(ia3_l_shape(c, d_in, d_out).to_vec(), &v)));
+                        last_layout = Some(l.fan_in_fan_out());
                     }
-                    let (d_in, d_out) = l.dims();
-                    let key = ia3_l_key(name);
-                    let v = tensor_f32(a.ia3_l(), &key)?;
-                    tensors.push((key, StTensor::f32(ia3_l_shape(c, d_in, d_out).to_vec(), &v)));
-                    last_layout = Some(l.fan_in_fan_out());
-                }
-                (Some(_), Some(_)) => {
-                    return Err(PeftError::State(format!(
+                    (Some(_), Some(_)) => {
+                        return Err(PeftError::State(format!(
                         "the IA3 config targets layer `{name}` but it holds an adapter of another \
                          method"
                     )))
-                }
-                (Some(_), None) => {
-                    return Err(PeftError::State(format!(
+                    }
+                    (Some(_), None) => {
+                        return Err(PeftError::State(format!(
                         "the config targets layer `{name}` but it has no adapter (apply_ia3 first)"
                     )))
+                    }
+                    (None, Some(_)) => {
+                        return Err(PeftError::State(format!(
+                            "layer `{name}` has an adapter but the config does not target it"
+                        )))
+                    }
+                    (None, None) => {}
                 }
-                (None, Some(_)) => {
-                    return Err(PeftError::State(format!(
-                        "layer `{name}` has an adapter but the config does not target it"
-                    )))
+                if mts.contains(name) {
+                    push_module_to_save(name, l, &mut tensors)?;
                 }
-                (None, None) => {}
-            }
-            if mts.contains(name) {
-                push_module_to_save(name, l, &mut tensors)?;
-            }
-            Ok(())
-        })();
+                Ok(())
+            })();
         if let Err(e) = res {
             err = Some(e);
         }
@@ -160,11 +162,16 @@ pub fn load_ia3<B: Backend, M: NamedLinears<B>>(
         }
         let shape = ia3_l_shape(c, d_in, d_out);
         let t: Tensor<B, 2> = file.take(&ia3_l_key(name), shape, device)?;
-        let a = Ia3Adapter::from_tensor(t.reshape([shape[0] * shape[1]]), d_in, d_out, c.is_feedforward)
-            .map_err(|source| PeftError::Lora {
-                name: name.clone(),
-                source,
-            })?;
+        let a = Ia3Adapter::from_tensor(
+            t.reshape([shape[0] * shape[1]]),
+            d_in,
+            d_out,
+            c.is_feedforward,
+        )
+        .map_err(|source| PeftError::Lora {
+            name: name.clone(),
+            source,
+        })?;
         adapters.insert(name.clone(), a);
     }
     let mut saved: HashMap<String, (Tensor<B, 2>, Option<Tensor<B, 1>>)> = HashMap::new();
