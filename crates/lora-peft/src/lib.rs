@@ -13,6 +13,10 @@
 //!   - [`save_adapter`] / [`load_adapter`]: `adapter_model.safetensors` with PEFT's keys
 //!     (`base_model.model.{layer}.lora_A.weight` `[r, d_in]`, `.lora_B.weight` `[d_out, r]`,
 //!     `modules_to_save` weights in the Hugging Face layout), strict key and shape checks.
+//! - [`tuners::ia3`]: (IA)³ — [`IA3Config`] (PEFT's fields and defaults, the
+//!   `feedforward_modules` ⊆ `target_modules` rule, PEFT's default targets per architecture),
+//!   [`apply_ia3`], [`save_ia3`] / [`load_ia3`] (`base_model.model.{layer}.ia3_l`, `[d_out, 1]`
+//!   or `[1, d_in]` for a feed-forward layer); [`merge_and_unload`] folds it in (`W ⊙ l`).
 //! - [`resolve_targets`] ([`matching`]): PEFT's target matching for any method's config
 //!   ([`TargetConfig`]; `check_target_module_exists`: list = exact name or `"." + suffix`,
 //!   string = full-match regex, `"all-linear"`, `layers_to_transform`/`layers_pattern`,
@@ -37,6 +41,7 @@ pub use config_types::{LayersToTransform, PatternMap, PatternValue, StringOrList
 pub use error::PeftError;
 pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES};
 pub use quantize::{quantize_model, QuantReport};
+pub use tuners::ia3::{apply_ia3, load_ia3, save_ia3, IA3Config, Ia3LayerConfig};
 pub use tuners::lora::{
     apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
 };
