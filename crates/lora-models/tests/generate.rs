@@ -1,0 +1,408 @@
+//! Text generation against transformers' `generate` (greedy outputs saved by
+//! `tests/fixtures/make_generate_fixtures.py`), closed forms of the logits processors, seeded
+//! sampling, configuration and prompt errors, and the SmolLM2 chat prompt.
+use burn::tensor::{Tensor, TensorData};
+use lora_core::{LoraLayerConfig, NamedLinears};
+use lora_models::generate::sampling::{
+    apply_repetition_penalty, apply_temperature, apply_top_k, apply_top_p, argmax, sample,
+    seeded_rng,
+};
+use lora_models::generate::{
+    generate, ChatTemplate, GenerateError, Generation, GenerationConfig, StopReason,
+};
+use lora_models::gguf::GgufFile;
+use lora_models::gpt2::Gpt2;
+use lora_models::llama::Llama;
+use lora_models::st::StFile;
+use lora_models::tokenizer::Tokenizer;
+use lora_models::LanguageModel;
+use std::path::Path;
+
+mod common;
+use common::{fixtures, real_gguf, B};
+
+const NEG: f32 = f32::NEG_INFINITY;
+
+/// A transformers `generate` case: prompts, expected sequences and its settings.
+struct Case {
+    prompts: Vec<Vec<u32>>,
+    want: Vec<Vec<u32>>,
+    config: GenerationConfig,
+}
+
+fn rows(ids: Vec<i64>, shape: &[usize]) -> Vec<Vec<u32>> {
+    ids.chunks(shape[1])
+        .map(|r| r.iter().map(|&t| t as u32).collect())
+        .collect()
+}
+
+fn case(name: &str) -> Case {
+    let st = StFile::open(fixtures().join("generate").join(format!("{name}.safetensors"))).unwrap();
+    let (ids, s) = st.i64("input_ids").unwrap();
+    let (out, so) = st.i64("output_ids").unwrap();
+    let one = |k: &str| st.i64(k).unwrap().0[0];
+    let (eos, pad) = (one("eos_token_id"), one("pad_token_id"));
+    Case {
+        prompts: rows(ids, &s),
+        want: rows(out, &so),
+        config: GenerationConfig {
+            max_new_tokens: one("max_new_tokens") as usize,
+            repetition_penalty: st.f32("repetition_penalty").unwrap().0[0],
+            eos_token_ids: if eos < 0 { vec![] } else { vec![eos as u32] },
+            pad_token_id: (pad >= 0).then_some(pad as u32),
+            ..Default::default()
+        },
+    }
+}
+
+fn gpt2() -> Gpt2<B> {
+    Gpt2::<B>::load(&fixtures().join("gpt2_a"), &Default::default())
+        .unwrap()
+        .0
+}
+
+fn llama() -> Llama<B> {
+    Llama::<B>::load_hf(&fixtures().join("llama_a"), &Default::default())
+        .unwrap()
+        .0
+}
+
+/// Attaches a PEFT LoRA fixture adapter (r 4, lora_alpha 8; A `[r, in]`, B `[out, r]`).
+fn with_lora<M: NamedLinears<B>>(mut model: M, dir: &Path) -> M {
+    let st = StFile::open(dir.join("adapter_model.safetensors")).unwrap();
+    let cfg = LoraLayerConfig {
+        r: 4,
+        lora_alpha: 8.0,
+        ..Default::default()
+    };
+    let mut n = 0;
+    model.visit_linears_mut(&mut |name, l| {
+        let ka = format!("base_model.model.{name}.lora_A.weight");
+        let kb = format!("base_model.model.{name}.lora_B.weight");
+        let (Ok((a, sa)), Ok((b, sb))) = (st.f32(&ka), st.f32(&kb)) else {
+            return;
+        };
+        let dev = Default::default();
+        let a = Tensor::<B, 2>::from_data(TensorData::new(a, [sa[0], sa[1]]), &dev).transpose();
+        let b = Tensor::<B, 2>::from_data(TensorData::new(b, [sb[0], sb[1]]), &dev).transpose();
+        l.attach_tensors(a, b, &cfg).unwrap();
+        n += 1;
+    });
+    assert!(n > 0, "no adapter layer attached from {}", dir.display());
+    model
+}
+
+fn run<M: LanguageModel<B>>(model: &M, prompts: &[Vec<u32>], c: &GenerationConfig) -> Generation {
+    generate(model, prompts, c, &Default::default()).unwrap()
+}
+
+/// Greedy decoding equals transformers token for token; returns the stop reason.
+fn check<M: LanguageModel<B>>(name: &str, model: &M) -> StopReason {
+    let c = case(name);
+    let g = run(model, &c.prompts, &c.config);
+    println!("{name}: {:?} new tokens, stop {:?}", g.new_tokens(0), g.stop);
+    assert_eq!(g.prompt_len, c.prompts[0].len());
+    assert_eq!(g.sequences, c.want, "{name}: sequences differ from transformers");
+    g.stop
+}
+
+#[test]
+fn gpt2_greedy_matches_transformers() {
+    let m = gpt2();
+    assert_eq!(check("gpt2_a_greedy", &m), StopReason::MaxNewTokens);
+    assert_eq!(check("gpt2_a_penalty", &m), StopReason::MaxNewTokens);
+    // One row stops at EOS, is filled with pad_token_id while the other continues.
+    let c = case("gpt2_a_stop");
+    let pad = c.config.pad_token_id.unwrap();
+    assert!(c.want.iter().any(|r| r.ends_with(&[pad, pad])));
+    check("gpt2_a_stop", &m);
+}
+
+#[test]
+fn llama_gqa_greedy_matches_transformers() {
+    let m = llama();
+    assert_eq!(check("llama_a_greedy", &m), StopReason::MaxNewTokens);
+    assert_eq!(check("llama_a_penalty", &m), StopReason::MaxNewTokens);
+    check("llama_a_stop", &m);
+}
+
+#[test]
+fn greedy_with_lora_adapter_matches_peft() {
+    let g = with_lora(gpt2(), &fixtures().join("gpt2_a_lora"));
+    check("gpt2_a_lora_greedy", &g);
+    let l = with_lora(llama(), &fixtures().join("llama_a_lora"));
+    check("llama_a_lora_greedy", &l);
+    // The adapter matters: the base model decodes otherwise.
+    assert_ne!(case("gpt2_a_lora_greedy").want, case("gpt2_a_greedy").want);
+}
+
+#[test]
+fn gpt2_stops_at_max_positions() {
+    let m = gpt2();
+    let mut c = case("gpt2_a_full");
+    // The last token is predicted at the last position and needs none of its own.
+    assert_eq!(c.want[0].len(), m.max_positions().unwrap() + 1);
+    c.config.max_new_tokens = 100;
+    let g = run(&m, &c.prompts, &c.config);
+    assert_eq!(g.stop, StopReason::MaxPositions);
+    assert_eq!(g.sequences, c.want);
+    // A prompt that does not fit is refused, naming max_positions.
+    let long = vec![vec![1u32; 33]];
+    let e = generate(&m, &long, &c.config, &Default::default()).unwrap_err();
+    assert!(
+        matches!(&e, GenerateError::Prompt(m) if m.contains("max_positions 32")),
+        "{e}"
+    );
+}
+
+#[test]
+fn sampling_with_top_k_1_is_greedy_and_seeds_reproduce() {
+    let m = llama();
+    let c = case("llama_a_greedy");
+    let top1 = GenerationConfig {
+        do_sample: true,
+        top_k: 1,
+        temperature: 0.7,
+        seed: 3,
+        ..c.config.clone()
+    };
+    assert_eq!(run(&m, &c.prompts, &top1).sequences, c.want);
+    let hot = GenerationConfig {
+        do_sample: true,
+        top_k: 0,
+        temperature: 3.0,
+        seed: 1,
+        ..c.config.clone()
+    };
+    let a = run(&m, &c.prompts, &hot);
+    assert_eq!(a, run(&m, &c.prompts, &hot), "same seed, other tokens");
+    let b = run(&m, &c.prompts, &GenerationConfig { seed: 2, ..hot });
+    assert_ne!(a.sequences, b.sequences, "seeds 1 and 2 drew the same 24 tokens");
+    assert_ne!(a.sequences, c.want, "sampling at temperature 3 reproduced greedy");
+}
+
+#[test]
+fn repetition_penalty_closed_form() {
+    // Seen ids 0, 1 (twice), 4 and one outside the vocabulary: each penalised once.
+    let mut s = [2.0, -1.0, 0.5, -3.0, 0.0];
+    apply_repetition_penalty(&mut s, &[0, 1, 1, 7, 4], 2.0);
+    assert_eq!(s, [1.0, -2.0, 0.5, -3.0, 0.0]);
+    let mut s = [2.0, -1.0];
+    apply_repetition_penalty(&mut s, &[0, 1], 0.5);
+    assert_eq!(s, [4.0, -0.5]);
+}
+
+#[test]
+fn temperature_and_top_k_closed_form() {
+    let mut s = [1.0, -2.0, 4.0];
+    apply_temperature(&mut s, 0.5);
+    assert_eq!(s, [2.0, -4.0, 8.0]);
+    let mut s = [1.0, 3.0, 2.0, 2.0, 0.0];
+    apply_top_k(&mut s, 2);
+    // The 2nd largest is 2.0, so both 2.0s stay (transformers keeps ties with the k-th).
+    assert_eq!(s, [NEG, 3.0, 2.0, 2.0, NEG]);
+    let mut s = [1.0, 3.0, 2.0];
+    apply_top_k(&mut s, 1);
+    assert_eq!(s, [NEG, 3.0, NEG]);
+    let mut s = [1.0, 3.0, 2.0];
+    apply_top_k(&mut s, 0);
+    assert_eq!(s, [1.0, 3.0, 2.0]);
+}
+
+#[test]
+fn top_p_closed_form() {
+    // Probabilities 0.1, 0.2, 0.3, 0.4 (shuffled): ascending cumulative 0.1, 0.3, 0.6, 1.0.
+    let logits = || [0.3f32.ln(), 0.1f32.ln(), 0.4f32.ln(), 0.2f32.ln()];
+    let kept = |p: f32| {
+        let mut s = logits();
+        apply_top_p(&mut s, p);
+        s.iter().map(|x| x.is_finite()).collect::<Vec<_>>()
+    };
+    // top_p 0.65: drop cumulative ≤ 0.35 (0.1, 0.2).
+    assert_eq!(kept(0.65), [true, false, true, false]);
+    // top_p 0.8: drop ≤ 0.2 (0.1 only).
+    assert_eq!(kept(0.8), [true, false, true, true]);
+    // top_p 0.35: drop ≤ 0.65 (0.1, 0.2, 0.3).
+    assert_eq!(kept(0.35), [false, false, true, false]);
+    // The most likely token always stays.
+    assert_eq!(kept(1e-6), [false, false, true, false]);
+    assert_eq!(kept(1.0), [true; 4]);
+    let mut s = logits();
+    apply_top_p(&mut s, 0.65);
+    assert_eq!(s[0], 0.3f32.ln());
+}
+
+#[test]
+fn argmax_takes_the_first_maximum() {
+    assert_eq!(argmax(&[1.0, 5.0, 5.0, 2.0]), 1);
+    assert_eq!(argmax(&[NEG, -1.0]), 1);
+}
+
+#[test]
+fn seeded_draws_follow_the_softmax() {
+    let scores = [0.2f32.ln(), NEG, 0.8f32.ln()];
+    let mut rng = seeded_rng(7);
+    let n = 20_000;
+    let mut counts = [0usize; 3];
+    for _ in 0..n {
+        counts[sample(&scores, &mut rng)] += 1;
+    }
+    assert_eq!(counts[1], 0, "a token at −∞ was drawn");
+    let f = counts[0] as f64 / n as f64;
+    // Binomial standard deviation sqrt(0.2·0.8/20000) ≈ 0.0028.
+    assert!((f - 0.2).abs() < 0.015, "frequency of p=0.2 token: {f}");
+    let mut r1 = seeded_rng(7);
+    let first: Vec<usize> = (0..20).map(|_| sample(&scores, &mut r1)).collect();
+    let mut r2 = seeded_rng(7);
+    let again: Vec<usize> = (0..20).map(|_| sample(&scores, &mut r2)).collect();
+    assert_eq!(first, again);
+}
+
+fn config_error(c: GenerationConfig) -> &'static str {
+    match generate(&llama(), &[vec![1, 2, 3]], &c, &Default::default()) {
+        Err(GenerateError::Config { field, .. }) => field,
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn bad_settings_name_their_field() {
+    let s = GenerationConfig {
+        do_sample: true,
+        ..Default::default()
+    };
+    let f = |c: GenerationConfig| config_error(c);
+    assert_eq!(
+        f(GenerationConfig {
+            temperature: 0.0,
+            ..s.clone()
+        }),
+        "temperature"
+    );
+    assert_eq!(
+        f(GenerationConfig {
+            temperature: f32::NAN,
+            ..s.clone()
+        }),
+        "temperature"
+    );
+    for p in [0.0, -0.1, 1.5] {
+        assert_eq!(
+            f(GenerationConfig {
+                top_p: p,
+                ..s.clone()
+            }),
+            "top_p"
+        );
+    }
+    assert_eq!(
+        f(GenerationConfig {
+            repetition_penalty: 0.0,
+            ..Default::default()
+        }),
+        "repetition_penalty"
+    );
+    assert_eq!(
+        f(GenerationConfig {
+            max_new_tokens: 0,
+            ..Default::default()
+        }),
+        "max_new_tokens"
+    );
+    assert_eq!(
+        f(GenerationConfig {
+            eos_token_ids: vec![97],
+            ..Default::default()
+        }),
+        "eos_token_ids"
+    );
+    assert_eq!(
+        f(GenerationConfig {
+            eos_token_ids: vec![2],
+            pad_token_id: Some(500),
+            ..Default::default()
+        }),
+        "pad_token_id"
+    );
+    // Temperature 0 is fine for greedy decoding (transformers ignores it there).
+    let greedy = GenerationConfig {
+        temperature: 0.0,
+        max_new_tokens: 2,
+        ..Default::default()
+    };
+    assert!(generate(&llama(), &[vec![1, 2]], &greedy, &Default::default()).is_ok());
+    let e = GenerateError::Config {
+        field: "top_p",
+        value: "1.5".into(),
+        expected: "a number in (0, 1]".into(),
+    };
+    assert_eq!(
+        e.to_string(),
+        "generation config: `top_p` is 1.5, expected a number in (0, 1]"
+    );
+}
+
+#[test]
+fn bad_prompts_are_refused() {
+    let m = llama();
+    let c = GenerationConfig::default();
+    let err = |p: &[Vec<u32>]| match generate(&m, p, &c, &Default::default()) {
+        Err(GenerateError::Prompt(msg)) => msg,
+        other => panic!("expected a prompt error, got {other:?}"),
+    };
+    assert!(err(&[]).contains("no rows"));
+    assert!(err(&[vec![]]).contains("empty"));
+    assert!(err(&[vec![1, 2], vec![3]]).contains("row 1 has 1 tokens but row 0 has 2"));
+    assert!(err(&[vec![1, 97]]).contains("token 1 is 97, outside the vocabulary of 97"));
+}
+
+#[test]
+fn chatml_template_closed_form() {
+    let t = ChatTemplate::from_template(
+        "{{ '<|im_start|>system\\nBe brief.<|im_end|>\\n' }}{{'<|im_start|>' + message['role']}}",
+    )
+    .unwrap();
+    assert_eq!(t.default_system.as_deref(), Some("Be brief."));
+    assert_eq!(
+        t.render(None, "Hi"),
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert_eq!(
+        t.render(Some("S"), "Hi"),
+        "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let plain = ChatTemplate::from_template("{{'<|im_start|>' + message['role'] + '\\n'}}").unwrap();
+    assert_eq!(plain.default_system, None);
+    assert_eq!(
+        plain.render(None, "x"),
+        "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert!(ChatTemplate::from_template("[INST] {{ message }} [/INST]").is_none());
+}
+
+/// The real SmolLM2-135M-Instruct: chat prompt ids as transformers' `apply_chat_template`, and
+/// greedy decoding to `<|im_end|>` as transformers' `generate` on the dequantized GGUF.
+#[test]
+fn smollm2_chat_greedy_matches_transformers() {
+    let Some(path) = real_gguf() else { return };
+    let g = GgufFile::open(&path).unwrap();
+    let tok = Tokenizer::from_gguf(&g).unwrap();
+    let chat = ChatTemplate::from_gguf(&g).unwrap().unwrap();
+    assert_eq!(
+        chat.default_system.as_deref(),
+        Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+    );
+    let c = case("smollm2_chat");
+    let prompt = tok
+        .encode(&chat.render(None, "What is the capital of France?"))
+        .unwrap();
+    assert_eq!(vec![prompt], c.prompts);
+    assert_eq!(c.config.eos_token_ids, [tok.token_id("<|im_end|>").unwrap()]);
+    let (model, _) = Llama::<B>::from_gguf(&g, &Default::default()).unwrap();
+    let out = run(&model, &c.prompts, &c.config);
+    let text = tok.decode(out.new_tokens(0)).unwrap();
+    println!("SmolLM2: {text:?} ({:?})", out.stop);
+    assert_eq!(out.sequences, c.want);
+    assert_eq!(out.stop, StopReason::Eos);
+    assert_eq!(text, "The capital of France is Paris.<|im_end|>");
+}
