@@ -8,7 +8,7 @@ use lora_models::generate::sampling::{
     seeded_rng,
 };
 use lora_models::generate::{
-    generate, ChatTemplate, GenerateError, Generation, GenerationConfig, StopReason,
+    generate, ChatTemplate, GenerateError, Generation, GenerationConfig, SpecialIds, StopReason,
 };
 use lora_models::gguf::GgufFile;
 use lora_models::gpt2::Gpt2;
@@ -405,4 +405,43 @@ fn smollm2_chat_greedy_matches_transformers() {
     assert_eq!(out.sequences, c.want);
     assert_eq!(out.stop, StopReason::Eos);
     assert_eq!(text, "The capital of France is Paris.<|im_end|>");
+}
+
+#[test]
+fn special_ids_from_model_files() {
+    let s = SpecialIds::from_model_path(&fixtures().join("gpt2_a")).unwrap();
+    assert_eq!(
+        s,
+        SpecialIds {
+            eos_token_ids: vec![100],
+            pad_token_id: None
+        }
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("generation_config.json"),
+        r#"{"eos_token_id": [2, 7], "pad_token_id": 0}"#,
+    )
+    .unwrap();
+    let s = SpecialIds::from_model_path(tmp.path()).unwrap();
+    assert_eq!((s.eos_token_ids, s.pad_token_id), (vec![2, 7], Some(0)));
+    std::fs::write(
+        tmp.path().join("generation_config.json"),
+        r#"{"eos_token_id": -1}"#,
+    )
+    .unwrap();
+    let e = SpecialIds::from_model_path(tmp.path()).unwrap_err();
+    assert!(e.to_string().contains("`eos_token_id`"), "{e}");
+}
+
+#[test]
+fn output_ids_file_round_trip() {
+    let c = case("llama_a_greedy");
+    let g = run(&llama(), &c.prompts, &c.config);
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("out.safetensors");
+    g.save_safetensors(&p).unwrap();
+    let (ids, shape) = StFile::open(&p).unwrap().i64("output_ids").unwrap();
+    assert_eq!(shape, [2, 17]);
+    assert_eq!(rows(ids, &shape), c.want);
 }

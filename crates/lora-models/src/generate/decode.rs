@@ -3,7 +3,11 @@
 //! cache, using only [`LanguageModel`]'s methods so prompt-learning wrappers take part.
 use super::sampling::{next_token, seeded_rng};
 use super::{GenerateError, GenerationConfig};
-use crate::LanguageModel;
+use crate::export::save_safetensors;
+use crate::{LanguageModel, ModelError};
+use lora_io::StTensor;
+use safetensors::Dtype;
+use std::path::Path;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -36,6 +40,28 @@ impl Generation {
         self.sequences
             .get(r)
             .map_or(&[][..], |s| &s[self.prompt_len..])
+    }
+
+    /// Writes [`Generation::sequences`] to the safetensors file `path` as the I64 tensor
+    /// `output_ids` `[batch, prompt_len + new]` (what transformers' `generate` returns), with
+    /// metadata `{"format":"pt"}`, atomically through `lora-io`.
+    ///
+    /// # Errors
+    /// [`ModelError::Io`] or [`ModelError::Format`] naming `path`.
+    pub fn save_safetensors(&self, path: &Path) -> Result<(), ModelError> {
+        let len = self.sequences.first().map_or(0, Vec::len);
+        let bytes: Vec<u8> = self
+            .sequences
+            .iter()
+            .flatten()
+            .flat_map(|&t| i64::from(t).to_le_bytes())
+            .collect();
+        let t = StTensor {
+            dtype: Dtype::I64,
+            shape: vec![self.sequences.len(), len],
+            bytes,
+        };
+        save_safetensors(path, &vec![("output_ids".to_string(), t)])
     }
 }
 

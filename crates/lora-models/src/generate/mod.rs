@@ -8,14 +8,17 @@
 //!   only the trait's methods, so a prompt-learning wrapper (prefix in `new_cache`, virtual
 //!   tokens in `input_embeds`) generates through the same code.
 //! - [`ChatTemplate`]: ChatML prompts (SmolLM2's chat format) from GGUF metadata.
+//! - [`SpecialIds`]: the EOS / padding ids a model's files declare.
 
 mod chat;
 mod config;
 mod decode;
 mod error;
 pub mod sampling;
+mod special;
 
 pub use chat::{ChatTemplate, CHAT_TEMPLATE_KEY};
 pub use config::GenerationConfig;
 pub use decode::{generate, Generation, StopReason};
 pub use error::GenerateError;
+pub use special::SpecialIds;
