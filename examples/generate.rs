@@ -42,7 +42,11 @@ struct Args {
     #[arg(long)]
     adapter: Vec<PathBuf>,
     /// Text to continue (printed with the reply).
-    #[arg(long, conflicts_with = "input_ids", required_unless_present = "input_ids")]
+    #[arg(
+        long,
+        conflicts_with = "input_ids",
+        required_unless_present = "input_ids"
+    )]
     prompt: Option<String>,
     /// Use the prompt as is, without the model's chat template.
     #[arg(long, requires = "prompt")]

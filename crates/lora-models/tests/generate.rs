@@ -37,7 +37,12 @@ fn rows(ids: Vec<i64>, shape: &[usize]) -> Vec<Vec<u32>> {
 }
 
 fn case(name: &str) -> Case {
-    let st = StFile::open(fixtures().join("generate").join(format!("{name}.safetensors"))).unwrap();
+    let st = StFile::open(
+        fixtures()
+            .join("generate")
+            .join(format!("{name}.safetensors")),
+    )
+    .unwrap();
     let (ids, s) = st.i64("input_ids").unwrap();
     let (out, so) = st.i64("output_ids").unwrap();
     let one = |k: &str| st.i64(k).unwrap().0[0];
@@ -100,9 +105,16 @@ fn run<M: LanguageModel<B>>(model: &M, prompts: &[Vec<u32>], c: &GenerationConfi
 fn check<M: LanguageModel<B>>(name: &str, model: &M) -> StopReason {
     let c = case(name);
     let g = run(model, &c.prompts, &c.config);
-    println!("{name}: {:?} new tokens, stop {:?}", g.new_tokens(0), g.stop);
+    println!(
+        "{name}: {:?} new tokens, stop {:?}",
+        g.new_tokens(0),
+        g.stop
+    );
     assert_eq!(g.prompt_len, c.prompts[0].len());
-    assert_eq!(g.sequences, c.want, "{name}: sequences differ from transformers");
+    assert_eq!(
+        g.sequences, c.want,
+        "{name}: sequences differ from transformers"
+    );
     g.stop
 }
 
@@ -177,8 +189,14 @@ fn sampling_with_top_k_1_is_greedy_and_seeds_reproduce() {
     let a = run(&m, &c.prompts, &hot);
     assert_eq!(a, run(&m, &c.prompts, &hot), "same seed, other tokens");
     let b = run(&m, &c.prompts, &GenerationConfig { seed: 2, ..hot });
-    assert_ne!(a.sequences, b.sequences, "seeds 1 and 2 drew the same 24 tokens");
-    assert_ne!(a.sequences, c.want, "sampling at temperature 3 reproduced greedy");
+    assert_ne!(
+        a.sequences, b.sequences,
+        "seeds 1 and 2 drew the same 24 tokens"
+    );
+    assert_ne!(
+        a.sequences, c.want,
+        "sampling at temperature 3 reproduced greedy"
+    );
 }
 
 #[test]
@@ -371,7 +389,8 @@ fn chatml_template_closed_form() {
         t.render(Some("S"), "Hi"),
         "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
     );
-    let plain = ChatTemplate::from_template("{{'<|im_start|>' + message['role'] + '\\n'}}").unwrap();
+    let plain =
+        ChatTemplate::from_template("{{'<|im_start|>' + message['role'] + '\\n'}}").unwrap();
     assert_eq!(plain.default_system, None);
     assert_eq!(
         plain.render(None, "x"),
@@ -397,7 +416,10 @@ fn smollm2_chat_greedy_matches_transformers() {
         .encode(&chat.render(None, "What is the capital of France?"))
         .unwrap();
     assert_eq!(vec![prompt], c.prompts);
-    assert_eq!(c.config.eos_token_ids, [tok.token_id("<|im_end|>").unwrap()]);
+    assert_eq!(
+        c.config.eos_token_ids,
+        [tok.token_id("<|im_end|>").unwrap()]
+    );
     let (model, _) = Llama::<B>::from_gguf(&g, &Default::default()).unwrap();
     let out = run(&model, &c.prompts, &c.config);
     let text = tok.decode(out.new_tokens(0)).unwrap();

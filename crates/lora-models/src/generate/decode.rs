@@ -5,11 +5,11 @@ use super::sampling::{next_token, seeded_rng};
 use super::{GenerateError, GenerationConfig};
 use crate::export::save_safetensors;
 use crate::{LanguageModel, ModelError};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
 use lora_io::StTensor;
 use safetensors::Dtype;
 use std::path::Path;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
 
 /// Why a [`generate`] run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
