@@ -467,3 +467,147 @@ fn output_ids_file_round_trip() {
     assert_eq!(shape, [2, 17]);
     assert_eq!(rows(ids, &shape), c.want);
 }
+
+/// A prompt-learning stand-in: `virtual_tokens` embeddings before the real ones
+/// (`input_embeds`) and `prefix` keys/values in a fresh cache (`new_cache`), both random.
+#[derive(burn::module::Module, Clone, Debug)]
+struct Wrapped<Bk: burn::tensor::backend::Backend> {
+    inner: Gpt2<Bk>,
+    virtual_tokens: burn::module::Param<Tensor<Bk, 2>>,
+    prefix_len: usize,
+}
+
+impl NamedLinears<B> for Wrapped<B> {
+    fn visit_linears(&self, f: &mut dyn FnMut(&str, &lora_core::LoraLinear<B>)) {
+        self.inner.visit_linears(f)
+    }
+    fn visit_linears_mut(&mut self, f: &mut dyn FnMut(&str, &mut lora_core::LoraLinear<B>)) {
+        self.inner.visit_linears_mut(f)
+    }
+}
+
+impl LanguageModel<B> for Wrapped<B> {
+    fn embed(&self, ids: Tensor<B, 2, burn::tensor::Int>) -> Tensor<B, 3> {
+        self.inner.embed(ids)
+    }
+    fn forward_cached(&self, e: Tensor<B, 3>, cache: &mut lora_models::KvCache<B>) -> Tensor<B, 3> {
+        self.inner.forward_cached(e, cache)
+    }
+    fn attention_shape(&self) -> lora_models::AttentionShape {
+        self.inner.attention_shape()
+    }
+    fn new_cache(&self, batch: usize) -> lora_models::KvCache<B> {
+        let s = self.attention_shape();
+        if self.prefix_len == 0 {
+            return lora_models::KvCache::new(s.num_layers);
+        }
+        let dist = burn::tensor::Distribution::Normal(0.0, 1.0);
+        let dev = Default::default();
+        let kv = |seed: u64| {
+            <B as burn::tensor::backend::Backend>::seed(&dev, seed);
+            Tensor::<B, 4>::random([1, s.num_kv_heads, self.prefix_len, s.head_dim], dist, &dev)
+                .repeat_dim(0, batch)
+        };
+        lora_models::KvCache::from_layers(
+            (0..s.num_layers as u64)
+                .map(|i| lora_models::LayerKv {
+                    key: kv(2 * i),
+                    value: kv(2 * i + 1),
+                })
+                .collect(),
+        )
+    }
+    fn num_virtual_tokens(&self) -> usize {
+        self.virtual_tokens.dims()[0]
+    }
+    fn input_embeds(&self, ids: Tensor<B, 2, burn::tensor::Int>) -> Tensor<B, 3> {
+        if self.num_virtual_tokens() == 0 {
+            return self.inner.embed(ids);
+        }
+        let b = ids.dims()[0];
+        let v = self
+            .virtual_tokens
+            .val()
+            .unsqueeze_dim::<3>(0)
+            .repeat_dim(0, b);
+        Tensor::cat(vec![v, self.inner.embed(ids)], 1)
+    }
+    fn lm_logits(&self, h: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.inner.lm_logits(h)
+    }
+    fn output_embedding_rows(&self, ids: &[u32]) -> Tensor<B, 2> {
+        self.inner.output_embedding_rows(ids)
+    }
+    fn hidden_size(&self) -> usize {
+        self.inner.hidden_size()
+    }
+    fn vocab_size(&self) -> usize {
+        self.inner.vocab_size()
+    }
+    fn max_positions(&self) -> Option<usize> {
+        self.inner.max_positions()
+    }
+}
+
+/// Greedy tokens recomputed without a cache: each step a full [`LanguageModel::forward`] over
+/// the sequence so far (the wrapper's prefix and virtual tokens included), argmax of the last
+/// position.
+fn greedy_by_full_passes<M: LanguageModel<B>>(
+    m: &M,
+    prompts: &[Vec<u32>],
+    n: usize,
+) -> Vec<Vec<u32>> {
+    let mut seqs = prompts.to_vec();
+    for _ in 0..n {
+        let len = seqs[0].len();
+        let flat: Vec<i64> = seqs.iter().flatten().map(|&t| t as i64).collect();
+        let ids = common::ids_tensor(flat, &[seqs.len(), len]);
+        let logits: Vec<f32> = m
+            .forward(ids)
+            .narrow(1, len - 1, 1)
+            .into_data()
+            .into_vec()
+            .unwrap();
+        for (s, row) in seqs.iter_mut().zip(logits.chunks(m.vocab_size())) {
+            s.push(argmax(row) as u32);
+        }
+    }
+    seqs
+}
+
+/// Generation goes through `new_cache` and `input_embeds`: with a prefix and virtual tokens it
+/// equals full passes of the wrapper (and differs from the bare model).
+#[test]
+fn wrappers_prefix_and_virtual_tokens_take_part() {
+    for (prefix_len, virt) in [(3, 0), (0, 4), (2, 3)] {
+        let dev = Default::default();
+        let inner = gpt2();
+        let hidden = inner.hidden_size();
+        <B as burn::tensor::backend::Backend>::seed(&dev, 99);
+        let w = Wrapped {
+            inner,
+            virtual_tokens: burn::module::Param::from_tensor(Tensor::random(
+                [virt, hidden],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &dev,
+            )),
+            prefix_len,
+        };
+        let c = case("gpt2_a_greedy");
+        let g = run(&w, &c.prompts, &c.config);
+        let want = greedy_by_full_passes(&w, &c.prompts, c.config.max_new_tokens);
+        assert_eq!(g.sequences, want, "prefix {prefix_len}, virtual {virt}");
+        assert_ne!(
+            g.sequences, c.want,
+            "prefix {prefix_len}, virtual {virt}: no effect"
+        );
+        // Positions: prefix + virtual + prompt + new − 1 ≤ n_positions (32).
+        let long = GenerationConfig {
+            max_new_tokens: 100,
+            ..c.config.clone()
+        };
+        let g = run(&w, &c.prompts, &long);
+        assert_eq!(g.stop, StopReason::MaxPositions);
+        assert_eq!(prefix_len + virt + g.sequences[0].len(), 33);
+    }
+}
