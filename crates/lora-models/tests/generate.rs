@@ -1,6 +1,7 @@
 //! Text generation against transformers' `generate` (greedy outputs saved by
-//! `tests/fixtures/make_generate_fixtures.py`), seeded sampling through the loop, configuration and prompt errors, prompt-learning wrappers,
-//! and the SmolLM2 chat prompt (closed forms of the processors: `generate_processors.rs`).
+//! `tests/fixtures/make_generate_fixtures.py`), seeded sampling through the loop, configuration
+//! and prompt errors, prompt-learning wrappers, and the SmolLM2 chat prompt (closed forms of the
+//! processors: `generate_processors.rs`).
 use burn::tensor::{Tensor, TensorData};
 use lora_core::{LoraLayerConfig, NamedLinears};
 use lora_models::generate::sampling::argmax;
