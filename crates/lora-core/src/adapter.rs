@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor};
 
-use crate::{FrozenLinear, LoraAdapter, LoraError};
+use crate::{DoraAdapter, FrozenLinear, LoraAdapter, LoraError};
 
 /// A base weight `[d_in, d_out]` and its optional bias `[d_out]`, as merging reads and writes
 /// them.
@@ -26,6 +26,9 @@ pub type BaseTensors<B> = (Tensor<B, 2>, Option<Tensor<B, 1>>);
 pub enum Adapter<B: Backend> {
     /// LoRA (Hu et al. 2021): `scaling · B(A(dropout(x)))` added to the base output.
     Lora(LoraAdapter<B>),
+    /// DoRA (Liu et al. 2024): LoRA plus a trainable magnitude per output unit,
+    /// `(m/‖W + ΔW‖)⊙(x·(W + ΔW)) + b` with the norm detached (PEFT `tuners/lora/dora.py`).
+    Dora(DoraAdapter<B>),
 }
 
 impl<B: Backend> From<LoraAdapter<B>> for Adapter<B> {
@@ -34,18 +37,35 @@ impl<B: Backend> From<LoraAdapter<B>> for Adapter<B> {
     }
 }
 
+impl<B: Backend> From<DoraAdapter<B>> for Adapter<B> {
+    fn from(a: DoraAdapter<B>) -> Self {
+        Self::Dora(a)
+    }
+}
+
 impl<B: Backend> Adapter<B> {
-    /// The LoRA adapter, when this is one.
+    /// The LoRA adapter, when this is one (a DoRA adapter is not: its LoRA pair alone is not
+    /// its update; see [`Adapter::as_dora`]).
     pub fn as_lora(&self) -> Option<&LoraAdapter<B>> {
         match self {
             Self::Lora(a) => Some(a),
+            Self::Dora(_) => None,
+        }
+    }
+
+    /// The DoRA adapter, when this is one.
+    pub fn as_dora(&self) -> Option<&DoraAdapter<B>> {
+        match self {
+            Self::Dora(a) => Some(a),
+            Self::Lora(_) => None,
         }
     }
 
     /// The base with this adapter folded in (PEFT `merge`): from the frozen weight `w`
     /// `[d_in, d_out]` and bias `b` `[d_out]` (f32, detached), the weight and bias whose plain
     /// forward equals the adapted layer's. LoRA adds `scaling · A·B` to `w` and keeps `b`; a
-    /// multiplicative method (IA3, DoRA) scales them instead.
+    /// multiplicative method (IA3, DoRA) scales them instead: DoRA gives
+    /// `(m/‖W + ΔW‖)⊙(W + ΔW)` per output column and keeps `b`.
     ///
     /// # Errors
     /// [`LoraError::State`] from a method whose update cannot be folded into the base.
@@ -56,14 +76,16 @@ impl<B: Backend> Adapter<B> {
     ) -> Result<BaseTensors<B>, LoraError> {
         match self {
             Self::Lora(a) => Ok((w + a.delta_weight().detach(), b)),
+            Self::Dora(a) => a.merge_into(w, b),
         }
     }
 
     /// The inverse of [`Adapter::merge_into`] (PEFT `unmerge`): LoRA subtracts
-    /// `scaling · A·B` from `w` and keeps `b`.
+    /// `scaling · A·B` from `w` and keeps `b`; DoRA gives `W'·(n/m) − ΔW` with the norm `n`
+    /// of its last merge.
     ///
     /// # Errors
-    /// As [`Adapter::merge_into`].
+    /// As [`Adapter::merge_into`]; DoRA: [`LoraError::State`] when it was never merged.
     pub fn unmerge_from(
         &self,
         w: Tensor<B, 2>,
@@ -71,15 +93,23 @@ impl<B: Backend> Adapter<B> {
     ) -> Result<BaseTensors<B>, LoraError> {
         match self {
             Self::Lora(a) => Ok((w + a.delta_weight().detach().neg(), b)),
+            Self::Dora(a) => a.unmerge_from(w, b),
         }
     }
 
     /// The layer output of an unmerged adapter from the input `x` `[..., d_in]` and the base's
-    /// output `base` `[..., d_out]` (bias included), both in the same dtype (LoRA:
-    /// `base + scaling · B(A(dropout(x)))`).
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>, base: Tensor<B, D>) -> Tensor<B, D> {
+    /// output `base` `[..., d_out]` (bias included), both in the same dtype, given the frozen
+    /// base `base_layer` itself (a method may need its weight or bias). LoRA:
+    /// `base + scaling · B(A(dropout(x)))`; DoRA: [`DoraAdapter::forward`].
+    pub fn forward<const D: usize>(
+        &self,
+        base_layer: &FrozenLinear<B>,
+        x: Tensor<B, D>,
+        base: Tensor<B, D>,
+    ) -> Tensor<B, D> {
         match self {
             Self::Lora(a) => base + a.forward(x),
+            Self::Dora(a) => a.forward(base_layer, x, base),
         }
     }
 
@@ -101,6 +131,7 @@ impl<B: Backend> Adapter<B> {
                 let y = base.forward_compute(xc.clone()) + a.forward_autocast(x, xc, cd);
                 base.add_bias(y.cast(xd))
             }
+            Self::Dora(a) => a.forward_mixed(base, x, xc, cd),
         }
     }
 }

@@ -32,12 +32,13 @@
 //! `--precision f32|bf16|f16` flag of the examples.
 //!
 //! The layer is cut into pieces, one a file: [`FrozenLinear`] (the base, dense or quantized),
-//! [`Adapter`] (the method seam; LoRA's [`LoraAdapter`] is its one variant today) and
+//! [`Adapter`] (the method seam: LoRA's [`LoraAdapter`], DoRA's [`DoraAdapter`]) and
 //! [`LoraLinear`] (the two together, merge and unload). This crate does no file I/O.
 
 mod adapter;
 mod base;
 mod config;
+mod dora;
 mod error;
 mod linear;
 mod lora;
@@ -48,6 +49,7 @@ mod precision;
 pub use adapter::{Adapter, BaseTensors};
 pub use base::FrozenLinear;
 pub use config::{scaling, LoraInit, LoraLayerConfig};
+pub use dora::DoraAdapter;
 pub use error::LoraError;
 pub use linear::LoraLinear;
 pub use lora::LoraAdapter;
