@@ -208,8 +208,8 @@ fn validation_names_field_and_value() {
     }
     let e = err_of(r#"{"init_lora_weights": "bogus"}"#);
     assert!(e.contains("\"bogus\""), "{e}");
-    let e = err_of(r#"{"use_dora": true}"#);
-    assert!(e.contains("DoRA not supported"), "{e}");
+    let e = err_of(r#"{"use_dora": true, "lora_bias": true}"#);
+    assert!(e.contains("lora_bias") && e.contains("DoRA"), "{e}");
     let e = err_of(r#"{"lora_bias": true}"#);
     assert!(e.contains("lora_bias"), "{e}");
     let e = err_of(r#"{"peft_type": "IA3"}"#);
