@@ -16,8 +16,8 @@ use lora_models::llama::Llama;
 use lora_models::st::StFile;
 use lora_models::LanguageModel;
 use lora_peft::{
-    apply_lora, load_adapter, merge_and_unload, save_adapter, InitLoraWeights, LoraConfig,
-    PeftError,
+    apply_lora, load_adapter, merge_and_unload, quantize_model, save_adapter, InitLoraWeights,
+    LoraConfig, PeftError,
 };
 use safetensors::Dtype;
 use std::path::{Path, PathBuf};
@@ -167,7 +167,10 @@ fn round_trip<M: LanguageModel<B>>(
     let logits = model.forward(ids.clone());
     let shape = logits.dims().to_vec();
     let ours = to_vec(logits);
-    assert!(max_abs_diff(&ours, &fresh) > 100.0 * TOL, "{fx}: magnitude has no effect");
+    assert!(
+        max_abs_diff(&ours, &fresh) > 100.0 * TOL,
+        "{fx}: magnitude has no effect"
+    );
 
     let (dir, _keep) = out_dir(fx);
     save_adapter(&model, &config, &dir).unwrap();
@@ -201,7 +204,13 @@ fn our_dora_round_trips_with_peft_keys() {
         vec![144]
     )));
     let all = [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
     ];
     let l = round_trip(llama, "llama_a_dora", &all);
     assert_eq!(l, keys_of("llama_a_dora"));
@@ -332,5 +341,43 @@ fn save_refuses_a_method_other_than_the_configs() {
     let mut dora = lora.clone();
     dora.use_dora = true;
     let e = save_adapter(&model, &dora, out.path()).unwrap_err();
-    assert!(matches!(e, PeftError::State(ref s) if s.contains("plain LoRA")), "{e}");
+    assert!(
+        matches!(e, PeftError::State(ref s) if s.contains("plain LoRA")),
+        "{e}"
+    );
+}
+
+#[test]
+fn qlora_dora_starts_as_the_quantized_base() {
+    // PEFT's order for QLoRA + DoRA: quantize, then get_peft_model. With the default init
+    // (B = 0) m is the norm of the dequantized weight, so m/n = 1 and the adapted model gives
+    // the quantized base's logits; perturbing m then moves them.
+    let device = Default::default();
+    let (ids, _) = io(&fixtures().join("gpt2_a"));
+    let mut model = gpt2();
+    let dense = to_vec(model.forward(ids.clone()));
+    quantize_model(&mut model, &lora_core::QuantKind::NF4, &[]).unwrap();
+    let base = to_vec(model.forward(ids.clone()));
+    assert!(
+        max_abs_diff(&base, &dense) > 1e-3,
+        "NF4 should move the logits"
+    );
+    let mut c = dora_config(&["c_attn", "c_proj", "c_fc"]);
+    c.init_lora_weights = InitLoraWeights::Bool(true);
+    apply_lora(&mut model, &c, &device).unwrap();
+    let mut checked = 0;
+    model.visit_linears(&mut |_, l| {
+        if let Some(d) = l.attached_adapter().and_then(|a| a.as_dora()) {
+            assert!(l.is_quantized());
+            // ‖W_deq‖ per output unit, from the layer's dequantized weight.
+            let w = l.base_weight();
+            let norm = w.powi_scalar(2).sum_dim(0).sqrt().reshape([l.dims().1]);
+            assert!(max_abs_diff(&to_vec(d.magnitude()), &to_vec(norm)) < 1e-5);
+            checked += 1;
+        }
+    });
+    assert_eq!(checked, 8);
+    let d = max_abs_diff(&to_vec(model.forward(ids)), &base);
+    println!("QLoRA + DoRA at init vs the NF4 base: logits max |diff| {d:e}");
+    assert!(d < TOL, "{d}");
 }
