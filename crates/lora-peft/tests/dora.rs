@@ -128,7 +128,7 @@ fn write_io(dir: &Path, ids: &Tensor<B, 2, Int>, logits: &[f32], shape: Vec<usiz
         ),
         ("logits".to_string(), StTensor::f32(shape, logits)),
     ];
-    lora_io::write_safetensors(&dir.join("io.safetensors"), &tensors, None).unwrap();
+    lora_io::write_safetensors(dir.join("io.safetensors"), &tensors, None).unwrap();
 }
 
 /// Our DoRA on `make()`'s model: the magnitudes are scaled by `1 + 0.3·sin(k)` (PEFT starts
@@ -246,7 +246,7 @@ fn edited(fx: &str, edit: impl FnOnce(&mut Vec<(String, StTensor)>)) -> tempfile
         .collect();
     t.sort_by(|a, b| a.0.cmp(&b.0));
     edit(&mut t);
-    lora_io::write_safetensors(&d.path().join("adapter_model.safetensors"), &t, None).unwrap();
+    lora_io::write_safetensors(d.path().join("adapter_model.safetensors"), &t, None).unwrap();
     d
 }
 

@@ -79,6 +79,9 @@ pub fn attach_loaded<B: Backend>(
     l.attach_adapter(dora).map_err(lora_err(name))
 }
 
+/// A layer's LoRA pair and, for DoRA, its magnitude `[d_out]`.
+pub type LoraParts<'a, B> = (&'a LoraAdapter<B>, Option<Tensor<B, 1>>);
+
 /// The LoRA pair of an attached adapter and, for DoRA, its magnitude `[d_out]`; `None` when the
 /// layer has no adapter.
 ///
@@ -90,7 +93,7 @@ pub fn lora_parts<'a, B: Backend>(
     name: &str,
     l: &'a LoraLinear<B>,
     use_dora: bool,
-) -> Result<Option<(&'a LoraAdapter<B>, Option<Tensor<B, 1>>)>, PeftError> {
+) -> Result<Option<LoraParts<'a, B>>, PeftError> {
     let Some(a) = l.attached_adapter() else {
         return Ok(None);
     };
