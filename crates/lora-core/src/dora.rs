@@ -193,6 +193,9 @@ impl<B: Backend> DoraAdapter<B> {
     /// The merged base (PEFT `DoraLinearVariant.merge_safe`): `W' = (m/n)⊙(W + ΔW)` scaling each
     /// output column of the f32 weight `w` `[d_in, d_out]`, with `n = ‖W + ΔW‖` of the weight
     /// given; the bias is kept. `n` is remembered for [`DoraAdapter::unmerge_from`].
+    ///
+    /// # Errors
+    /// [`LoraError::State`] when the backend cannot read the norm back to the host.
     pub fn merge_into(
         &self,
         w: Tensor<B, 2>,
