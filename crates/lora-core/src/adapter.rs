@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor};
 
-use crate::{FrozenLinear, Ia3Adapter, LoraAdapter, LoraError};
+use crate::{DoraAdapter, FrozenLinear, Ia3Adapter, LoraAdapter, LoraError};
 
 /// A base weight `[d_in, d_out]` and its optional bias `[d_out]`, as merging reads and writes
 /// them.
@@ -29,6 +29,9 @@ pub enum Adapter<B: Backend> {
     /// (IA)³ (Liu et al. 2022): the base output scaled by `ia3_l` (bias included), or the base
     /// applied to the input scaled by `ia3_l` for a feed-forward module.
     Ia3(Ia3Adapter<B>),
+    /// DoRA (Liu et al. 2024): LoRA plus a trainable magnitude per output unit,
+    /// `(m/‖W + ΔW‖)⊙(x·(W + ΔW)) + b` with the norm detached (PEFT `tuners/lora/dora.py`).
+    Dora(DoraAdapter<B>),
 }
 
 impl<B: Backend> From<LoraAdapter<B>> for Adapter<B> {
@@ -43,12 +46,19 @@ impl<B: Backend> From<Ia3Adapter<B>> for Adapter<B> {
     }
 }
 
+impl<B: Backend> From<DoraAdapter<B>> for Adapter<B> {
+    fn from(a: DoraAdapter<B>) -> Self {
+        Self::Dora(a)
+    }
+}
+
 impl<B: Backend> Adapter<B> {
-    /// The LoRA adapter, when this is one.
+    /// The LoRA adapter, when this is one (a DoRA adapter is not: its LoRA pair alone is not
+    /// its update; see [`Adapter::as_dora`]).
     pub fn as_lora(&self) -> Option<&LoraAdapter<B>> {
         match self {
             Self::Lora(a) => Some(a),
-            Self::Ia3(_) => None,
+            Self::Ia3(_) | Self::Dora(_) => None,
         }
     }
 
@@ -56,14 +66,23 @@ impl<B: Backend> Adapter<B> {
     pub fn as_ia3(&self) -> Option<&Ia3Adapter<B>> {
         match self {
             Self::Ia3(a) => Some(a),
-            Self::Lora(_) => None,
+            Self::Lora(_) | Self::Dora(_) => None,
+        }
+    }
+
+    /// The DoRA adapter, when this is one.
+    pub fn as_dora(&self) -> Option<&DoraAdapter<B>> {
+        match self {
+            Self::Dora(a) => Some(a),
+            Self::Lora(_) | Self::Ia3(_) => None,
         }
     }
 
     /// The base with this adapter folded in (PEFT `merge`): from the frozen weight `w`
     /// `[d_in, d_out]` and bias `b` `[d_out]` (f32, detached), the weight and bias whose plain
     /// forward equals the adapted layer's. LoRA adds `scaling · A·B` to `w` and keeps `b`; a
-    /// multiplicative method (IA3, DoRA) scales them instead.
+    /// multiplicative method (IA3, DoRA) scales them instead: DoRA gives
+    /// `(m/‖W + ΔW‖)⊙(W + ΔW)` per output column and keeps `b`.
     ///
     /// # Errors
     /// [`LoraError::State`] from a method whose update cannot be folded into the base.
@@ -75,14 +94,16 @@ impl<B: Backend> Adapter<B> {
         match self {
             Self::Lora(a) => Ok((w + a.delta_weight().detach(), b)),
             Self::Ia3(a) => Ok(a.merge_into(w, b)),
+            Self::Dora(a) => a.merge_into(w, b),
         }
     }
 
     /// The inverse of [`Adapter::merge_into`] (PEFT `unmerge`): LoRA subtracts
-    /// `scaling · A·B` from `w` and keeps `b`.
+    /// `scaling · A·B` from `w` and keeps `b`; DoRA gives `W'·(n/m) − ΔW` with the norm `n`
+    /// of its last merge.
     ///
     /// # Errors
-    /// As [`Adapter::merge_into`].
+    /// As [`Adapter::merge_into`]; DoRA: [`LoraError::State`] when it was never merged.
     pub fn unmerge_from(
         &self,
         w: Tensor<B, 2>,
@@ -91,6 +112,7 @@ impl<B: Backend> Adapter<B> {
         match self {
             Self::Lora(a) => Ok((w + a.delta_weight().detach().neg(), b)),
             Self::Ia3(a) => Ok(a.unmerge_from(w, b)),
+            Self::Dora(a) => a.unmerge_from(w, b),
         }
     }
 
@@ -100,19 +122,26 @@ impl<B: Backend> Adapter<B> {
     /// the base's output on this.
     pub fn base_input<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         match self {
-            Self::Lora(_) => x,
+            Self::Lora(_) | Self::Dora(_) => x,
             Self::Ia3(a) => a.forward_input(x),
         }
     }
 
     /// The layer output of an unmerged adapter from the input `x` `[..., d_in]` and the base's
     /// output `base` `[..., d_out]` on [`Adapter::base_input`] (bias included), both in the same
-    /// dtype (LoRA: `base + scaling · B(A(dropout(x)))`; IA3: `base ⊙ ia3_l`, or `base` for a
-    /// feed-forward module, whose input was scaled).
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>, base: Tensor<B, D>) -> Tensor<B, D> {
+    /// dtype, given the frozen base `base_layer` itself (a method may need its weight or bias).
+    /// LoRA: `base + scaling · B(A(dropout(x)))`; IA3: `base ⊙ ia3_l`, or `base` for a
+    /// feed-forward module, whose input was scaled; DoRA: [`DoraAdapter::forward`].
+    pub fn forward<const D: usize>(
+        &self,
+        base_layer: &FrozenLinear<B>,
+        x: Tensor<B, D>,
+        base: Tensor<B, D>,
+    ) -> Tensor<B, D> {
         match self {
             Self::Lora(a) => base + a.forward(x),
             Self::Ia3(a) => a.forward_output(base),
+            Self::Dora(a) => a.forward(base_layer, x, base),
         }
     }
 
@@ -137,6 +166,7 @@ impl<B: Backend> Adapter<B> {
             // PEFT scales the input in its own dtype and hands it to the (autocast) base.
             Self::Ia3(a) if a.is_feedforward() => base.forward(a.forward_input(x)),
             Self::Ia3(a) => a.forward_output(base.add_bias(base.forward_compute(xc).cast(xd))),
+            Self::Dora(a) => a.forward_mixed(base, x, xc, cd),
         }
     }
 }

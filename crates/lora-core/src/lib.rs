@@ -32,7 +32,8 @@
 //! `--precision f32|bf16|f16` flag of the examples.
 //!
 //! The layer is cut into pieces, one a file: [`FrozenLinear`] (the base, dense or quantized),
-//! [`Adapter`] (the method seam; LoRA's [`LoraAdapter`] is its first variant) and
+//! [`Adapter`] (the method seam: LoRA's [`LoraAdapter`], DoRA's [`DoraAdapter`], (IA)³'s
+//! [`Ia3Adapter`]) and
 //! [`LoraLinear`] (the two together, merge and unload). This crate does no file I/O.
 //!
 //! (IA)³ (Liu et al. 2022, §3.3; PEFT `tuners/ia3/layer.py`) is the seam's second method:
@@ -43,6 +44,7 @@
 mod adapter;
 mod base;
 mod config;
+mod dora;
 mod error;
 mod ia3;
 mod linear;
@@ -54,6 +56,7 @@ mod precision;
 pub use adapter::{Adapter, BaseTensors};
 pub use base::FrozenLinear;
 pub use config::{scaling, LoraInit, LoraLayerConfig};
+pub use dora::DoraAdapter;
 pub use error::LoraError;
 pub use ia3::{Ia3Adapter, IA3_UNMERGE_EPS};
 pub use linear::LoraLinear;

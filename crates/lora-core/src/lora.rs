@@ -108,6 +108,12 @@ impl<B: Backend> LoraAdapter<B> {
         self.scaling
     }
 
+    /// The dropout of the adapter's input (DoRA applies it itself: its weight term uses the
+    /// dropped input too).
+    pub(crate) fn dropout(&self) -> &Dropout {
+        &self.dropout
+    }
+
     /// The dense update `scaling · A·B`, `[d_in, d_out]` — for merging only, never in forward.
     pub fn delta_weight(&self) -> Tensor<B, 2> {
         self.lora_a

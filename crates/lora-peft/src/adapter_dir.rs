@@ -105,11 +105,18 @@ pub fn tensor_f32<B: Backend, const D: usize>(
 
 /// PEFT saves keys without the adapter name; a key written with it
 /// (`….{part}.default.weight` for each of the method's `parts`, e.g. `lora_A`, and
-/// `….modules_to_save.default.weight`) is read as the key without it.
+/// `….modules_to_save.default.weight`, DoRA's `….lora_magnitude_vector.default`) is read as the
+/// key without it.
 pub fn normalize_key(k: &str, parts: &[&str]) -> String {
     let mut k = k.to_string();
     for p in parts {
         k = k.replace(&format!(".{p}.{DEFAULT_ADAPTER}."), &format!(".{p}."));
+    }
+    // DoRA's magnitude has no `.weight` (PEFT `LoraModel._get_adapter_state_dict` drops it), so
+    // with the adapter name the key ends in it.
+    let dora = format!(".lora_magnitude_vector.{DEFAULT_ADAPTER}");
+    if let Some(stem) = k.strip_suffix(&dora) {
+        k = format!("{stem}.lora_magnitude_vector");
     }
     k.replace(&format!(".modules_to_save.{DEFAULT_ADAPTER}."), ".")
 }

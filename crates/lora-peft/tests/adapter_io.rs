@@ -447,8 +447,12 @@ fn bad_configs_give_clear_errors() {
         matches!(e, PeftError::UnexpectedKey { total: 12, .. }),
         "{e}"
     );
+    // use_dora on a plain LoRA file: the magnitude vectors are missing.
     let (e, _) = load_err(with_config(|c| c.use_dora = true).path());
-    assert!(e.to_string().contains("DoRA not supported"), "{e}");
+    assert!(
+        matches!(e, PeftError::MissingKey { ref key, .. } if key.ends_with(".lora_magnitude_vector")),
+        "{e}"
+    );
 }
 
 #[test]

@@ -132,6 +132,8 @@ fn reads_every_fixture_config() {
         ("llama_a_lora", 4, 8.0, false, false, None),
         ("gpt2_cls_lora", 4, 8.0, true, false, Some("SEQ_CLS")),
         ("llama_cls_lora", 4, 8.0, false, false, Some("SEQ_CLS")),
+        ("gpt2_a_dora", 4, 8.0, true, false, None),
+        ("llama_a_dora", 4, 8.0, false, false, None),
     ];
     let mut seen = 0;
     for entry in std::fs::read_dir(&fx).unwrap() {
@@ -209,8 +211,8 @@ fn validation_names_field_and_value() {
     }
     let e = err_of(r#"{"init_lora_weights": "bogus"}"#);
     assert!(e.contains("\"bogus\""), "{e}");
-    let e = err_of(r#"{"use_dora": true}"#);
-    assert!(e.contains("DoRA not supported"), "{e}");
+    let e = err_of(r#"{"use_dora": true, "lora_bias": true}"#);
+    assert!(e.contains("lora_bias") && e.contains("DoRA"), "{e}");
     let e = err_of(r#"{"lora_bias": true}"#);
     assert!(e.contains("lora_bias"), "{e}");
     let e = err_of(r#"{"peft_type": "IA3"}"#);

@@ -3,7 +3,7 @@
 //! Field names, defaults and checks follow PEFT 0.21 (`peft/tuners/lora/config.py`,
 //! `LoraConfig` and its `__post_init__`). Files written by PEFT load here: fields this crate does
 //! not model are kept in [`LoraConfig::extra`] and written back unchanged; the ones that would
-//! change the adapter's meaning (DoRA, lora_bias, QALoRA, aLoRA, VeLoRA...) are refused by
+//! change the adapter's meaning (lora_bias, QALoRA, aLoRA, VeLoRA...) are refused by
 //! [`LoraConfig::validate`] with [`PeftError::Unsupported`].
 use super::InitLoraWeights;
 use crate::adapter_dir::{read_config_text, write_atomic, CONFIG_NAME};
@@ -103,7 +103,8 @@ pub struct LoraConfig {
     /// Per-module `lora_alpha` overrides (`{pattern: alpha}`), first match in order.
     #[serde(default)]
     pub alpha_pattern: PatternMap<f64>,
-    /// DoRA; `true` is refused ("DoRA not supported").
+    /// DoRA (Liu et al. 2024): each adapter gets a trainable magnitude per output unit
+    /// (`lora_magnitude_vector`); see [`super::dora`] and `lora_core::DoraAdapter`.
     #[serde(default, deserialize_with = "de_null_default")]
     pub use_dora: bool,
     /// A bias on `lora_B`; `true` is refused.

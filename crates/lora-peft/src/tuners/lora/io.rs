@@ -1,6 +1,7 @@
 //! Saving and loading LoRA adapter directories (PEFT `PeftModel.save_pretrained` /
 //! `from_pretrained` for `peft_type = "LORA"`): the LoRA tensors ([`super::keys`]) plus the
 //! generic parts of [`crate::adapter_dir`] (config, `modules_to_save`, strict reading).
+use super::dora::{attach_loaded, lora_parts, magnitude_key};
 use super::keys::{lora_a_key, lora_b_key, ADAPTER_PARTS};
 use super::LoraConfig;
 use crate::adapter_dir::{
@@ -16,10 +17,13 @@ use lora_io::StTensor;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
+/// A loaded adapter: A `[d_in, r]`, B `[r, d_out]` and, for DoRA, the magnitude `[d_out]`.
+type LoadedTensors<B> = (Tensor<B, 2>, Tensor<B, 2>, Option<Tensor<B, 1>>);
+
 /// Saves the adapters of `model` as a PEFT adapter directory: `dir/adapter_config.json`
 /// (`config`; for `SEQ_CLS` with `modules_to_save` completed by `classifier`/`score` as PEFT
 /// writes it) and `dir/adapter_model.safetensors` (F32 tensors, metadata `{"format": "pt"}`,
-/// keys as in [`super::keys`]). Both written atomically; `dir` is created. PEFT
+/// keys as in [`super::keys`]; with `use_dora` each layer's `lora_magnitude_vector` too). Both written atomically; `dir` is created. PEFT
 /// (`PeftModel.from_pretrained`) and [`load_adapter`] read the result.
 ///
 /// The model must carry exactly the adapters `config` implies (as [`crate::apply_lora`] made
@@ -27,8 +31,9 @@ use std::path::Path;
 ///
 /// # Errors
 /// The errors of [`crate::resolve_targets`]; [`PeftError::State`] when a layer has an adapter
-/// the config does not target, a targeted layer has none, or a rank/scaling differs from the
-/// config's; [`PeftError::Io`].
+/// the config does not target, a targeted layer has none, a rank/scaling differs from the
+/// config's, or a layer's adapter is DoRA while `use_dora` is false (or the reverse);
+/// [`PeftError::Io`].
 pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
     model: &M,
     config: &LoraConfig,
@@ -47,8 +52,8 @@ pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
             return;
         }
         let res = (|| -> Result<(), PeftError> {
-            match (targets.get(name), l.adapter()) {
-                (Some(c), Some(a)) => {
+            match (targets.get(name), lora_parts(name, l, config.use_dora)?) {
+                (Some(c), Some((a, magnitude))) => {
                     let want = c.scaling().map_err(|source| PeftError::Lora {
                         name: name.to_string(),
                         source,
@@ -68,6 +73,11 @@ pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
                     let tb = tensor_f32(a.lora_b().transpose(), &key_b)?;
                     tensors.push((key_a, StTensor::f32(vec![r, d_in], &ta)));
                     tensors.push((key_b, StTensor::f32(vec![d_out, r], &tb)));
+                    if let Some(m) = magnitude {
+                        let key_m = magnitude_key(name);
+                        let tm = tensor_f32(m, &key_m)?;
+                        tensors.push((key_m, StTensor::f32(vec![d_out], &tm)));
+                    }
                 }
                 (Some(_), None) => {
                     return Err(PeftError::State(format!(
@@ -105,7 +115,8 @@ pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
 
 /// Loads a PEFT adapter directory (`adapter_config.json` + `adapter_model.safetensors`, as
 /// written by PEFT's `save_pretrained` or [`save_adapter`]) into `model`: attaches an adapter
-/// with the file's `lora_A`/`lora_B` to every layer the config targets (matching rules of
+/// with the file's `lora_A`/`lora_B` (and, with `use_dora`, its `lora_magnitude_vector`: a
+/// DoRA adapter) to every layer the config targets (matching rules of
 /// [`crate::resolve_targets`], per-layer rank/alpha patterns applied) and replaces the weight
 /// (and bias) of every `modules_to_save` layer with the file's, made trainable. Keys may carry
 /// PEFT's adapter name (`lora_A.default.weight`) or not. F32, F16 and BF16 tensors are read (as
@@ -116,7 +127,8 @@ pub fn save_adapter<B: Backend, M: NamedLinears<B>>(
 /// [`LoraConfig::validate`] and of the matching (nothing matched);
 /// [`PeftError::SafeTensors`] (truncated or corrupt file); [`PeftError::MissingKey`] for a
 /// tensor the config implies; [`PeftError::UnexpectedKey`] for a tensor nothing accounts for;
-/// [`PeftError::Shape`] naming key, expected and actual shape; [`PeftError::Dtype`];
+/// [`PeftError::Shape`] naming key, expected and actual shape (a magnitude vector whose length
+/// is not the layer's `d_out` included); [`PeftError::Dtype`];
 /// [`PeftError::State`] if a target layer is merged.
 pub fn load_adapter<B: Backend, M: NamedLinears<B>>(
     model: &mut M,
@@ -135,8 +147,7 @@ pub fn load_adapter<B: Backend, M: NamedLinears<B>>(
         info.insert(n.to_string(), LayerInfo::of(l));
     });
 
-    let mut adapters: HashMap<String, (Tensor<B, 2>, Tensor<B, 2>, LoraLayerConfig)> =
-        HashMap::new();
+    let mut adapters: HashMap<String, (LoadedTensors<B>, LoraLayerConfig)> = HashMap::new();
     for (name, c) in &plan.targets {
         let LayerInfo {
             dims: (d_in, d_out),
@@ -150,7 +161,12 @@ pub fn load_adapter<B: Backend, M: NamedLinears<B>>(
         }
         let a = file.take::<B, 2>(&lora_a_key(name), [c.r, d_in], device)?;
         let b = file.take::<B, 2>(&lora_b_key(name), [d_out, c.r], device)?;
-        adapters.insert(name.clone(), (a.transpose(), b.transpose(), c.clone()));
+        // PEFT's magnitude is per output unit, also for Conv1D (`d_out` after its transpose).
+        let m = match config.use_dora {
+            true => Some(file.take::<B, 1>(&magnitude_key(name), [d_out], device)?),
+            false => None,
+        };
+        adapters.insert(name.clone(), ((a.transpose(), b.transpose(), m), c.clone()));
     }
     let mut saved: HashMap<String, (Tensor<B, 2>, Option<Tensor<B, 1>>)> = HashMap::new();
     for name in &plan.modules_to_save {
@@ -164,12 +180,9 @@ pub fn load_adapter<B: Backend, M: NamedLinears<B>>(
         if err.is_some() {
             return;
         }
-        if let Some((a, b, c)) = adapters.remove(name) {
-            if let Err(source) = l.attach_tensors(a, b, &c) {
-                err = Some(PeftError::Lora {
-                    name: name.to_string(),
-                    source,
-                });
+        if let Some((t, c)) = adapters.remove(name) {
+            if let Err(e) = attach_loaded(name, l, t, &c) {
+                err = Some(e);
                 return;
             }
         }

@@ -7,7 +7,8 @@
 //!   targets;
 //! - [`model`]: injection ([`apply_lora`]) and removal ([`merge_and_unload`], [`unload`]);
 //!   the layer itself is `lora_core::LoraLinear`;
-//! - [`keys`]: the tensor names; [`io`]: [`save_adapter`] / [`load_adapter`].
+//! - [`keys`]: the tensor names; [`io`]: [`save_adapter`] / [`load_adapter`];
+//! - [`dora`]: DoRA (`use_dora = true`): attaching it, its magnitude key.
 //!
 //! Layout: `lora_core::LoraAdapter` keeps A as `[d_in, r]` and B as `[r, d_out]`; files keep
 //! PyTorch's `nn.Linear` layout, so both are transposed on the way in and out.
@@ -18,6 +19,7 @@ use lora_core::NamedLinears;
 use std::path::Path;
 
 pub mod config;
+pub mod dora;
 pub mod init;
 pub mod io;
 pub mod keys;

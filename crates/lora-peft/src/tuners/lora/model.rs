@@ -1,5 +1,6 @@
 //! Attaching adapters to a model by config, and merging them away (PEFT `get_peft_model`,
 //! `LoraModel.merge_and_unload`).
+use super::dora::attach_fresh;
 use super::LoraConfig;
 use crate::matching::resolve_targets;
 use crate::PeftError;
@@ -10,7 +11,8 @@ use std::collections::{HashMap, HashSet};
 /// Attaches a fresh adapter to every linear layer of `model` that `config` targets (rules in
 /// [`crate::resolve_targets`]), with per-layer rank/alpha from `rank_pattern`/`alpha_pattern`
 /// and the initialisation of `init_lora_weights` (random draws use the backend's generator:
-/// seed it with `B::seed`). Layers matched by `modules_to_save` (plus `classifier`/`score` for
+/// seed it with `B::seed`); with `use_dora`, each adapter is a DoRA one whose magnitude is the
+/// norm of the adapted base weight (PEFT `DoraLinearLayer.update_layer`). Layers matched by `modules_to_save` (plus `classifier`/`score` for
 /// `SEQ_CLS`) get a trainable base weight and bias (`LoraLinear::set_base_trainable(true)`).
 /// An existing adapter on a targeted layer is replaced. Returns the adapted layer names in model
 /// order (PEFT `targeted_module_names`).
@@ -68,11 +70,8 @@ pub fn apply_lora<B: Backend, M: NamedLinears<B>>(
             return;
         }
         if let Some(c) = targets.get(name) {
-            if let Err(source) = l.attach(c, device) {
-                err = Some(PeftError::Lora {
-                    name: name.to_string(),
-                    source,
-                });
+            if let Err(e) = attach_fresh(name, l, c, config.use_dora, device) {
+                err = Some(e);
                 return;
             }
         }
@@ -86,7 +85,8 @@ pub fn apply_lora<B: Backend, M: NamedLinears<B>>(
     }
 }
 
-/// Merges every adapter into its base weight (`W += scaling·A·B`; PEFT `merge_and_unload`) and
+/// Merges every adapter into its base weight (`W += scaling·A·B`; DoRA: `W ← (m/‖W + ΔW‖)⊙(W +
+/// ΔW)`; PEFT `merge_and_unload`) and
 /// removes it, leaving plain linear layers; layers already merged just drop their adapter.
 /// Outputs are unchanged up to float rounding on dense bases. A quantized base is dequantized,
 /// updated and requantized with its scheme (PEFT's bitsandbytes merge), so outputs move by the

@@ -1,5 +1,5 @@
 //! [`LoraConfig::validate`]: PEFT's `LoraConfig.__post_init__` checks, and the refusal of what
-//! this crate does not implement (DoRA, `lora_bias`, PiSSA-style inits, QALoRA, aLoRA...).
+//! this crate does not implement (`lora_bias`, PiSSA-style inits, QALoRA, aLoRA...).
 use super::LoraConfig;
 use crate::config_types::TargetModules;
 use crate::patterns::{
@@ -41,9 +41,10 @@ impl LoraConfig {
     /// non-finite `lora_alpha`, `lora_dropout` outside `[0, 1)`, unknown `bias`, a regex
     /// `target_modules` together with `layers_to_transform`/`layers_pattern`, `layers_pattern`
     /// without `layers_to_transform`, `"all-linear"` with `layers_to_transform`, zero ranks in
-    /// `rank_pattern`. [`PeftError::Unsupported`]: `bias` `"all"`/`"lora_only"`,
-    /// `use_dora = true` (DoRA), `lora_bias = true`, `init_lora_weights` `"pissa"`/`"olora"`/
-    /// `"loftq"`/..., and the variant fields listed in `UNSUPPORTED_EXTRA`.
+    /// `rank_pattern`, `lora_bias` with `use_dora` (PEFT's own refusal).
+    /// [`PeftError::Unsupported`]: `bias` `"all"`/`"lora_only"`, `lora_bias = true`,
+    /// `init_lora_weights` `"pissa"`/`"olora"`/`"loftq"`/..., and the variant fields listed in
+    /// `UNSUPPORTED_EXTRA`.
     /// [`PeftError::Regex`]: a pattern that does not compile.
     pub fn validate(&self) -> Result<(), PeftError> {
         let cfg = |field: &str, value: String, msg: &str| PeftError::Config {
@@ -92,12 +93,13 @@ impl LoraConfig {
                 ))
             }
         }
-        if self.use_dora {
-            return Err(PeftError::Unsupported {
-                field: "use_dora".into(),
-                value: "true".into(),
-                msg: "DoRA not supported".into(),
-            });
+        if self.use_dora && self.lora_bias {
+            // PEFT's own ValueError.
+            return Err(cfg(
+                "lora_bias",
+                "true".into(),
+                "lora_bias=True is not supported for DoRA (use_dora = true)",
+            ));
         }
         if self.lora_bias {
             return Err(PeftError::Unsupported {
