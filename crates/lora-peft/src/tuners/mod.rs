@@ -12,6 +12,10 @@
 //!
 //! Adding a method (e.g. IA3): a `tuners/ia3/` module implementing [`Tuner`], a [`PeftType`]
 //! variant, an [`AdapterConfig`] variant, and one arm in each `match` below.
+//!
+//! Prompt-learning methods ([`prefix_tuning`], [`prompt_tuning`]) keep their state beside the
+//! model, not in its layers: they have no [`Tuner`], [`crate::PeftModel`] wraps the model with
+//! them, and the per-layer entry points here ([`inject`], [`save`], [`load`]) refuse them.
 use crate::adapter_dir::read_config_text;
 use crate::PeftError;
 use burn::tensor::backend::Backend;
@@ -20,8 +24,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod lora;
+pub mod prefix_tuning;
+pub mod prompt_tuning;
 
 use lora::{Lora, LoraConfig};
+use prefix_tuning::PrefixTuningConfig;
+use prompt_tuning::PromptTuningConfig;
 
 /// Every `peft_type` PEFT 0.21 defines (`peft/utils/peft_types.py` `PeftType`); the ones
 /// without a [`PeftType`] variant are refused as "not implemented yet" rather than "unknown".
@@ -57,24 +65,35 @@ const PEFT_TYPE_NAMES: &[&str] = &[
 ];
 
 /// The methods this crate implements, named by PEFT's `peft_type` strings
-/// (`peft/utils/peft_types.py`). Only `"LORA"` today; each new method module adds its variant
-/// (`"IA3"`, `"PREFIX_TUNING"`, `"PROMPT_TUNING"`, ...) with its PEFT name, and
+/// (`peft/utils/peft_types.py`). Each method module adds its variant with its PEFT name, and
 /// [`PeftType::ALL`] lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PeftType {
     /// LoRA (Hu et al. 2021), `tuners/lora`.
     Lora,
+    /// Prefix tuning (Li & Liang 2021), `tuners/prefix_tuning`; wraps the model
+    /// ([`crate::PeftModel`]).
+    PrefixTuning,
+    /// Prompt tuning (Lester et al. 2021), `tuners/prompt_tuning`; wraps the model
+    /// ([`crate::PeftModel`]).
+    PromptTuning,
 }
 
 impl PeftType {
     /// Every implemented method, in the order error messages list them.
-    pub const ALL: &'static [PeftType] = &[PeftType::Lora];
+    pub const ALL: &'static [PeftType] = &[
+        PeftType::Lora,
+        PeftType::PrefixTuning,
+        PeftType::PromptTuning,
+    ];
 
     /// PEFT's `peft_type` string (`"LORA"`).
     pub fn as_str(self) -> &'static str {
         match self {
             PeftType::Lora => "LORA",
+            PeftType::PrefixTuning => "PREFIX_TUNING",
+            PeftType::PromptTuning => "PROMPT_TUNING",
         }
     }
 
@@ -161,6 +180,10 @@ pub trait Tuner {
 pub enum AdapterConfig {
     /// `peft_type = "LORA"`.
     Lora(LoraConfig),
+    /// `peft_type = "PREFIX_TUNING"`.
+    PrefixTuning(PrefixTuningConfig),
+    /// `peft_type = "PROMPT_TUNING"`.
+    PromptTuning(PromptTuningConfig),
 }
 
 impl AdapterConfig {
@@ -168,6 +191,8 @@ impl AdapterConfig {
     pub fn peft_type(&self) -> PeftType {
         match self {
             AdapterConfig::Lora(_) => PeftType::Lora,
+            AdapterConfig::PrefixTuning(_) => PeftType::PrefixTuning,
+            AdapterConfig::PromptTuning(_) => PeftType::PromptTuning,
         }
     }
 
@@ -182,6 +207,12 @@ impl AdapterConfig {
         let (path, text) = read_config_text(path.as_ref())?;
         match peft_type_of(&text, &path)? {
             PeftType::Lora => LoraConfig::from_json_str(&text, &path).map(AdapterConfig::Lora),
+            PeftType::PrefixTuning => {
+                PrefixTuningConfig::from_json_str(&text, &path).map(AdapterConfig::PrefixTuning)
+            }
+            PeftType::PromptTuning => {
+                PromptTuningConfig::from_json_str(&text, &path).map(AdapterConfig::PromptTuning)
+            }
         }
     }
 
@@ -192,6 +223,8 @@ impl AdapterConfig {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<PathBuf, PeftError> {
         match self {
             AdapterConfig::Lora(c) => c.save(dir),
+            AdapterConfig::PrefixTuning(c) => c.save(dir),
+            AdapterConfig::PromptTuning(c) => c.save(dir),
         }
     }
 }
@@ -242,6 +275,9 @@ pub fn inject<B: Backend, M: NamedLinears<B>>(
 ) -> Result<Vec<String>, PeftError> {
     match config {
         AdapterConfig::Lora(c) => Lora::inject(model, c, device),
+        AdapterConfig::PrefixTuning(_) | AdapterConfig::PromptTuning(_) => {
+            Err(wraps_the_model(config.peft_type()))
+        }
     }
 }
 
@@ -256,6 +292,9 @@ pub fn save<B: Backend, M: NamedLinears<B>>(
 ) -> Result<(), PeftError> {
     match config {
         AdapterConfig::Lora(c) => Lora::save(model, c, dir),
+        AdapterConfig::PrefixTuning(_) | AdapterConfig::PromptTuning(_) => {
+            Err(wraps_the_model(config.peft_type()))
+        }
     }
 }
 
@@ -275,5 +314,16 @@ pub fn load<B: Backend, M: NamedLinears<B>>(
     let (path, text) = read_config_text(&dir.join(crate::adapter_dir::CONFIG_NAME))?;
     match peft_type_of(&text, &path)? {
         PeftType::Lora => Lora::load(model, dir, device).map(AdapterConfig::Lora),
+        t @ (PeftType::PrefixTuning | PeftType::PromptTuning) => Err(wraps_the_model(t)),
     }
+}
+
+/// The refusal of a per-layer entry point for a prompt-learning method, whose state lives
+/// beside the model, not in its layers.
+fn wraps_the_model(t: PeftType) -> PeftError {
+    PeftError::State(format!(
+        "peft_type {t} is a prompt-learning method: it wraps the model instead of adapting its \
+         linear layers; use lora_peft::PeftModel (get_peft_model / from_pretrained / \
+         save_pretrained)"
+    ))
 }
