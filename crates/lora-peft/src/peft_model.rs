@@ -28,6 +28,8 @@ use lora_models::{AttentionShape, KvCache, LanguageModel};
 use std::path::Path;
 
 /// The trainable part of a prompt-learning method (PEFT `PeftModel.prompt_encoder`).
+// One learner per model: the size difference of the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum PromptLearner<B: Backend> {
     /// Prefix tuning: the prefix key/values of every attention layer.

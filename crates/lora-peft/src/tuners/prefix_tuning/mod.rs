@@ -7,10 +7,10 @@
 //! The method does not touch the model's layers: [`crate::PeftModel`] puts the prefix in the
 //! key/value cache a forward pass starts from (`lora_models::LanguageModel::new_cache`).
 //!
-//! - [`config`]: [`PrefixTuningConfig`] (`adapter_config.json`), filled in from the model;
-//! - [`encoder`]: [`PrefixEncoder`] (the trainable prefix, optionally through a projection MLP)
+//! - [`config`] — [`PrefixTuningConfig`] (`adapter_config.json`), filled in from the model;
+//! - [`encoder`] — [`PrefixEncoder`] (the trainable prefix, optionally through a projection MLP)
 //!   and its conversion to a `lora_models::KvCache`;
-//! - [`io`]: [`save_prefix_tuning`] / [`load_prefix_tuning`] (`prompt_embeddings`).
+//! - [`io`] — [`save_prefix_tuning`] / [`load_prefix_tuning`] (`prompt_embeddings`).
 pub mod config;
 pub mod encoder;
 pub mod io;

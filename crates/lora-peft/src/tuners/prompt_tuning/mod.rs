@@ -6,9 +6,9 @@
 //! positions `0 … V−1`; the outputs at those positions are dropped. The method does not touch
 //! the model's layers: [`crate::PeftModel`] overrides `lora_models::LanguageModel::input_embeds`.
 //!
-//! - [`config`]: [`PromptTuningConfig`] (`adapter_config.json`), [`PromptTuningInit`];
-//! - [`embedding`]: [`PromptEmbedding`] (`RANDOM`, `TEXT` from token ids, `SAMPLE_VOCAB`);
-//! - [`io`]: [`save_prompt_tuning`] / [`load_prompt_tuning`] (`prompt_embeddings`).
+//! - [`config`] — [`PromptTuningConfig`] (`adapter_config.json`), [`PromptTuningInit`];
+//! - [`embedding`] — [`PromptEmbedding`] (`RANDOM`, `TEXT` from token ids, `SAMPLE_VOCAB`);
+//! - [`io`] — [`save_prompt_tuning`] / [`load_prompt_tuning`] (`prompt_embeddings`).
 pub mod config;
 pub mod embedding;
 pub mod io;
