@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use common::prompt::{export_dir, gpt2, io, llama, next_token_loss, write_io};
+use common::prompt::{edited, export_dir, gpt2, io, llama, next_token_loss, write_io};
 use common::{fixtures, max_abs_diff, read_st, to_vec, AB, B};
 use lora_models::st::StFile;
 use lora_models::LanguageModel;
@@ -391,41 +391,6 @@ fn to_vec_i64(t: &Tensor<AB, 2, burn::tensor::Int>) -> Vec<i64> {
         .convert::<i64>()
         .to_vec::<i64>()
         .unwrap()
-}
-
-/// Writes a copy of fixture `fx` with its config edited by `edit` (and its tensors, or
-/// `tensor` instead).
-fn edited(
-    fx: &str,
-    edit: impl Fn(&mut serde_json::Value),
-    tensor: Option<(usize, usize)>,
-) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    let src = fixtures().join(fx);
-    let mut cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(src.join("adapter_config.json")).unwrap())
-            .unwrap();
-    edit(&mut cfg);
-    std::fs::write(d.path().join("adapter_config.json"), cfg.to_string()).unwrap();
-    match tensor {
-        None => {
-            std::fs::copy(
-                src.join("adapter_model.safetensors"),
-                d.path().join("adapter_model.safetensors"),
-            )
-            .unwrap();
-        }
-        Some((r, c)) => lora_io::write_safetensors(
-            d.path().join("adapter_model.safetensors"),
-            &[(
-                "prompt_embeddings".into(),
-                lora_io::StTensor::f32(vec![r, c], &vec![0.0; r * c]),
-            )],
-            None,
-        )
-        .unwrap(),
-    }
-    d
 }
 
 fn load_err(base: &str, dir: &Path) -> PeftError {

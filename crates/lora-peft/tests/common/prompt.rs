@@ -68,3 +68,39 @@ pub fn write_io(dir: &Path, ids: &[i64], ids_shape: [usize; 2], logits: &[f32], 
     )
     .unwrap();
 }
+
+/// A copy of fixture `fx` with its `adapter_config.json` edited by `edit`, and its
+/// `adapter_model.safetensors` copied, or replaced by a zero `prompt_embeddings` of shape
+/// `tensor`.
+pub fn edited(
+    fx: &str,
+    edit: impl Fn(&mut serde_json::Value),
+    tensor: Option<(usize, usize)>,
+) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let src = fixtures().join(fx);
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("adapter_config.json")).unwrap())
+            .unwrap();
+    edit(&mut cfg);
+    std::fs::write(d.path().join("adapter_config.json"), cfg.to_string()).unwrap();
+    match tensor {
+        None => {
+            std::fs::copy(
+                src.join("adapter_model.safetensors"),
+                d.path().join("adapter_model.safetensors"),
+            )
+            .unwrap();
+        }
+        Some((r, c)) => lora_io::write_safetensors(
+            d.path().join("adapter_model.safetensors"),
+            &[(
+                "prompt_embeddings".into(),
+                lora_io::StTensor::f32(vec![r, c], &vec![0.0; r * c]),
+            )],
+            None,
+        )
+        .unwrap(),
+    }
+    d
+}
