@@ -227,7 +227,8 @@ impl PrefixTuningConfig {
             return Err(PeftError::Unsupported {
                 field: "modules_to_save".into(),
                 value: serde_json::to_string(&self.modules_to_save).unwrap_or_default(),
-                msg: "with prefix tuning".into(),
+                msg: "with prefix tuning (a SEQ_CLS adapter's saved `score` head is not read yet)"
+                    .into(),
             });
         }
         match self.init_weights.as_deref() {

@@ -233,7 +233,8 @@ impl PromptTuningConfig {
             return Err(PeftError::Unsupported {
                 field: "modules_to_save".into(),
                 value: serde_json::to_string(&self.modules_to_save).unwrap_or_default(),
-                msg: "with prompt tuning".into(),
+                msg: "with prompt tuning (a SEQ_CLS adapter's saved `score` head is not read yet)"
+                    .into(),
             });
         }
         Ok((self.num_virtual_tokens, token_dim))
