@@ -44,6 +44,19 @@ pub enum PeftError {
         /// The accepted values, as JSON strings joined by `, `.
         accepted: String,
     },
+    /// A prompt-learning adapter's config (or tensor) does not fit the model it is put on: a
+    /// prefix for another number of layers or key/value heads, a prompt for another hidden size.
+    #[error("{path}: {field} = {value} does not fit the model: {msg}")]
+    ModelMismatch {
+        /// The config file (`<config>` for an in-memory config).
+        path: PathBuf,
+        /// The field (PEFT's name).
+        field: String,
+        /// The field's value, as JSON.
+        value: String,
+        /// The model's value and what was expected.
+        msg: String,
+    },
     /// A config field has a value PEFT accepts but this crate does not implement.
     #[error("{field} = {value} is not supported yet by lora-peft{}", if .msg.is_empty() { String::new() } else { format!(" ({})", .msg) })]
     Unsupported {

@@ -17,6 +17,13 @@
 //!   `feedforward_modules` ⊆ `target_modules` rule, PEFT's default targets per architecture),
 //!   [`apply_ia3`], [`save_ia3`] / [`load_ia3`] (`base_model.model.{layer}.ia3_l`, `[d_out, 1]`
 //!   or `[1, d_in]` for a feed-forward layer); [`merge_and_unload`] folds it in (`W ⊙ l`).
+//! - prompt learning, which wraps the model instead of adapting its layers:
+//!   [`tuners::prefix_tuning`] ([`PrefixTuningConfig`], [`PrefixEncoder`]: the prefix as the
+//!   key/value cache) and [`tuners::prompt_tuning`] ([`PromptTuningConfig`],
+//!   [`PromptEmbedding`]: virtual input embeddings), both saved as `prompt_embeddings`.
+//! - [`PeftModel`]: a `lora_models::LanguageModel` with its method (LoRA inside, or a
+//!   [`PromptLearner`] beside it), itself a `LanguageModel`; `from_pretrained` routes on
+//!   `peft_type`, `save_pretrained` writes PEFT's files.
 //! - [`resolve_targets`] ([`matching`]): PEFT's target matching for any method's config
 //!   ([`TargetConfig`]; `check_target_module_exists`: list = exact name or `"." + suffix`,
 //!   string = full-match regex, `"all-linear"`, `layers_to_transform`/`layers_pattern`,
@@ -33,6 +40,7 @@ pub mod config_types;
 pub mod error;
 pub mod matching;
 mod patterns;
+pub mod peft_model;
 pub mod quantize;
 pub mod tuners;
 
@@ -40,9 +48,12 @@ pub use adapter_dir::{write_atomic, CONFIG_NAME, KEY_PREFIX, WEIGHTS_NAME};
 pub use config_types::{LayersToTransform, PatternMap, PatternValue, StringOrList, TargetModules};
 pub use error::PeftError;
 pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES};
+pub use peft_model::{PeftModel, PromptLearner};
 pub use quantize::{quantize_model, QuantReport};
 pub use tuners::ia3::{apply_ia3, load_ia3, save_ia3, IA3Config, Ia3LayerConfig};
 pub use tuners::lora::{
     apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
 };
+pub use tuners::prefix_tuning::{PrefixEncoder, PrefixTuningConfig};
+pub use tuners::prompt_tuning::{PromptEmbedding, PromptTuningConfig, PromptTuningInit};
 pub use tuners::{AdapterConfig, PeftType, Tuner};

@@ -21,7 +21,18 @@ fn peft_type_names() {
     assert_eq!(PeftType::Ia3.as_str(), "IA3");
     assert_eq!(PeftType::from_name("IA3"), Some(PeftType::Ia3));
     assert_eq!(PeftType::from_name("ia3"), None);
-    assert_eq!(PeftType::accepted(), "\"LORA\", \"IA3\"");
+        assert_eq!(
+        PeftType::from_name("PREFIX_TUNING"),
+        Some(PeftType::PrefixTuning)
+    );
+    assert_eq!(
+        PeftType::from_name("PROMPT_TUNING"),
+        Some(PeftType::PromptTuning)
+    );
+    assert_eq!(
+        PeftType::accepted(),
+        "\"LORA\", \"IA3\", \"PREFIX_TUNING\", \"PROMPT_TUNING\""
+    );
     assert_eq!(<Lora as Tuner>::PEFT_TYPE, PeftType::Lora);
     assert_eq!(<Ia3 as Tuner>::PEFT_TYPE, PeftType::Ia3);
     assert_eq!(<Ia3 as Tuner>::PREFIX, "ia3_");
@@ -54,7 +65,10 @@ fn refused(json: &str) -> String {
     let m = e.to_string();
     assert!(m.contains("adapter_config.json"), "{m}");
     assert!(m.contains("peft_type"), "{m}");
-    assert!(m.contains("accepted values: \"LORA\", \"IA3\""), "{m}");
+    assert!(
+        m.contains("accepted values: \"LORA\", \"IA3\", \"PREFIX_TUNING\", \"PROMPT_TUNING\""),
+        "{m}"
+    );
     // tuners::load refuses it the same way, before looking for the weights file.
     let mut model = Toy::<B>::new(&gpt2_cls_spec(), 1, &Default::default());
     let e2 = tuners::load(&mut model, d.path(), &Default::default()).unwrap_err();
@@ -69,8 +83,8 @@ fn unknown_or_unimplemented_peft_type_is_refused_with_file_key_and_value() {
         m.contains("\"LOHA\"") && m.contains("does not implement yet"),
         "{m}"
     );
-    let m = refused(r#"{"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 20}"#);
-    assert!(m.contains("\"PREFIX_TUNING\""), "{m}");
+    let m = refused(r#"{"peft_type": "P_TUNING", "num_virtual_tokens": 20}"#);
+    assert!(m.contains("\"P_TUNING\""), "{m}");
     let m = refused(r#"{"peft_type": "LORAX"}"#);
     assert!(
         m.contains("\"LORAX\"") && m.contains("not a PEFT method"),
@@ -125,4 +139,24 @@ fn lora_round_trip_through_the_seam() {
         Some(vec!["classifier".into(), "score".into()])
     );
     assert_eq!(fresh.outputs(&device), m.outputs(&device));
+}
+
+/// Prompt-learning configs route to their types; the per-layer entry points refuse them and
+/// point to `PeftModel`.
+#[test]
+fn dispatcher_reads_prompt_learning_fixtures() {
+    for (fx, t) in [
+        ("gpt2_a_prefix", PeftType::PrefixTuning),
+        ("llama_a_prefix_proj", PeftType::PrefixTuning),
+        ("gpt2_a_prompt", PeftType::PromptTuning),
+    ] {
+        let c = AdapterConfig::from_file(fixtures().join(fx)).unwrap();
+        assert_eq!(c.peft_type(), t, "{fx}");
+        let mut model = Toy::<B>::new(&gpt2_cls_spec(), 1, &Default::default());
+        let e = tuners::load(&mut model, &fixtures().join(fx), &Default::default()).unwrap_err();
+        assert!(e.to_string().contains("PeftModel"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let e = tuners::save(&model, &c, d.path()).unwrap_err();
+        assert!(e.to_string().contains("prompt-learning"), "{e}");
+    }
 }

@@ -12,6 +12,10 @@
 //!
 //! Adding a method (e.g. IA3): a `tuners/ia3/` module implementing [`Tuner`], a [`PeftType`]
 //! variant, an [`AdapterConfig`] variant, and one arm in each `match` below.
+//!
+//! Prompt-learning methods ([`prefix_tuning`], [`prompt_tuning`]) keep their state beside the
+//! model, not in its layers: they have no [`Tuner`], [`crate::PeftModel`] wraps the model with
+//! them, and the per-layer entry points here ([`inject`], [`save`], [`load`]) refuse them.
 use crate::adapter_dir::read_config_text;
 use crate::PeftError;
 use burn::tensor::backend::Backend;
@@ -21,9 +25,13 @@ use std::path::{Path, PathBuf};
 
 pub mod ia3;
 pub mod lora;
+pub mod prefix_tuning;
+pub mod prompt_tuning;
 
 use ia3::{IA3Config, Ia3};
 use lora::{Lora, LoraConfig};
+use prefix_tuning::PrefixTuningConfig;
+use prompt_tuning::PromptTuningConfig;
 
 /// Every `peft_type` PEFT 0.21 defines (`peft/utils/peft_types.py` `PeftType`); the ones
 /// without a [`PeftType`] variant are refused as "not implemented yet" rather than "unknown".
@@ -59,8 +67,8 @@ const PEFT_TYPE_NAMES: &[&str] = &[
 ];
 
 /// The methods this crate implements, named by PEFT's `peft_type` strings
-/// (`peft/utils/peft_types.py`). Each method module adds its variant (`"PREFIX_TUNING"`,
-/// `"PROMPT_TUNING"`, ...) with its PEFT name, and [`PeftType::ALL`] lists it.
+/// (`peft/utils/peft_types.py`). Each method module adds its variant with its PEFT name, and
+/// [`PeftType::ALL`] lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PeftType {
@@ -68,17 +76,30 @@ pub enum PeftType {
     Lora,
     /// (IA)³ (Liu et al. 2022), `tuners/ia3`.
     Ia3,
+    /// Prefix tuning (Li & Liang 2021), `tuners/prefix_tuning`; wraps the model
+    /// ([`crate::PeftModel`]).
+    PrefixTuning,
+    /// Prompt tuning (Lester et al. 2021), `tuners/prompt_tuning`; wraps the model
+    /// ([`crate::PeftModel`]).
+    PromptTuning,
 }
 
 impl PeftType {
     /// Every implemented method, in the order error messages list them.
-    pub const ALL: &'static [PeftType] = &[PeftType::Lora, PeftType::Ia3];
+    pub const ALL: &'static [PeftType] = &[
+        PeftType::Lora,
+        PeftType::Ia3,
+        PeftType::PrefixTuning,
+        PeftType::PromptTuning,
+    ];
 
     /// PEFT's `peft_type` string (`"LORA"`, `"IA3"`).
     pub fn as_str(self) -> &'static str {
         match self {
             PeftType::Lora => "LORA",
             PeftType::Ia3 => "IA3",
+            PeftType::PrefixTuning => "PREFIX_TUNING",
+            PeftType::PromptTuning => "PROMPT_TUNING",
         }
     }
 
@@ -167,6 +188,10 @@ pub enum AdapterConfig {
     Lora(LoraConfig),
     /// `peft_type = "IA3"`.
     Ia3(IA3Config),
+    /// `peft_type = "PREFIX_TUNING"`.
+    PrefixTuning(PrefixTuningConfig),
+    /// `peft_type = "PROMPT_TUNING"`.
+    PromptTuning(PromptTuningConfig),
 }
 
 impl AdapterConfig {
@@ -175,6 +200,8 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Lora(_) => PeftType::Lora,
             AdapterConfig::Ia3(_) => PeftType::Ia3,
+            AdapterConfig::PrefixTuning(_) => PeftType::PrefixTuning,
+            AdapterConfig::PromptTuning(_) => PeftType::PromptTuning,
         }
     }
 
@@ -190,6 +217,12 @@ impl AdapterConfig {
         match peft_type_of(&text, &path)? {
             PeftType::Lora => LoraConfig::from_json_str(&text, &path).map(AdapterConfig::Lora),
             PeftType::Ia3 => IA3Config::from_json_str(&text, &path).map(AdapterConfig::Ia3),
+            PeftType::PrefixTuning => {
+                PrefixTuningConfig::from_json_str(&text, &path).map(AdapterConfig::PrefixTuning)
+            }
+            PeftType::PromptTuning => {
+                PromptTuningConfig::from_json_str(&text, &path).map(AdapterConfig::PromptTuning)
+            }
         }
     }
 
@@ -201,6 +234,8 @@ impl AdapterConfig {
         match self {
             AdapterConfig::Lora(c) => c.save(dir),
             AdapterConfig::Ia3(c) => c.save(dir),
+            AdapterConfig::PrefixTuning(c) => c.save(dir),
+            AdapterConfig::PromptTuning(c) => c.save(dir),
         }
     }
 }
@@ -252,6 +287,9 @@ pub fn inject<B: Backend, M: NamedLinears<B>>(
     match config {
         AdapterConfig::Lora(c) => Lora::inject(model, c, device),
         AdapterConfig::Ia3(c) => Ia3::inject(model, c, device),
+        AdapterConfig::PrefixTuning(_) | AdapterConfig::PromptTuning(_) => {
+            Err(wraps_the_model(config.peft_type()))
+        }
     }
 }
 
@@ -267,6 +305,9 @@ pub fn save<B: Backend, M: NamedLinears<B>>(
     match config {
         AdapterConfig::Lora(c) => Lora::save(model, c, dir),
         AdapterConfig::Ia3(c) => Ia3::save(model, c, dir),
+        AdapterConfig::PrefixTuning(_) | AdapterConfig::PromptTuning(_) => {
+            Err(wraps_the_model(config.peft_type()))
+        }
     }
 }
 
@@ -287,5 +328,16 @@ pub fn load<B: Backend, M: NamedLinears<B>>(
     match peft_type_of(&text, &path)? {
         PeftType::Lora => Lora::load(model, dir, device).map(AdapterConfig::Lora),
         PeftType::Ia3 => Ia3::load(model, dir, device).map(AdapterConfig::Ia3),
+        t @ (PeftType::PrefixTuning | PeftType::PromptTuning) => Err(wraps_the_model(t)),
     }
+}
+
+/// The refusal of a per-layer entry point for a prompt-learning method, whose state lives
+/// beside the model, not in its layers.
+fn wraps_the_model(t: PeftType) -> PeftError {
+    PeftError::State(format!(
+        "peft_type {t} is a prompt-learning method: it wraps the model instead of adapting its \
+         linear layers; use lora_peft::PeftModel (get_peft_model / from_pretrained / \
+         save_pretrained)"
+    ))
 }

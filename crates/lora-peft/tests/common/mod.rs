@@ -1,6 +1,8 @@
 //! Shared test helpers: a toy model implementing `NamedLinears` and fixture access.
 #![allow(dead_code)]
 
+pub mod prompt;
+
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
