@@ -33,7 +33,9 @@
 //!
 //! The layer is cut into pieces, one a file: [`FrozenLinear`] (the base, dense or quantized),
 //! [`Adapter`] (the method seam; LoRA's [`LoraAdapter`] is its one variant today) and
-//! [`LoraLinear`] (the two together, merge and unload). This crate does no file I/O.
+//! [`LoraLinear`] (the base with named adapters, merge and unload; several adapters,
+//! the active set and the per-row choice of PEFT's `adapter_names` in `named_adapters.rs`).
+//! This crate does no file I/O.
 
 mod adapter;
 mod base;
@@ -42,6 +44,7 @@ mod error;
 mod linear;
 mod lora;
 mod named;
+mod named_adapters;
 mod params;
 mod precision;
 
@@ -49,9 +52,10 @@ pub use adapter::{Adapter, BaseTensors};
 pub use base::FrozenLinear;
 pub use config::{scaling, LoraInit, LoraLayerConfig};
 pub use error::LoraError;
-pub use linear::LoraLinear;
+pub use linear::{LoraLinear, DEFAULT_ADAPTER};
 pub use lora::LoraAdapter;
 pub use named::{NamedLinears, PrecisionReport};
+pub use named_adapters::BASE_ROW;
 pub use params::{count_parameters, ParamCount};
 pub use precision::{master_dtype, Precision};
 
