@@ -21,6 +21,10 @@
 //! - [`adapter_dir`]: the adapter-directory I/O every method shares (file names, key prefix and
 //!   normalisation, strict tensor reading, `modules_to_save` tensors); writes go through
 //!   `lora-io`. [`config_types`]: the config field types every method shares.
+//! - [`NamedAdapters`] ([`multi`]): several named adapters on one model as PEFT's `PeftModel`
+//!   holds them — load under a name, `set_adapter([a, b])`, delete, `save_pretrained`
+//!   (`default` → `dir/`, others → `dir/<name>/`), per-row `adapter_names`, and LoRA's
+//!   `add_weighted_adapter` ([`CombinationType`]: `cat`, `linear`, `svd`).
 //! - [`quantize_model`]: QLoRA — quantize the frozen linear bases (NF4, NF4 with double
 //!   quantization, LLM.int8) before applying adapters; [`QuantReport`] gives bytes and errors.
 
@@ -28,6 +32,7 @@ pub mod adapter_dir;
 pub mod config_types;
 pub mod error;
 pub mod matching;
+pub mod multi;
 mod patterns;
 pub mod quantize;
 pub mod tuners;
@@ -36,8 +41,10 @@ pub use adapter_dir::{write_atomic, CONFIG_NAME, KEY_PREFIX, WEIGHTS_NAME};
 pub use config_types::{LayersToTransform, PatternMap, PatternValue, StringOrList, TargetModules};
 pub use error::PeftError;
 pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES};
+pub use multi::{check_adapter_name, NamedAdapters};
 pub use quantize::{quantize_model, QuantReport};
 pub use tuners::lora::{
-    apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
+    apply_lora, load_adapter, merge_and_unload, save_adapter, unload, CombinationType,
+    InitLoraWeights, LoraConfig,
 };
 pub use tuners::{AdapterConfig, PeftType, Tuner};
