@@ -59,10 +59,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .into());
     }
     let combination: CombinationType = args.combination_type.parse()?;
-    let device = Default::default();
-    match load_any::<Backend>(&args.model_path, &device)? {
-        AnyModel::Gpt2(m, _) => combine(m, &args, combination, &device),
-        AnyModel::Llama(m, _) => combine(m, &args, combination, &device),
+    match load_any::<Backend>(&args.model_path, &Default::default())? {
+        AnyModel::Gpt2(m, _) => combine(m, &args, combination),
+        AnyModel::Llama(m, _) => combine(m, &args, combination),
     }
 }
 
@@ -70,12 +69,14 @@ fn combine<M: LanguageModel<Backend>>(
     model: M,
     args: &Args,
     combination: CombinationType,
-    device: &<Backend as burn::tensor::backend::Backend>::Device,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let device = Default::default();
     let mut m = NamedAdapters::new(model)?;
-    let names: Vec<String> = (0..args.adapter.len()).map(|i| format!("adapter{i}")).collect();
+    let names: Vec<String> = (0..args.adapter.len())
+        .map(|i| format!("adapter{i}"))
+        .collect();
     for (dir, name) in args.adapter.iter().zip(&names) {
-        m.load_adapter(dir, name, device)?;
+        m.load_adapter(dir, name, &device)?;
     }
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     m.add_weighted_adapter(&names, &args.weight, "combined", combination)?;

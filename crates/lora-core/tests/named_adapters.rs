@@ -159,7 +159,9 @@ fn delete_rename_and_the_default_adapter() {
     l.delete_adapter("b").unwrap();
     assert_eq!(l.active_adapters(), ["c"]);
     assert!(l.delete_adapter("b").is_err());
-    assert!(l.add_adapter("c", l.lora_named("c").unwrap().clone()).is_err());
+    assert!(l
+        .add_adapter("c", l.lora_named("c").unwrap().clone())
+        .is_err());
     assert!(l
         .add_adapter(BASE_ROW, l.lora_named("c").unwrap().clone())
         .is_err());
@@ -198,7 +200,10 @@ fn per_row_adapter_names_give_each_row_its_adapter() {
     l.set_active_adapters(&["a", "b"]).unwrap();
     let x = lcg(4 * DIN, 5);
     let names = ["b", BASE_ROW, "a", "b"];
-    let y = vals(l.forward_adapter_names(t2::<NB>(&x, 4, DIN), &names).unwrap());
+    let y = vals(
+        l.forward_adapter_names(t2::<NB>(&x, 4, DIN), &names)
+            .unwrap(),
+    );
     for (row, name) in names.iter().enumerate() {
         let xr = &x[row * DIN..(row + 1) * DIN];
         let want = match *name {

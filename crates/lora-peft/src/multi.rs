@@ -93,11 +93,10 @@ impl<M> NamedAdapters<M> {
 
     /// The config of adapter `name`, or [`PeftError::UnknownAdapter`].
     pub(crate) fn require(&self, name: &str) -> Result<&AdapterConfig, PeftError> {
-        self.config(name)
-            .ok_or_else(|| PeftError::UnknownAdapter {
-                name: name.to_string(),
-                known: self.adapter_names().iter().map(|s| s.to_string()).collect(),
-            })
+        self.config(name).ok_or_else(|| PeftError::UnknownAdapter {
+            name: name.to_string(),
+            known: self.adapter_names().iter().map(|s| s.to_string()).collect(),
+        })
     }
 
     /// Records a new adapter's config (its layers are already attached); the first adapter

@@ -72,7 +72,9 @@ fn check_active_and_rows<M: LanguageModel<B>>(model: M, fx: &str) {
     let want = logits(&st, "logits_ab");
     let d = max_abs_diff(&got, &want);
     let moved = max_abs_diff(&want, &logits(&st, "logits_default"));
-    println!("{fx}: [default, b] active: logits max |diff| vs PEFT = {d:e} (b moves them {moved:e})");
+    println!(
+        "{fx}: [default, b] active: logits max |diff| vs PEFT = {d:e} (b moves them {moved:e})"
+    );
     assert!(d < TOL && moved > 100.0 * TOL, "{fx} [default, b]: {d}");
 
     let names = ["default", "__base__", "b"];
@@ -90,7 +92,11 @@ fn check_active_and_rows<M: LanguageModel<B>>(model: M, fx: &str) {
     // save_pretrained writes PEFT's layout and PEFT's exact tensors (keys without names).
     let out = tempfile::tempdir().unwrap();
     m.save_pretrained(out.path()).unwrap();
-    for (sub, peft) in [("", dir.clone()), ("b", dir.join("b")), ("c", dir.join("c"))] {
+    for (sub, peft) in [
+        ("", dir.clone()),
+        ("b", dir.join("b")),
+        ("c", dir.join("c")),
+    ] {
         let ours = out.path().join(sub).join("adapter_model.safetensors");
         assert_eq!(
             read_st(&ours),
@@ -142,10 +148,16 @@ fn check_weighted<M: LanguageModel<B>>(model: M, fx: &str) {
     let cases = [
         ("cat", CombinationType::Cat, ["default", "b"], [0.7, -1.3]),
         ("svd", CombinationType::Svd, ["default", "b"], [0.7, -1.3]),
-        ("linear", CombinationType::Linear, ["default", "c"], [0.6, -0.9]),
+        (
+            "linear",
+            CombinationType::Linear,
+            ["default", "c"],
+            [0.6, -0.9],
+        ),
     ];
     for (name, ty, adapters, weights) in cases {
-        m.add_weighted_adapter(&adapters, &weights, name, ty).unwrap();
+        m.add_weighted_adapter(&adapters, &weights, name, ty)
+            .unwrap();
         let peft_dir = dir.join(name);
         let (ids, st) = ids(&peft_dir);
         m.set_adapter(&[name]).unwrap();
@@ -158,7 +170,9 @@ fn check_weighted<M: LanguageModel<B>>(model: M, fx: &str) {
         let ours = read_st(&out.path().join(name).join("adapter_model.safetensors"));
         let peft = read_st(&peft_dir.join("adapter_model.safetensors"));
         let keys = |v: &[(String, Vec<usize>, Vec<f32>)]| {
-            v.iter().map(|(k, s, _)| (k.clone(), s.clone())).collect::<Vec<_>>()
+            v.iter()
+                .map(|(k, s, _)| (k.clone(), s.clone()))
+                .collect::<Vec<_>>()
         };
         assert_eq!(keys(&ours), keys(&peft), "{fx} {name}: keys and shapes");
         let cfg = lora_peft::LoraConfig::from_file(out.path().join(name)).unwrap();
@@ -190,7 +204,11 @@ fn check_weighted<M: LanguageModel<B>>(model: M, fx: &str) {
                 let mut worst = 0.0f64;
                 for ((ka, da), (kb, db)) in a.iter().zip(&b) {
                     assert_eq!(ka, kb);
-                    let d = da.iter().zip(db).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+                    let d = da
+                        .iter()
+                        .zip(db)
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0.0, f64::max);
                     worst = worst.max(d);
                 }
                 println!("{fx}: svd ΔW = B'A' max |diff| vs PEFT = {worst:e}");
@@ -256,7 +274,10 @@ fn bad_inputs_are_refused() {
     assert!(m.set_adapter(&["b", "b"]).is_err());
     // Names: taken, reserved, not a folder name.
     for bad in ["b", "__base__", "", "a/b", ".."] {
-        assert!(m.load_adapter(&dir.join("c"), bad, &dev).is_err(), "{bad:?}");
+        assert!(
+            m.load_adapter(&dir.join("c"), bad, &dev).is_err(),
+            "{bad:?}"
+        );
     }
     // A failed load leaves the model as it was: a missing directory, and a Llama adapter whose
     // targets GPT-2 lacks (refused by the loader after the "default" adapters were set aside).
@@ -274,15 +295,24 @@ fn bad_inputs_are_refused() {
     let e = m
         .add_weighted_adapter(&["default", "b"], &[1.0, 1.0], "n", CombinationType::Linear)
         .unwrap_err();
-    assert!(matches!(&e, PeftError::Config { field, .. } if field == "r"), "{e}");
+    assert!(
+        matches!(&e, PeftError::Config { field, .. } if field == "r"),
+        "{e}"
+    );
     let e = m
         .add_weighted_adapter(&["default", "b"], &[1.0], "n", CombinationType::Cat)
         .unwrap_err();
-    assert!(matches!(&e, PeftError::Config { field, .. } if field == "weights"), "{e}");
+    assert!(
+        matches!(&e, PeftError::Config { field, .. } if field == "weights"),
+        "{e}"
+    );
     let e = m
         .add_weighted_adapter(&["default"], &[f64::NAN], "n", CombinationType::Cat)
         .unwrap_err();
-    assert!(matches!(&e, PeftError::Config { field, .. } if field == "weights"), "{e}");
+    assert!(
+        matches!(&e, PeftError::Config { field, .. } if field == "weights"),
+        "{e}"
+    );
     assert!(m
         .add_weighted_adapter(&["default", "b"], &[1.0, 1.0], "c", CombinationType::Cat)
         .is_err());
@@ -306,7 +336,10 @@ fn bad_inputs_are_refused() {
         "sum".parse::<CombinationType>(),
         Err(PeftError::Config { .. })
     ));
-    assert_eq!("svd".parse::<CombinationType>().unwrap(), CombinationType::Svd);
+    assert_eq!(
+        "svd".parse::<CombinationType>().unwrap(),
+        CombinationType::Svd
+    );
 
     // A model that already carries an adapter cannot be wrapped.
     let mut g = gpt2();

@@ -1,7 +1,9 @@
 //! The host SVD behind `add_weighted_adapter`'s `svd` combination, against closed forms:
 //! exact reconstruction at full rank, orthonormal factors, known singular values, the
 //! Eckart–Young optimum when truncating, and rank-deficient input.
-use lora_peft::tuners::lora::svd::{jacobi_svd, matmul, thin_qr, transpose, truncated_svd_of_product};
+use lora_peft::tuners::lora::svd::{
+    jacobi_svd, matmul, thin_qr, transpose, truncated_svd_of_product,
+};
 
 fn lcg(n: usize, seed: u64) -> Vec<f64> {
     let mut s = seed;
@@ -17,7 +19,10 @@ fn lcg(n: usize, seed: u64) -> Vec<f64> {
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn identity(n: usize) -> Vec<f64> {

@@ -143,7 +143,10 @@ impl<M> NamedAdapters<M> {
             return Err(cfg_err(
                 "weights",
                 format!("{weights:?}"),
-                format!("expected {} finite numbers, one per adapter", adapters.len()),
+                format!(
+                    "expected {} finite numbers, one per adapter",
+                    adapters.len()
+                ),
             ));
         }
         let mut configs: Vec<&LoraConfig> = Vec::new();
@@ -214,14 +217,15 @@ impl<M> NamedAdapters<M> {
                 )));
                 return;
             }
-            let res = combine_layer(l, layer, adapters, weights, combination, new_rank)
-                .and_then(|(a, b)| {
+            let res = combine_layer(l, layer, adapters, weights, combination, new_rank).and_then(
+                |(a, b)| {
                     l.lora_from_tensors(a, b, lc)
                         .map_err(|source| PeftError::Lora {
                             name: layer.to_string(),
                             source,
                         })
-                });
+                },
+            );
             match res {
                 Ok(adapter) => {
                     built.insert(layer.to_string(), adapter);
