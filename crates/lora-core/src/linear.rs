@@ -200,35 +200,6 @@ impl<B: Backend> LoraLinear<B> {
         self.set_default(adapter.into())
     }
 
-    /// A LoRA adapter from factors `a` `[d_in, r]`, `b` `[r, d_out]` checked against this
-    /// layer's dims.
-    ///
-    /// # Errors
-    /// [`LoraError::Shape`]; as [`LoraAdapter::from_tensors`].
-    pub fn lora_from_tensors(
-        &self,
-        a: Tensor<B, 2>,
-        b: Tensor<B, 2>,
-        config: &LoraLayerConfig,
-    ) -> Result<LoraAdapter<B>, LoraError> {
-        let (i, o) = self.dims();
-        if a.dims() != [i, config.r] {
-            return Err(LoraError::Shape {
-                what: "lora_A".into(),
-                expected: vec![i, config.r],
-                got: a.dims().to_vec(),
-            });
-        }
-        if b.dims() != [config.r, o] {
-            return Err(LoraError::Shape {
-                what: "lora_B".into(),
-                expected: vec![config.r, o],
-                got: b.dims().to_vec(),
-            });
-        }
-        LoraAdapter::from_tensors(a, b, config)
-    }
-
     /// Makes the base weight and bias trainable (PEFT `modules_to_save`) or frozen again. A
     /// quantized base is dequantized first when made trainable, and a base stored in bf16/f16
     /// is widened back to the backend's float dtype (only a dense f32 master weight trains;

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::linear::DEFAULT_ADAPTER;
-use crate::{Adapter, LoraAdapter, LoraError, LoraLinear};
+use crate::{Adapter, LoraAdapter, LoraError, LoraLayerConfig, LoraLinear};
 
 /// The name that stands for "no adapter" in a per-row choice (PEFT `adapter_names`' `"__base__"`);
 /// never an adapter's name.
@@ -39,6 +39,35 @@ impl<B: Backend> LoraLinear<B> {
             self.active.push(name.to_string());
         }
         Ok(())
+    }
+
+    /// A LoRA adapter from factors `a` `[d_in, r]`, `b` `[r, d_out]` checked against this
+    /// layer's dims.
+    ///
+    /// # Errors
+    /// [`LoraError::Shape`]; as [`LoraAdapter::from_tensors`].
+    pub fn lora_from_tensors(
+        &self,
+        a: Tensor<B, 2>,
+        b: Tensor<B, 2>,
+        config: &LoraLayerConfig,
+    ) -> Result<LoraAdapter<B>, LoraError> {
+        let (i, o) = self.dims();
+        if a.dims() != [i, config.r] {
+            return Err(LoraError::Shape {
+                what: "lora_A".into(),
+                expected: vec![i, config.r],
+                got: a.dims().to_vec(),
+            });
+        }
+        if b.dims() != [config.r, o] {
+            return Err(LoraError::Shape {
+                what: "lora_B".into(),
+                expected: vec![config.r, o],
+                got: b.dims().to_vec(),
+            });
+        }
+        LoraAdapter::from_tensors(a, b, config)
     }
 
     /// The adapter names, in the order the adapters were added (their parameter order).
