@@ -33,13 +33,13 @@
 //!
 //! The layer is cut into pieces, one a file: [`FrozenLinear`] (the base, dense or quantized),
 //! [`Adapter`] (the method seam: LoRA's [`LoraAdapter`], DoRA's [`DoraAdapter`], (IA)³'s
-//! [`Ia3Adapter`]) and
-//! [`LoraLinear`] (the two together, merge and unload). This crate does no file I/O.
+//! [`Ia3Adapter`]) and [`LoraLinear`] (the base with named adapters, merge and unload; several
+//! adapters, the active set and the per-row choice of PEFT's `adapter_names` in
+//! `named_adapters.rs`). This crate does no file I/O.
 //!
-//! (IA)³ (Liu et al. 2022, §3.3; PEFT `tuners/ia3/layer.py`) is the seam's second method:
-//! [`Ia3Adapter`] scales a layer's output (bias included), or its input for a feed-forward
-//! module, by a learned vector `ia3_l`, and merges as `W ⊙ l` (and `b ⊙ l` for output
-//! scaling).
+//! (IA)³ (Liu et al. 2022, §3.3; PEFT `tuners/ia3/layer.py`) scales a layer's output (bias
+//! included), or its input for a feed-forward module, by a learned vector `ia3_l`, and merges as
+//! `W ⊙ l` (and `b ⊙ l` for output scaling).
 
 mod adapter;
 mod base;
@@ -50,6 +50,7 @@ mod ia3;
 mod linear;
 mod lora;
 mod named;
+mod named_adapters;
 mod params;
 mod precision;
 
@@ -59,9 +60,10 @@ pub use config::{scaling, LoraInit, LoraLayerConfig};
 pub use dora::DoraAdapter;
 pub use error::LoraError;
 pub use ia3::{Ia3Adapter, IA3_UNMERGE_EPS};
-pub use linear::LoraLinear;
+pub use linear::{LoraLinear, DEFAULT_ADAPTER};
 pub use lora::LoraAdapter;
 pub use named::{NamedLinears, PrecisionReport};
+pub use named_adapters::BASE_ROW;
 pub use params::{count_parameters, ParamCount};
 pub use precision::{master_dtype, Precision};
 

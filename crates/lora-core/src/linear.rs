@@ -1,5 +1,8 @@
-//! The LoRA linear layer: a [`FrozenLinear`] base with an optional [`Adapter`] beside it
-//! (PEFT `peft/tuners/lora/layer.py`, `Linear`).
+//! The LoRA linear layer: a [`FrozenLinear`] base with named [`Adapter`]s beside it (PEFT
+//! `peft/tuners/lora/layer.py`, `Linear`, whose `lora_A`/`lora_B` are dicts by adapter name).
+//! The single-adapter API here works on the adapter named [`DEFAULT_ADAPTER`]; adding, switching
+//! and deleting named adapters, and the per-row choice of `adapter_names`, are in
+//! `named_adapters.rs`.
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -8,8 +11,13 @@ use lora_quant::{QuantBase, QuantKind, QuantStats};
 
 use crate::{Adapter, BaseTensors, FrozenLinear, LoraAdapter, LoraError, LoraLayerConfig};
 
-/// A linear layer with a frozen base and an optional adapter:
-/// `y = x·W + b + scaling · B(A(dropout(x)))` for LoRA.
+/// PEFT's default adapter name: the adapter of the single-adapter API ([`LoraLinear::attach`],
+/// [`LoraLinear::adapter`]) and the one `save_pretrained` writes to the top directory.
+pub const DEFAULT_ADAPTER: &str = "default";
+
+/// A linear layer with a frozen base and named adapters beside it:
+/// `y = x·W + b + Σ_active scaling · B(A(dropout(x)))` for LoRA (PEFT `Linear.forward`: every
+/// active adapter's term is added).
 ///
 /// The base ([`FrozenLinear`]) holds the weight `[d_in, d_out]` f32 (burn `nn::Linear` layout;
 /// also GPT-2 Conv1D's), dense or quantized (QLoRA; see [`LoraLinear::quantize`]), and the bias
@@ -17,6 +25,10 @@ use crate::{Adapter, BaseTensors, FrozenLinear, LoraAdapter, LoraError, LoraLaye
 /// layer was made trainable as a PEFT `modules_to_save` module with
 /// [`LoraLinear::set_base_trainable`]. Code that reads the base weight (export, merging,
 /// initialisation from it) must use [`LoraLinear::base_weight`], which dequantizes when needed.
+///
+/// Adapters are kept in the order they were added, which is also their parameter (record)
+/// order; their names are plain data beside them (`#[module(skip)]`: not parameters, not in
+/// the record). The active set decides which adapters take part in forward and merge.
 ///
 /// Compute dtype: the dtype of the stored base weight (also of the empty placeholder of a
 /// quantized layer) is the dtype the layer's matmuls run in; it is the backend's float dtype
@@ -28,10 +40,21 @@ use crate::{Adapter, BaseTensors, FrozenLinear, LoraAdapter, LoraError, LoraLaye
 pub struct LoraLinear<B: Backend> {
     /// The frozen base: weight (dense or quantized), bias, layout flag, compute dtype.
     base: FrozenLinear<B>,
-    /// The adapter, if one is attached.
-    adapter: Option<Adapter<B>>,
-    /// Whether the adapter's update has been added into the base weight (then forward skips it).
-    merged: bool,
+    /// The adapters, in the order they were added (parameter and record order).
+    pub(crate) adapters: Vec<Adapter<B>>,
+    /// Their names, parallel to `adapters` (unique, never `"__base__"`).
+    #[module(skip)]
+    pub(crate) names: Vec<String>,
+    /// Names of the adapters that take part in forward and merge, in activation order.
+    #[module(skip)]
+    pub(crate) active: Vec<String>,
+    /// Names of the adapters whose update is in the base weight (empty when not merged; then
+    /// forward skips every adapter).
+    #[module(skip)]
+    pub(crate) merged: Vec<String>,
+    /// One adapter name per batch row for the forward (PEFT `adapter_names`), when set.
+    #[module(skip)]
+    pub(crate) row_adapters: Option<Vec<String>>,
 }
 
 impl<B: Backend> LoraLinear<B> {
@@ -55,8 +78,11 @@ impl<B: Backend> LoraLinear<B> {
     pub fn from_base(base: FrozenLinear<B>) -> Self {
         Self {
             base,
-            adapter: None,
-            merged: false,
+            adapters: Vec::new(),
+            names: Vec::new(),
+            active: Vec::new(),
+            merged: Vec::new(),
+            row_adapters: None,
         }
     }
 
@@ -129,7 +155,8 @@ impl<B: Backend> LoraLinear<B> {
         self.base.dequantize();
     }
 
-    /// Attaches a fresh adapter (replacing any existing one).
+    /// Attaches a fresh adapter as the adapter named [`DEFAULT_ADAPTER`] (replacing it if
+    /// present); it is active when no other adapter is.
     ///
     /// # Errors
     /// As [`LoraAdapter::new`]; [`LoraError::State`] if the layer is merged.
@@ -138,59 +165,39 @@ impl<B: Backend> LoraLinear<B> {
         config: &LoraLayerConfig,
         device: &B::Device,
     ) -> Result<(), LoraError> {
-        if self.merged {
-            return Err(LoraError::State(
-                "cannot attach an adapter to a merged layer".into(),
-            ));
-        }
+        self.check_not_merged("attach an adapter to")?;
         let (i, o) = self.dims();
-        self.adapter = Some(LoraAdapter::new(i, o, config, device)?.into());
-        Ok(())
+        self.set_default(LoraAdapter::new(i, o, config, device)?.into())
     }
 
     /// Attaches any method's adapter (an [`Adapter`] variant, or a module that converts into
-    /// one), replacing an existing one: the entry point of methods other than LoRA, whose
-    /// constructors take the layer's [`LoraLinear::dims`] and check their own shapes.
+    /// one) as the adapter named [`DEFAULT_ADAPTER`], replacing it if present: the entry point
+    /// of methods other than LoRA, whose constructors take the layer's [`LoraLinear::dims`] and
+    /// check their own shapes. It is active when no other adapter is.
     ///
     /// # Errors
-    /// [`LoraError::State`] if the layer is merged.
+    /// [`LoraError::State`] if the layer is merged, or when the default adapter is active
+    /// together with others and `adapter` is not LoRA (only LoRA terms add up).
     pub fn attach_adapter(&mut self, adapter: impl Into<Adapter<B>>) -> Result<(), LoraError> {
-        if self.merged {
-            return Err(LoraError::State(
-                "cannot attach an adapter to a merged layer".into(),
-            ));
-        }
-        self.adapter = Some(adapter.into());
-        Ok(())
+        self.check_not_merged("attach an adapter to")?;
+        self.set_default(adapter.into())
     }
 
-    /// Attaches an adapter built from factors `a` `[d_in, r]`, `b` `[r, d_out]`.
+    /// Attaches an adapter built from factors `a` `[d_in, r]`, `b` `[r, d_out]` as the adapter
+    /// named [`DEFAULT_ADAPTER`] (see [`LoraLinear::attach_adapter`]).
     ///
     /// # Errors
-    /// [`LoraError::Shape`] if `a`/`b` do not fit this layer; as [`LoraAdapter::from_tensors`].
+    /// [`LoraError::Shape`] if `a`/`b` do not fit this layer; as [`LoraAdapter::from_tensors`];
+    /// [`LoraError::State`] if the layer is merged.
     pub fn attach_tensors(
         &mut self,
         a: Tensor<B, 2>,
         b: Tensor<B, 2>,
         config: &LoraLayerConfig,
     ) -> Result<(), LoraError> {
-        let (i, o) = self.dims();
-        if a.dims() != [i, config.r] {
-            return Err(LoraError::Shape {
-                what: "lora_A".into(),
-                expected: vec![i, config.r],
-                got: a.dims().to_vec(),
-            });
-        }
-        if b.dims() != [config.r, o] {
-            return Err(LoraError::Shape {
-                what: "lora_B".into(),
-                expected: vec![config.r, o],
-                got: b.dims().to_vec(),
-            });
-        }
-        self.adapter = Some(LoraAdapter::from_tensors(a, b, config)?.into());
-        Ok(())
+        let adapter = self.lora_from_tensors(a, b, config)?;
+        self.check_not_merged("attach an adapter to")?;
+        self.set_default(adapter.into())
     }
 
     /// Makes the base weight and bias trainable (PEFT `modules_to_save`) or frozen again. A
@@ -201,44 +208,93 @@ impl<B: Backend> LoraLinear<B> {
         self.base.set_trainable(trainable);
     }
 
-    /// The adapter that takes part in forward: attached and not merged.
-    fn active_adapter(&self) -> Option<&Adapter<B>> {
-        match (&self.adapter, self.merged) {
-            (Some(a), false) => Some(a),
-            _ => None,
+    /// The adapters that take part in forward: the active ones, in activation order; none when
+    /// the layer is merged.
+    pub(crate) fn active_list(&self) -> Vec<&Adapter<B>> {
+        if self.is_merged() {
+            return Vec::new();
         }
+        self.indices(&self.active)
+            .into_iter()
+            .map(|i| &self.adapters[i])
+            .collect()
     }
 
-    /// `x` `[..., d_in]` → `[..., d_out]`: `x·W + b + scaling·B(A(dropout(x)))`; the adapter
-    /// term is skipped when merged or absent. A quantized `W` is dequantized for the call (a
-    /// transient f32 copy of the base; the dense `ΔW` is never built); no gradient reaches the
-    /// codes or their scales.
+    /// The positions of the adapters `names` (every name is held: the lists are kept in step).
+    fn indices(&self, names: &[String]) -> Vec<usize> {
+        names.iter().filter_map(|n| self.position(n)).collect()
+    }
+
+    /// `x` `[..., d_in]` → `[..., d_out]`: `x·W + b + Σ scaling·B(A(dropout(x)))` over the active
+    /// adapters (PEFT `Linear.forward`); no adapter term when merged or none is active. With
+    /// per-row adapter names set ([`LoraLinear::set_adapter_names`]) each batch row takes its
+    /// own adapter instead (PEFT `_mixed_batch_forward`). A quantized `W` is dequantized for the
+    /// call (a transient f32 copy of the base; the dense `ΔW` is never built); no gradient
+    /// reaches the codes or their scales.
     ///
     /// Mixed precision: when the compute dtype ([`LoraLinear::compute_dtype`]) differs from
     /// `x`'s dtype, `x` (and, separately, `dropout(x)` when dropout is active) is cast to the
-    /// compute dtype, `x·W + scaling·B(A(x))` is computed in it (A, B cast for the matmul
+    /// compute dtype, `x·W + Σ scaling·B(A(x))` is computed in it (A, B cast for the matmul
     /// only; [`LoraAdapter::forward_cast`]), the sum is cast back to `x`'s dtype and the bias is
     /// added there (f32). Output dtype = input dtype. When the dtypes agree this is the plain
     /// f32 computation, with no cast.
+    ///
+    /// # Panics
+    /// With per-row adapter names set, when `x`'s first dimension differs from their number
+    /// (`lora-peft`'s `NamedAdapters::with_adapter_names` checks the batch first).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        // Without an active adapter the base's own forward (which handles mixed precision).
-        let Some(a) = self.active_adapter() else {
-            return self.base.forward(x);
-        };
-        let cd = self.base.weight_dtype();
-        if cd != x.dtype() {
-            let cd = FloatDType::from(cd);
-            return a.forward_mixed(&self.base, x.clone(), x.cast(cd), cd);
+        if let Some(rows) = &self.row_adapters {
+            return self.forward_rows(x, rows);
         }
-        a.forward(&self.base, x.clone(), self.base.forward(a.base_input(x)))
+        self.forward_with(&self.active_list(), x)
     }
 
-    /// Adds the adapter's update (`scaling·A·B`) into the base weight (PEFT `merge`). Forward
-    /// output is unchanged up to float rounding on a dense base, and up to the requantization
-    /// error on a quantized one (see [`LoraLinear::merge_report`]).
+    /// The layer output with the given adapters (a possibly empty, valid active set).
+    pub(crate) fn forward_with<const D: usize>(
+        &self,
+        adapters: &[&Adapter<B>],
+        x: Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        let cd = self.base.weight_dtype();
+        match adapters {
+            // Without an adapter the base's own forward (which handles mixed precision).
+            [] => self.base.forward(x),
+            [a] if cd != x.dtype() => {
+                let cd = FloatDType::from(cd);
+                a.forward_mixed(&self.base, x.clone(), x.cast(cd), cd)
+            }
+            [a] => a.forward(&self.base, x.clone(), self.base.forward(a.base_input(x))),
+            several => {
+                let loras: Vec<&LoraAdapter<B>> =
+                    several.iter().filter_map(|a| a.as_lora()).collect();
+                if cd != x.dtype() && loras.len() == several.len() {
+                    let (cd, xd) = (FloatDType::from(cd), FloatDType::from(x.dtype()));
+                    let xc = x.clone().cast(cd);
+                    let mut y = self.base.forward_compute(xc.clone());
+                    for l in loras {
+                        y = y + l.forward_autocast(x.clone(), xc.clone(), cd);
+                    }
+                    return self.base.add_bias(y.cast(xd));
+                }
+                // PEFT applies the active adapters one after the other on the running result;
+                // for LoRA that is the sum of their terms.
+                let xin = several.iter().fold(x.clone(), |x, a| a.base_input(x));
+                let mut y = self.base.forward(xin);
+                for a in several {
+                    y = a.forward(&self.base, x.clone(), y);
+                }
+                y
+            }
+        }
+    }
+
+    /// Adds the active adapters' updates (`scaling·A·B` each) into the base weight (PEFT
+    /// `merge`, which merges the active adapters in order). Forward output is unchanged up to
+    /// float rounding on a dense base, and up to the requantization error on a quantized one
+    /// (see [`LoraLinear::merge_report`]).
     ///
     /// # Errors
-    /// [`LoraError::State`] if there is no adapter or it is already merged;
+    /// [`LoraError::State`] if there is no active adapter or the layer is already merged;
     /// [`LoraError::Quant`] if requantization fails (the layer is then unchanged).
     pub fn merge(&mut self) -> Result<(), LoraError> {
         self.merge_report().map(|_| ())
@@ -252,18 +308,32 @@ impl<B: Backend> LoraLinear<B> {
     /// # Errors
     /// As [`LoraLinear::merge`].
     pub fn merge_report(&mut self) -> Result<Option<QuantStats>, LoraError> {
-        let adapter = match (&self.adapter, self.merged) {
-            (None, _) => return Err(LoraError::State("merge: layer has no adapter".into())),
-            (Some(_), true) => return Err(LoraError::State("merge: already merged".into())),
-            (Some(a), false) => a,
-        };
-        let stats = self.base.update(|w, b| adapter.merge_into(w, b))?;
-        self.merged = true;
+        if self.adapters.is_empty() {
+            return Err(LoraError::State("merge: layer has no adapter".into()));
+        }
+        if self.is_merged() {
+            return Err(LoraError::State("merge: already merged".into()));
+        }
+        let active = self.indices(&self.active);
+        if active.is_empty() {
+            return Err(LoraError::State(format!(
+                "merge: no active adapter (adapters {:?})",
+                self.names
+            )));
+        }
+        let adapters = &self.adapters;
+        let stats = self.base.update(|w, b| {
+            active
+                .iter()
+                .try_fold((w, b), |(w, b), &i| adapters[i].merge_into(w, b))
+        })?;
+        self.merged = self.active.clone();
         Ok(stats)
     }
 
-    /// Subtracts the adapter's update from the base weight (PEFT `unmerge`); a quantized base
-    /// is dequantized, updated and requantized (see [`LoraLinear::unmerge_report`]).
+    /// Subtracts the merged adapters' updates from the base weight (PEFT `unmerge`, in the
+    /// reverse order); a quantized base is dequantized, updated and requantized (see
+    /// [`LoraLinear::unmerge_report`]).
     ///
     /// # Errors
     /// [`LoraError::State`] if the layer is not merged; [`LoraError::Quant`] if requantization
@@ -279,12 +349,18 @@ impl<B: Backend> LoraLinear<B> {
     /// # Errors
     /// As [`LoraLinear::unmerge`].
     pub fn unmerge_report(&mut self) -> Result<Option<QuantStats>, LoraError> {
-        let adapter = match (&self.adapter, self.merged) {
-            (Some(a), true) => a,
-            _ => return Err(LoraError::State("unmerge: layer is not merged".into())),
-        };
-        let stats = self.base.update(|w, b| adapter.unmerge_from(w, b))?;
-        self.merged = false;
+        if !self.is_merged() {
+            return Err(LoraError::State("unmerge: layer is not merged".into()));
+        }
+        let merged = self.indices(&self.merged);
+        let adapters = &self.adapters;
+        let stats = self.base.update(|w, b| {
+            merged
+                .iter()
+                .rev()
+                .try_fold((w, b), |(w, b), &i| adapters[i].unmerge_from(w, b))
+        })?;
+        self.merged.clear();
         Ok(stats)
     }
 
@@ -300,24 +376,25 @@ impl<B: Backend> LoraLinear<B> {
         Ok(self)
     }
 
-    /// The attached LoRA adapter, if any.
+    /// The LoRA adapter named [`DEFAULT_ADAPTER`], if any (see [`LoraLinear::lora_named`]).
     pub fn adapter(&self) -> Option<&LoraAdapter<B>> {
-        self.adapter.as_ref().and_then(Adapter::as_lora)
+        self.attached_adapter().and_then(Adapter::as_lora)
     }
 
-    /// The attached adapter of any method, if any.
+    /// The adapter of any method named [`DEFAULT_ADAPTER`], if any (see
+    /// [`LoraLinear::adapter_named`]).
     pub fn attached_adapter(&self) -> Option<&Adapter<B>> {
-        self.adapter.as_ref()
+        self.adapter_named(DEFAULT_ADAPTER)
     }
 
-    /// Whether an adapter is attached (merged or not).
+    /// Whether any adapter is attached (merged or not).
     pub fn has_adapter(&self) -> bool {
-        self.adapter.is_some()
+        !self.adapters.is_empty()
     }
 
-    /// Whether the adapter's update has been added into the base weight.
+    /// Whether adapters' updates have been added into the base weight.
     pub fn is_merged(&self) -> bool {
-        self.merged
+        !self.merged.is_empty()
     }
 
     /// True when the Hugging Face checkpoint stores this weight `[d_in, d_out]` (GPT-2 Conv1D,
@@ -343,17 +420,16 @@ impl<B: Backend> LoraLinear<B> {
     }
 
     /// The dense f32 weight `[d_in, d_out]` and bias `[d_out]` to export: the base's when the
-    /// layer is merged or has no adapter, else the base with the adapter folded in
-    /// ([`Adapter::merge_into`]: PEFT `merge`, here in f32 without requantizing).
+    /// layer is merged or has no active adapter, else the base with the active adapters folded
+    /// in, in order ([`Adapter::merge_into`]: PEFT `merge`, here in f32 without requantizing).
     ///
     /// # Errors
     /// As [`Adapter::merge_into`] (a method whose update cannot be folded into the base).
     pub fn merged_base(&self) -> Result<BaseTensors<B>, LoraError> {
         let (w, b) = (self.base_weight(), self.bias());
-        match self.active_adapter() {
-            Some(a) => a.merge_into(w, b),
-            None => Ok((w, b)),
-        }
+        self.active_list()
+            .iter()
+            .try_fold((w, b), |(w, b), a| a.merge_into(w, b))
     }
 
     /// Replaces the base with a dense trainable `weight` `[d_in, d_out]` (and `bias` `[d_out]`,
@@ -370,27 +446,31 @@ impl<B: Backend> LoraLinear<B> {
         self.base.replace(weight, bias)
     }
 
-    /// Drops the adapter in place (PEFT `_unload_and_optionally_merge`): with `merge`, its update
-    /// is merged into the base first (PEFT `merge_and_unload`; a quantized base is requantized,
-    /// and should that fail — a non-finite merged weight — the base is left dense with the exact
-    /// merged weight); without, a merged layer is unmerged first (PEFT `unload`), with the same
-    /// dense fallback. Returns whether the layer had an adapter.
+    /// Drops every adapter in place (PEFT `_unload_and_optionally_merge`): with `merge`, the
+    /// active adapters' updates are merged into the base first (PEFT `merge_and_unload`; a
+    /// quantized base is requantized, and should that fail — a non-finite merged weight — the
+    /// base is left dense with the exact merged weight); without, a merged layer is unmerged
+    /// first (PEFT `unload`), with the same dense fallback. Returns whether the layer had an
+    /// adapter.
     ///
     /// # Errors
     /// As [`Adapter::merge_into`] / [`Adapter::unmerge_from`] (a method whose update cannot be
-    /// folded into the base); the adapter is then kept.
+    /// folded into the base); the adapters are then kept.
     pub fn unload_adapter(&mut self, merge: bool) -> Result<bool, LoraError> {
-        if self.adapter.is_none() {
+        if self.adapters.is_empty() {
             return Ok(false);
         }
-        if merge && !self.merged {
+        if merge && !self.is_merged() && !self.active_list().is_empty() {
             self.dense_fallback(Self::merge)?;
         }
-        if !merge && self.merged {
+        if !merge && self.is_merged() {
             self.dense_fallback(Self::unmerge)?;
         }
-        self.adapter = None;
-        self.merged = false;
+        self.adapters.clear();
+        self.names.clear();
+        self.active.clear();
+        self.merged.clear();
+        self.row_adapters = None;
         Ok(true)
     }
 

@@ -157,6 +157,14 @@ pub enum PeftError {
     /// the config when saving, no adapters...).
     #[error("{0}")]
     State(String),
+    /// An adapter name the model does not hold (PEFT: "Adapter … does not exist").
+    #[error("unknown adapter {name:?}: the model has adapters {known:?}")]
+    UnknownAdapter {
+        /// The name asked for.
+        name: String,
+        /// The names the model holds, in the order they were added.
+        known: Vec<String>,
+    },
     /// The LoRA layer refused an operation.
     #[error("layer `{name}`: {source}")]
     Lora {

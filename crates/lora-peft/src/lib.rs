@@ -32,6 +32,10 @@
 //! - [`adapter_dir`]: the adapter-directory I/O every method shares (file names, key prefix and
 //!   normalisation, strict tensor reading, `modules_to_save` tensors); writes go through
 //!   `lora-io`. [`config_types`]: the config field types every method shares.
+//! - [`NamedAdapters`] ([`multi`]): several named adapters on one model as PEFT's `PeftModel`
+//!   holds them — load under a name, `set_adapter([a, b])`, delete, `save_pretrained`
+//!   (`default` → `dir/`, others → `dir/<name>/`), per-row `adapter_names`, and LoRA's
+//!   `add_weighted_adapter` ([`CombinationType`]: `cat`, `linear`, `svd`).
 //! - [`quantize_model`]: QLoRA — quantize the frozen linear bases (NF4, NF4 with double
 //!   quantization, LLM.int8) before applying adapters; [`QuantReport`] gives bytes and errors.
 
@@ -39,6 +43,7 @@ pub mod adapter_dir;
 pub mod config_types;
 pub mod error;
 pub mod matching;
+pub mod multi;
 mod patterns;
 pub mod peft_model;
 pub mod quantize;
@@ -48,11 +53,13 @@ pub use adapter_dir::{write_atomic, CONFIG_NAME, KEY_PREFIX, WEIGHTS_NAME};
 pub use config_types::{LayersToTransform, PatternMap, PatternValue, StringOrList, TargetModules};
 pub use error::PeftError;
 pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES};
+pub use multi::{check_adapter_name, NamedAdapters};
 pub use peft_model::{PeftModel, PromptLearner};
 pub use quantize::{quantize_model, QuantReport};
 pub use tuners::ia3::{apply_ia3, load_ia3, save_ia3, IA3Config, Ia3LayerConfig};
 pub use tuners::lora::{
-    apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
+    apply_lora, load_adapter, merge_and_unload, save_adapter, unload, CombinationType,
+    InitLoraWeights, LoraConfig,
 };
 pub use tuners::prefix_tuning::{PrefixEncoder, PrefixTuningConfig};
 pub use tuners::prompt_tuning::{PromptEmbedding, PromptTuningConfig, PromptTuningInit};

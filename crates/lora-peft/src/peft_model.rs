@@ -13,7 +13,6 @@
 //! [`PeftModel::get_peft_model`] and [`PeftModel::save_pretrained`] (and a [`PromptLearner`]
 //! variant for a prompt-learning method).
 use crate::adapter_dir::{read_config_text, CONFIG_NAME};
-use crate::tuners::lora::{apply_lora, load_adapter, save_adapter};
 use crate::tuners::prefix_tuning::{load_prefix_tuning, save_prefix_tuning, PrefixEncoder};
 use crate::tuners::prompt_tuning::{
     load_prompt_tuning, save_prompt_tuning, PromptEmbedding, PromptTuningConfig, PromptTuningInit,
@@ -96,12 +95,12 @@ impl<B: Backend, M: LanguageModel<B>> PeftModel<B, M> {
         device: &B::Device,
     ) -> Result<Self, PeftError> {
         match config {
-            AdapterConfig::Lora(c) => {
-                apply_lora(&mut base_model, &c, device)?;
+            c @ (AdapterConfig::Lora(_) | AdapterConfig::Ia3(_)) => {
+                crate::tuners::inject(&mut base_model, &c, device)?;
                 Ok(Self {
                     base_model,
                     prompt_encoder: None,
-                    peft_config: Some(AdapterConfig::Lora(c)),
+                    peft_config: Some(c),
                 })
             }
             AdapterConfig::PrefixTuning(mut c) => {
@@ -244,12 +243,12 @@ impl<B: Backend, M: LanguageModel<B>> PeftModel<B, M> {
         let dir = dir.as_ref();
         let (path, text) = read_config_text(&dir.join(CONFIG_NAME))?;
         match peft_type_of(&text, &path)? {
-            PeftType::Lora => {
-                let c = load_adapter(&mut base_model, dir, device)?;
+            PeftType::Lora | PeftType::Ia3 => {
+                let c = crate::tuners::load(&mut base_model, dir, device)?;
                 Ok(Self {
                     base_model,
                     prompt_encoder: None,
-                    peft_config: Some(AdapterConfig::Lora(c)),
+                    peft_config: Some(c),
                 })
             }
             PeftType::PrefixTuning => {
@@ -275,7 +274,7 @@ impl<B: Backend, M: LanguageModel<B>> PeftModel<B, M> {
 
     /// Writes the adapter as a PEFT adapter directory (PEFT `save_pretrained`):
     /// `dir/adapter_config.json` and `dir/adapter_model.safetensors`, through the method's saver
-    /// ([`crate::save_adapter`], [`save_prefix_tuning`], [`save_prompt_tuning`]).
+    /// ([`crate::tuners::save`], [`save_prefix_tuning`], [`save_prompt_tuning`]).
     ///
     /// # Errors
     /// [`PeftError::State`] for a model without a method, or a learner that does not match the
@@ -283,7 +282,9 @@ impl<B: Backend, M: LanguageModel<B>> PeftModel<B, M> {
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<(), PeftError> {
         let dir = dir.as_ref();
         match (&self.peft_config, &self.prompt_encoder) {
-            (Some(AdapterConfig::Lora(c)), None) => save_adapter(&self.base_model, c, dir),
+            (Some(c @ (AdapterConfig::Lora(_) | AdapterConfig::Ia3(_))), None) => {
+                crate::tuners::save(&self.base_model, c, dir)
+            }
             (Some(AdapterConfig::PrefixTuning(c)), Some(PromptLearner::PrefixTuning(e))) => {
                 save_prefix_tuning(e, c, dir)
             }

@@ -134,6 +134,8 @@ fn reads_every_fixture_config() {
         ("llama_cls_lora", 4, 8.0, false, false, Some("SEQ_CLS")),
         ("gpt2_a_dora", 4, 8.0, true, false, None),
         ("llama_a_dora", 4, 8.0, false, false, None),
+        ("gpt2_a_multi", 3, 6.0, true, false, None),
+        ("llama_a_multi", 3, 6.0, false, false, None),
     ];
     let mut seen = 0;
     for entry in std::fs::read_dir(&fx).unwrap() {

@@ -21,7 +21,7 @@ fn peft_type_names() {
     assert_eq!(PeftType::Ia3.as_str(), "IA3");
     assert_eq!(PeftType::from_name("IA3"), Some(PeftType::Ia3));
     assert_eq!(PeftType::from_name("ia3"), None);
-        assert_eq!(
+    assert_eq!(
         PeftType::from_name("PREFIX_TUNING"),
         Some(PeftType::PrefixTuning)
     );

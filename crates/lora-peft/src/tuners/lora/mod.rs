@@ -9,6 +9,8 @@
 //!   the layer itself is `lora_core::LoraLinear`;
 //! - [`keys`]: the tensor names; [`io`]: [`save_adapter`] / [`load_adapter`];
 //! - [`dora`]: DoRA (`use_dora = true`): attaching it, its magnitude key.
+//! - [`weighted`]: `add_weighted_adapter` on [`crate::NamedAdapters`] (`cat`, `linear`,
+//!   `svd`), with the host SVD of [`svd`].
 //!
 //! Layout: `lora_core::LoraAdapter` keeps A as `[d_in, r]` and B as `[r, d_out]`; files keep
 //! PyTorch's `nn.Linear` layout, so both are transposed on the way in and out.
@@ -24,14 +26,17 @@ pub mod init;
 pub mod io;
 pub mod keys;
 pub mod model;
+pub mod svd;
 pub mod targeting;
 pub mod validate;
+pub mod weighted;
 
 pub use config::LoraConfig;
 pub use init::InitLoraWeights;
 pub use io::{load_adapter, save_adapter};
 pub use keys::state_dict_keys;
 pub use model::{apply_lora, merge_and_unload, unload};
+pub use weighted::CombinationType;
 
 /// LoRA as a [`Tuner`]: [`apply_lora`], [`state_dict_keys`], [`save_adapter`],
 /// [`load_adapter`].
