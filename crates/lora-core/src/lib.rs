@@ -37,6 +37,8 @@
 
 mod adapter;
 mod base;
+mod bottleneck;
+mod bottleneck_slots;
 mod config;
 mod error;
 mod linear;
@@ -47,6 +49,8 @@ mod precision;
 
 pub use adapter::{Adapter, BaseTensors};
 pub use base::FrozenLinear;
+pub use bottleneck::{BottleneckActivation, BottleneckAdapter, BottleneckConfig, BottleneckInit};
+pub use bottleneck_slots::{check_bottleneck_slot, BottleneckLayers, BottleneckLocation};
 pub use config::{scaling, LoraInit, LoraLayerConfig};
 pub use error::LoraError;
 pub use linear::LoraLinear;
