@@ -40,4 +40,5 @@ pub mod tokenizer;
 pub use auto::{load_any, AnyModel};
 pub use error::ModelError;
 pub use export::write_f32_safetensors;
-pub use language_model::LanguageModel;
+pub use language_model::{AttentionShape, LanguageModel};
+pub use layers::{KvCache, LayerKv};

@@ -2,8 +2,8 @@
 //! model, and random initialisation for benchmarks.
 use super::config::{Gpt2Activation, Gpt2Config};
 use super::names::{BlockLinear, BlockNorm};
-use crate::layers::{causal_attention, causal_mask, frozen, gelu_new, LayerNorm};
-use crate::{LanguageModel, ModelError};
+use crate::layers::{causal_attention, causal_mask, frozen, gelu_new, KvCache, LayerKv, LayerNorm};
+use crate::{AttentionShape, LanguageModel, ModelError};
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
@@ -26,20 +26,33 @@ pub struct Gpt2Attention<B: Backend> {
 }
 
 impl<B: Backend> Gpt2Attention<B> {
-    /// `x` `[batch, seq, d]` → `[batch, seq, d]`; `mask` from [`causal_mask`] (groups 1).
-    pub fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
+    /// `x` `[batch, seq, d]` → `[batch, seq, d]`, and this layer's keys and values over `past`
+    /// followed by the new positions; `mask` from [`causal_mask`] (groups 1) with `past`'s
+    /// length.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask: Tensor<B, 4>,
+        past: Option<LayerKv<B>>,
+    ) -> (Tensor<B, 3>, LayerKv<B>) {
         let [b, s, d] = x.dims();
         let h = self.n_head;
         let hd = d / h;
         let qkv = self.c_attn.forward(x);
         let heads = |t: Tensor<B, 3>| t.reshape([b, s, h, hd]).swap_dims(1, 2);
         let q = heads(qkv.clone().narrow(2, 0, d)).mul_scalar(self.scale);
-        let k = heads(qkv.clone().narrow(2, d, d));
-        let v = heads(qkv.narrow(2, 2 * d, d));
-        let ctx = causal_attention(q, k, v, mask)
+        let new = LayerKv {
+            key: heads(qkv.clone().narrow(2, d, d)),
+            value: heads(qkv.narrow(2, 2 * d, d)),
+        };
+        let kv = match past {
+            Some(p) => p.append(new),
+            None => new,
+        };
+        let ctx = causal_attention(q, kv.key.clone(), kv.value.clone(), mask)
             .swap_dims(1, 2)
             .reshape([b, s, d]);
-        self.c_proj.forward(ctx)
+        (self.c_proj.forward(ctx), kv)
     }
 }
 
@@ -89,10 +102,18 @@ pub struct Gpt2Block<B: Backend> {
 }
 
 impl<B: Backend> Gpt2Block<B> {
-    /// `x` `[batch, seq, d]` → `[batch, seq, d]`.
-    pub fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), mask);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    /// `x` `[batch, seq, d]` → `[batch, seq, d]`, and the layer's keys and values; `mask` and
+    /// `past` as [`Gpt2Attention::forward`].
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        mask: Tensor<B, 4>,
+        past: Option<LayerKv<B>>,
+    ) -> (Tensor<B, 3>, LayerKv<B>) {
+        let (a, kv) = self.attn.forward(self.ln_1.forward(x.clone()), mask, past);
+        let x = x + a;
+        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
+        (x, kv)
     }
 
     /// Builds block `layer_idx` from `parts`, asked for each slot of [`Gpt2Block::NORMS`] and
@@ -150,23 +171,47 @@ impl<B: Backend> Gpt2<B> {
 }
 
 impl<B: Backend> LanguageModel<B> for Gpt2<B> {
+    fn embed(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        embedding(self.wte.val(), input_ids)
+    }
+
     /// # Panics
-    /// If `seq` exceeds `n_positions` (GPT-2 has no position embedding beyond it).
-    fn hidden_states(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let [_, s] = input_ids.dims();
+    /// If `past + seq` exceeds `n_positions` (GPT-2 has no position embedding beyond it;
+    /// callers check [`LanguageModel::max_positions`] first).
+    fn forward_cached(&self, embeds: Tensor<B, 3>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+        let [_, s, _] = embeds.dims();
+        let past = cache.past_len();
         assert!(
-            s <= self.n_positions(),
-            "GPT-2: sequence length {s} exceeds n_positions = {}",
+            past + s <= self.n_positions(),
+            "GPT-2: position {} exceeds n_positions = {}",
+            past + s,
             self.n_positions()
         );
-        let device = input_ids.device();
-        let pos = self.wpe.val().narrow(0, 0, s).unsqueeze::<3>();
-        let mut x = embedding(self.wte.val(), input_ids) + pos;
-        let mask = causal_mask::<B>(s, 1, &device);
-        for blk in &self.h {
-            x = blk.forward(x, mask.clone());
+        let device = embeds.device();
+        let pos = self.wpe.val().narrow(0, past, s).unsqueeze::<3>();
+        let mut x = embeds + pos;
+        let mask = causal_mask::<B>(s, 1, past, &device);
+        for (i, blk) in self.h.iter().enumerate() {
+            let (y, kv) = blk.forward(x, mask.clone(), cache.take(i));
+            cache.put(i, kv);
+            x = y;
         }
         self.ln_f.forward(x)
+    }
+
+    fn attention_shape(&self) -> AttentionShape {
+        let n_head = self.h.first().map_or(0, |b| b.attn.n_head);
+        let d = self.hidden_size();
+        AttentionShape {
+            num_layers: self.h.len(),
+            num_heads: n_head,
+            num_kv_heads: n_head,
+            head_dim: d.checked_div(n_head).unwrap_or(0),
+        }
+    }
+
+    fn max_positions(&self) -> Option<usize> {
+        Some(self.n_positions())
     }
 
     fn lm_logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {

@@ -1,32 +1,41 @@
 //! Causal scaled dot-product attention (Vaswani et al. 2017, §3.2.1) with an additive mask;
-//! grouped-query attention folds the query heads sharing a key head into the row axis.
+//! grouped-query attention folds the query heads sharing a key head into the row axis. Keys and
+//! values of earlier positions (a PEFT prefix, or the tokens already generated) come first on
+//! the key axis and are visible to every query.
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-/// Additive causal mask: row `r` is query position `r mod seq`; entry `(r, c)` is `0` if
-/// `c ≤ r mod seq`, else `−∞`. `groups` query heads share one key head (grouped-query attention
+/// Additive causal mask over `past` earlier key positions and `seq` new ones: row `r` is query
+/// position `q = r mod seq` (absolute position `past + q`); entry `(r, c)` is `0` if
+/// `c ≤ past + q`, else `−∞`. `groups` query heads share one key head (grouped-query attention
 /// with the query heads folded into the row axis); 1 for GPT-2.
 ///
 /// # Shapes
-/// Returns `[1, 1, groups·seq, seq]`.
-pub fn causal_mask<B: Backend>(seq: usize, groups: usize, device: &B::Device) -> Tensor<B, 4> {
-    let mut m = vec![0f32; groups * seq * seq];
+/// Returns `[1, 1, groups·seq, past + seq]`.
+pub fn causal_mask<B: Backend>(
+    seq: usize,
+    groups: usize,
+    past: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let cols = past + seq;
+    let mut m = vec![0f32; groups * seq * cols];
     for r in 0..groups * seq {
-        let q = r % seq;
-        for c in (q + 1)..seq {
-            m[r * seq + c] = f32::NEG_INFINITY;
+        let q = past + r % seq;
+        for c in (q + 1)..cols {
+            m[r * cols + c] = f32::NEG_INFINITY;
         }
     }
-    Tensor::from_data(TensorData::new(m, [1, 1, groups * seq, seq]), device)
+    Tensor::from_data(TensorData::new(m, [1, 1, groups * seq, cols]), device)
 }
 
 /// Causal scaled dot-product attention, `softmax(q·kᵀ + mask)·v`; `q` is already multiplied by
 /// the score scale.
 ///
 /// # Shapes
-/// `q` `[batch, kv_heads, groups·seq, head_dim]`; `k`, `v` `[batch, kv_heads, seq, head_dim]`;
-/// `mask` from [`causal_mask`] with the same `groups`. Returns
+/// `q` `[batch, kv_heads, groups·seq, head_dim]`; `k`, `v` `[batch, kv_heads, past + seq,
+/// head_dim]`; `mask` from [`causal_mask`] with the same `groups` and `past`. Returns
 /// `[batch, kv_heads, groups·seq, head_dim]`.
 pub fn causal_attention<B: Backend>(
     q: Tensor<B, 4>,

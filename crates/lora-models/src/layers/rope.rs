@@ -21,16 +21,22 @@ pub struct Rope<B: Backend> {
 }
 
 impl<B: Backend> Rope<B> {
-    /// `inv_freq[i] = 1/θ^(2i/d)`, angle `= pos · inv_freq[i]`, computed in f32 as transformers'
-    /// `LlamaRotaryEmbedding` (default rope type) does. `head_dim` must be even.
+    /// Tables for positions `0 … seq−1`; see [`Rope::at`].
     pub fn new(seq: usize, head_dim: usize, theta: f64, device: &B::Device) -> Self {
+        Self::at(0, seq, head_dim, theta, device)
+    }
+
+    /// Tables for positions `start … start+seq−1` (incremental decoding, or real tokens after
+    /// a PEFT prefix): `inv_freq[i] = 1/θ^(2i/d)`, angle `= pos · inv_freq[i]`, computed in f32
+    /// as transformers' `LlamaRotaryEmbedding` (default rope type) does. `head_dim` must be even.
+    pub fn at(start: usize, seq: usize, head_dim: usize, theta: f64, device: &B::Device) -> Self {
         let half = head_dim / 2;
         let inv: Vec<f32> = (0..half)
             .map(|i| 1.0f32 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
             .collect();
         let mut cos = Vec::with_capacity(seq * half);
         let mut sin = Vec::with_capacity(seq * half);
-        for p in 0..seq {
+        for p in start..start + seq {
             for &f in &inv {
                 let a = p as f32 * f;
                 cos.push(a.cos());

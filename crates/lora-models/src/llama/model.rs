@@ -2,8 +2,10 @@
 //! attention, SwiGLU MLP, decoder layer and the causal LM.
 use super::config::LlamaConfig;
 use super::names::{LayerLinear, LayerNormSlot};
-use crate::layers::{apply_rope, causal_attention, causal_mask, swiglu, RmsNorm, Rope};
-use crate::{LanguageModel, ModelError};
+use crate::layers::{
+    apply_rope, causal_attention, causal_mask, swiglu, KvCache, LayerKv, RmsNorm, Rope,
+};
+use crate::{AttentionShape, LanguageModel, ModelError};
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
@@ -30,9 +32,17 @@ pub struct LlamaAttention<B: Backend> {
 }
 
 impl<B: Backend> LlamaAttention<B> {
-    /// `x` `[batch, seq, hidden]` → `[batch, seq, hidden]`; `rope` for this `seq` and
-    /// `head_dim`, `mask` from [`causal_mask`] with `groups = num_heads / num_kv_heads`.
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
+    /// `x` `[batch, seq, hidden]` → `[batch, seq, hidden]`, and this layer's keys and values
+    /// over `past` followed by the new positions (the new keys rotated, `past`'s as given);
+    /// `rope` for the new positions, `mask` from [`causal_mask`] with
+    /// `groups = num_heads / num_kv_heads` and `past`'s length.
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: Tensor<B, 4>,
+        past: Option<LayerKv<B>>,
+    ) -> (Tensor<B, 3>, LayerKv<B>) {
         let [b, s, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let q = self.q_proj.forward(x.clone()).reshape([b, s, h, hd]);
@@ -48,11 +58,16 @@ impl<B: Backend> LlamaAttention<B> {
             .swap_dims(1, 2)
             .reshape([b, kvh, (h / kvh) * s, hd]);
         let k = apply_rope(k, &rope.cos_k, &rope.sin_k).swap_dims(1, 2);
-        let ctx = causal_attention(q, k, v, mask)
+        let new = LayerKv { key: k, value: v };
+        let kv = match past {
+            Some(p) => p.append(new),
+            None => new,
+        };
+        let ctx = causal_attention(q, kv.key.clone(), kv.value.clone(), mask)
             .reshape([b, h, s, hd])
             .swap_dims(1, 2)
             .reshape([b, s, h * hd]);
-        self.o_proj.forward(ctx)
+        (self.o_proj.forward(ctx), kv)
     }
 }
 
@@ -100,13 +115,21 @@ pub struct LlamaLayer<B: Backend> {
 
 impl<B: Backend> LlamaLayer<B> {
     /// `x` `[batch, seq, hidden]` → `[batch, seq, hidden]` (pre-norm residual attention, then
-    /// MLP); `rope` and `mask` as [`LlamaAttention::forward`].
-    pub fn forward(&self, x: Tensor<B, 3>, rope: &Rope<B>, mask: Tensor<B, 4>) -> Tensor<B, 3> {
-        let x = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), rope, mask);
-        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    /// MLP), and the layer's keys and values; `rope`, `mask` and `past` as
+    /// [`LlamaAttention::forward`].
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &Rope<B>,
+        mask: Tensor<B, 4>,
+        past: Option<LayerKv<B>>,
+    ) -> (Tensor<B, 3>, LayerKv<B>) {
+        let (a, kv) =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), rope, mask, past);
+        let x = x + a;
+        let x = x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x));
+        (x, kv)
     }
 
     /// Builds a decoder layer from `parts`, asked for each slot of [`LlamaLayer::NORMS`] and
@@ -161,19 +184,39 @@ pub struct Llama<B: Backend> {
 }
 
 impl<B: Backend> LanguageModel<B> for Llama<B> {
-    fn hidden_states(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let [_, s] = input_ids.dims();
-        let device = input_ids.device();
-        let mut x = embedding(self.embed_tokens.val(), input_ids);
+    fn embed(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        embedding(self.embed_tokens.val(), input_ids)
+    }
+
+    fn forward_cached(&self, embeds: Tensor<B, 3>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+        let [_, s, _] = embeds.dims();
+        let device = embeds.device();
+        let past = cache.past_len();
+        let mut x = embeds;
         if let Some(first) = self.layers.first() {
             let a = &first.self_attn;
-            let rope = Rope::new(s, a.head_dim, self.rope_theta, &device);
-            let mask = causal_mask::<B>(s, a.num_heads / a.num_kv_heads, &device);
-            for layer in &self.layers {
-                x = layer.forward(x, &rope, mask.clone());
+            let rope = Rope::at(past, s, a.head_dim, self.rope_theta, &device);
+            let mask = causal_mask::<B>(s, a.num_heads / a.num_kv_heads, past, &device);
+            for (i, layer) in self.layers.iter().enumerate() {
+                let (y, kv) = layer.forward(x, &rope, mask.clone(), cache.take(i));
+                cache.put(i, kv);
+                x = y;
             }
         }
         self.norm.forward(x)
+    }
+
+    fn attention_shape(&self) -> AttentionShape {
+        let (num_heads, num_kv_heads, head_dim) = self.layers.first().map_or((0, 0, 0), |l| {
+            let a = &l.self_attn;
+            (a.num_heads, a.num_kv_heads, a.head_dim)
+        });
+        AttentionShape {
+            num_layers: self.layers.len(),
+            num_heads,
+            num_kv_heads,
+            head_dim,
+        }
     }
 
     fn lm_logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
