@@ -12,6 +12,7 @@
 //! - `names`: the one table of Hugging Face module names (loading, saving, visitors).
 //! - `checkpoint`: [`Gpt2::load`] / [`Gpt2::save_hf`].
 
+mod bottleneck;
 mod checkpoint;
 mod config;
 mod model;

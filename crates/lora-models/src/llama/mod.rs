@@ -17,6 +17,7 @@
 //! - `checkpoint`: [`Llama::load_hf`] / [`Llama::save_hf`].
 //! - `gguf_load`: [`Llama::from_gguf`].
 
+mod bottleneck;
 mod checkpoint;
 mod config;
 mod gguf_load;
