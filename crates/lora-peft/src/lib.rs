@@ -13,6 +13,9 @@
 //!   - [`save_adapter`] / [`load_adapter`]: `adapter_model.safetensors` with PEFT's keys
 //!     (`base_model.model.{layer}.lora_A.weight` `[r, d_in]`, `.lora_B.weight` `[d_out, r]`,
 //!     `modules_to_save` weights in the Hugging Face layout), strict key and shape checks.
+//! - [`tuners::bottleneck`]: AdapterHub `adapters` 1.3 bottleneck adapters (`seq_bn`,
+//!   `double_seq_bn`): [`BnConfig`], [`add_bottleneck`], [`save_bottleneck`] /
+//!   [`load_bottleneck`] (`adapter_config.json` + `adapter.safetensors`, AdapterHub's keys).
 //! - [`resolve_targets`] ([`matching`]): PEFT's target matching for any method's config
 //!   ([`TargetConfig`]; `check_target_module_exists`: list = exact name or `"." + suffix`,
 //!   string = full-match regex, `"all-linear"`, `layers_to_transform`/`layers_pattern`,
@@ -39,5 +42,8 @@ pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES
 pub use quantize::{quantize_model, QuantReport};
 pub use tuners::lora::{
     apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
+};
+pub use tuners::bottleneck::{
+    add_bottleneck, load_bottleneck, remove_bottleneck, save_bottleneck, BnAdapterConfig, BnConfig,
 };
 pub use tuners::{AdapterConfig, PeftType, Tuner};
