@@ -143,7 +143,10 @@ impl BottleneckConfig {
     ///
     /// # Errors
     /// [`LoraError::Bottleneck`] when `reduction_factor` is not a finite positive number.
-    pub fn bottleneck_size_for(hidden_size: usize, reduction_factor: f64) -> Result<usize, LoraError> {
+    pub fn bottleneck_size_for(
+        hidden_size: usize,
+        reduction_factor: f64,
+    ) -> Result<usize, LoraError> {
         if !(reduction_factor.is_finite() && reduction_factor > 0.0) {
             return Err(LoraError::Bottleneck(format!(
                 "reduction_factor = {reduction_factor}: expected a finite number > 0"
@@ -281,7 +284,11 @@ impl<B: Backend> BottleneckAdapter<B> {
         config.validate()?;
         let (d, db) = (config.hidden_size, config.bottleneck_size);
         let checks: [(&str, Vec<usize>, Vec<usize>); 4] = [
-            ("adapter_down weight", vec![d, db], down_weight.dims().to_vec()),
+            (
+                "adapter_down weight",
+                vec![d, db],
+                down_weight.dims().to_vec(),
+            ),
             ("adapter_down bias", vec![db], down_bias.dims().to_vec()),
             ("adapter_up weight", vec![db, d], up_weight.dims().to_vec()),
             ("adapter_up bias", vec![d], up_bias.dims().to_vec()),

@@ -56,8 +56,11 @@ pub trait BottleneckLayers<B: Backend> {
     fn model_class(&self) -> &'static str;
 
     /// The adapter at `location` of layer `layer`, if any (`None` also for a layer out of range).
-    fn bottleneck(&self, layer: usize, location: BottleneckLocation)
-        -> Option<&BottleneckAdapter<B>>;
+    fn bottleneck(
+        &self,
+        layer: usize,
+        location: BottleneckLocation,
+    ) -> Option<&BottleneckAdapter<B>>;
 
     /// Puts `adapter` (or nothing) at `location` of layer `layer`; returns what was there.
     ///

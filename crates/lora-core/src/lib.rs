@@ -31,6 +31,11 @@
 //! norms, softmax, attention scores and the loss stay f32. [`Precision`] parses the
 //! `--precision f32|bf16|f16` flag of the examples.
 //!
+//! Bottleneck adapters (Houlsby et al. 2019; AdapterHub `adapters` 1.3 `Adapter`):
+//! [`BottleneckAdapter`] (`up(act(down(h)))·scaling` with AdapterHub's residual wiring) and the
+//! [`BottleneckLayers`] seam through which a model family exposes its per-layer
+//! `attention_adapters` / `output_adapters` slots.
+//!
 //! The layer is cut into pieces, one a file: [`FrozenLinear`] (the base, dense or quantized),
 //! [`Adapter`] (the method seam; LoRA's [`LoraAdapter`] is its one variant today) and
 //! [`LoraLinear`] (the two together, merge and unload). This crate does no file I/O.

@@ -33,14 +33,8 @@ fn adapter<Bk: burn::tensor::backend::Backend>(
     w: &Weights,
     c: &BottleneckConfig,
 ) -> BottleneckAdapter<Bk> {
-    BottleneckAdapter::from_tensors(
-        t2(&w.dw, D, DB),
-        t1(&w.db),
-        t2(&w.uw, DB, D),
-        t1(&w.ub),
-        c,
-    )
-    .unwrap()
+    BottleneckAdapter::from_tensors(t2(&w.dw, D, DB), t1(&w.db), t2(&w.uw, DB, D), t1(&w.ub), c)
+        .unwrap()
 }
 
 fn config(act: BottleneckActivation) -> BottleneckConfig {
@@ -107,7 +101,10 @@ fn forward_residual_wiring_closed_forms() {
                     want = add(&want, &rf);
                 }
                 let d = max_diff(&got, &want);
-                assert!(d < 1e-5, "before {before} after {after} res {res_before}: {d}");
+                assert!(
+                    d < 1e-5,
+                    "before {before} after {after} res {res_before}: {d}"
+                );
             }
         }
     }
@@ -147,11 +144,46 @@ fn activations_match_torch_values() {
     let x = [1.0f32, -0.5, 2.0, -3.0];
     let cases: [(&str, [f64; 4]); 8] = [
         ("relu", [1.0, 0.0, 2.0, 0.0]),
-        ("gelu", [0.841344746068543, -0.15426876936299344, 1.9544997361036416, -0.00404969409489031]),
-        ("gelu_new", [0.8411919906082768, -0.15428599017485606, 1.954597694087775, -0.0036373920817729943]),
-        ("swish", [0.7310585786300049, -0.1887703343990727, 1.7615941559557646, -0.14227761953270035]),
-        ("SiLU", [0.7310585786300049, -0.1887703343990727, 1.7615941559557646, -0.14227761953270035]),
-        ("tanh", [1f64.tanh(), (-0.5f64).tanh(), 2f64.tanh(), (-3f64).tanh()]),
+        (
+            "gelu",
+            [
+                0.841344746068543,
+                -0.15426876936299344,
+                1.9544997361036416,
+                -0.00404969409489031,
+            ],
+        ),
+        (
+            "gelu_new",
+            [
+                0.8411919906082768,
+                -0.15428599017485606,
+                1.954597694087775,
+                -0.0036373920817729943,
+            ],
+        ),
+        (
+            "swish",
+            [
+                0.7310585786300049,
+                -0.1887703343990727,
+                1.7615941559557646,
+                -0.14227761953270035,
+            ],
+        ),
+        (
+            "SiLU",
+            [
+                0.7310585786300049,
+                -0.1887703343990727,
+                1.7615941559557646,
+                -0.14227761953270035,
+            ],
+        ),
+        (
+            "tanh",
+            [1f64.tanh(), (-0.5f64).tanh(), 2f64.tanh(), (-3f64).tanh()],
+        ),
         ("leakyrelu", [1.0, -0.005, 2.0, -0.03]),
         ("linear", [1.0, -0.5, 2.0, -3.0]),
     ];
@@ -266,7 +298,10 @@ fn init_weights() {
         let n = w.len() as f64;
         let mean = w.iter().map(|&v| v as f64).sum::<f64>() / n;
         let std = (w.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
-        assert!(mean.abs() < 0.003 && (std - 0.02).abs() < 0.002, "{mean} {std}");
+        assert!(
+            mean.abs() < 0.003 && (std - 0.02).abs() < 0.002,
+            "{mean} {std}"
+        );
     }
     assert!(vals(a.down_bias()).iter().all(|&v| v == 0.0));
     assert!(vals(a.up_bias()).iter().all(|&v| v == 0.0));
@@ -291,7 +326,10 @@ fn gradients_reach_both_projections() {
     let g2 = |t: Tensor<AB, 2>| vals(t.grad(&grads).expect("gradient"));
 
     let ub = g(a.up_bias());
-    assert!(ub.iter().all(|&v| (v - 0.5 * N as f32).abs() < 1e-5), "{ub:?}");
+    assert!(
+        ub.iter().all(|&v| (v - 0.5 * N as f32).abs() < 1e-5),
+        "{ub:?}"
+    );
 
     // act(down(x + r)) summed over rows, times scaling, is each column of dL/dW_up.
     let h = add(&f64s(&x), &f64s(&r));
@@ -307,6 +345,9 @@ fn gradients_reach_both_projections() {
         }
     }
     let dw = g2(a.down_weight());
-    assert!(dw.iter().any(|&v| v != 0.0), "no gradient reached adapter_down");
+    assert!(
+        dw.iter().any(|&v| v != 0.0),
+        "no gradient reached adapter_down"
+    );
     assert!(g(a.down_bias()).iter().any(|&v| v != 0.0));
 }

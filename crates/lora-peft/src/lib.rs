@@ -40,10 +40,10 @@ pub use config_types::{LayersToTransform, PatternMap, PatternValue, StringOrList
 pub use error::PeftError;
 pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES};
 pub use quantize::{quantize_model, QuantReport};
-pub use tuners::lora::{
-    apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
-};
 pub use tuners::bottleneck::{
     add_bottleneck, load_bottleneck, remove_bottleneck, save_bottleneck, BnAdapterConfig, BnConfig,
+};
+pub use tuners::lora::{
+    apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
 };
 pub use tuners::{AdapterConfig, PeftType, Tuner};

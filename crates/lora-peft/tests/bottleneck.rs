@@ -24,16 +24,23 @@ const TOL: f32 = 1e-4;
 fn io(dir: &Path) -> (Tensor<B, 2, Int>, Vec<f32>) {
     let st = StFile::open(dir.join("io.safetensors")).unwrap();
     let (ids, shape) = st.i64("input_ids").unwrap();
-    let ids = Tensor::from_data(TensorData::new(ids, [shape[0], shape[1]]), &Default::default());
+    let ids = Tensor::from_data(
+        TensorData::new(ids, [shape[0], shape[1]]),
+        &Default::default(),
+    );
     (ids, st.f32("logits").unwrap().0)
 }
 
 fn gpt2() -> Gpt2<B> {
-    Gpt2::<B>::load(&fixtures().join("gpt2_a"), &Default::default()).unwrap().0
+    Gpt2::<B>::load(&fixtures().join("gpt2_a"), &Default::default())
+        .unwrap()
+        .0
 }
 
 fn llama() -> Llama<B> {
-    Llama::<B>::load_hf(&fixtures().join("llama_a"), &Default::default()).unwrap().0
+    Llama::<B>::load_hf(&fixtures().join("llama_a"), &Default::default())
+        .unwrap()
+        .0
 }
 
 /// Loads fixture `fx`, compares logits with AdapterHub's, saves it again and compares the
@@ -44,13 +51,20 @@ fn check<M: LanguageModel<B> + BottleneckLayers<B>>(mut model: M, fx: &str, slot
     let (ids, want) = io(&dir);
     let base = to_vec(model.forward(ids.clone()));
     let config = load_bottleneck(&mut model, &dir, &device).unwrap();
-    assert_eq!(bottleneck_slots(&model, &config.config).len(), slots, "{fx}");
+    assert_eq!(
+        bottleneck_slots(&model, &config.config).len(),
+        slots,
+        "{fx}"
+    );
     let got = to_vec(model.forward(ids.clone()));
     let d = max_abs_diff(&got, &want);
     let moved = max_abs_diff(&base, &want);
     println!("{fx}: logits max |diff| vs AdapterHub = {d:e} (the adapter moves them by {moved:e})");
     assert!(d < TOL, "{fx}: {d}");
-    assert!(moved > 100.0 * TOL, "{fx}: the adapter should change the logits ({moved})");
+    assert!(
+        moved > 100.0 * TOL,
+        "{fx}: the adapter should change the logits ({moved})"
+    );
 
     let out = tempfile::tempdir().unwrap();
     save_bottleneck(&model, &config, out.path()).unwrap();
@@ -67,7 +81,10 @@ fn check<M: LanguageModel<B> + BottleneckLayers<B>>(mut model: M, fx: &str, slot
 
     assert_eq!(remove_bottleneck(&mut model), slots);
     let plain = to_vec(model.forward(ids));
-    assert!(max_abs_diff(&plain, &base) == 0.0, "{fx}: removing adapters restores the base");
+    assert!(
+        max_abs_diff(&plain, &base) == 0.0,
+        "{fx}: removing adapters restores the base"
+    );
 }
 
 #[test]
@@ -117,9 +134,27 @@ fn fresh_adapters_round_trip() {
         let (ids, _) = io(&fixtures().join(fx));
         let out = tempfile::tempdir().unwrap();
         let logits = if fx == "gpt2_a" {
-            round_trip(gpt2(), gpt2(), &preset, name, fx, ids.clone(), out.path(), &device)
+            round_trip(
+                gpt2(),
+                gpt2(),
+                &preset,
+                name,
+                fx,
+                ids.clone(),
+                out.path(),
+                &device,
+            )
         } else {
-            round_trip(llama(), llama(), &preset, name, fx, ids.clone(), out.path(), &device)
+            round_trip(
+                llama(),
+                llama(),
+                &preset,
+                name,
+                fx,
+                ids.clone(),
+                out.path(),
+                &device,
+            )
         };
         if let Ok(dst) = std::env::var("LORA_BURN_BOTTLENECK_OUT") {
             let dst = PathBuf::from(dst).join(fx);
@@ -167,7 +202,11 @@ fn round_trip<M: LanguageModel<B> + BottleneckLayers<B>>(
     save_bottleneck(&model, &config, dir).unwrap();
     let back = load_bottleneck(&mut fresh, dir, device).unwrap();
     assert_eq!(back, config);
-    assert_eq!(max_abs_diff(&to_vec(fresh.forward(ids)), &logits), 0.0, "{fx}");
+    assert_eq!(
+        max_abs_diff(&to_vec(fresh.forward(ids)), &logits),
+        0.0,
+        "{fx}"
+    );
     logits
 }
 
@@ -198,7 +237,8 @@ fn gradients_reach_adapters_in_the_model() {
     let device = Default::default();
     let (mut model, _) = Gpt2::<AB>::load(&fixtures().join("gpt2_a"), &device).unwrap();
     let slots = add_bottleneck(&mut model, &BnConfig::double_seq_bn(), &device).unwrap();
-    let ids = Tensor::<AB, 2, Int>::from_data(TensorData::new(vec![1i64, 5, 9, 2], [1, 4]), &device);
+    let ids =
+        Tensor::<AB, 2, Int>::from_data(TensorData::new(vec![1i64, 5, 9, 2], [1, 4]), &device);
     let grads = model.forward(ids).powi_scalar(2).mean().backward();
     for (l, loc) in slots {
         let a = model.bottleneck(l, loc).unwrap();
@@ -207,7 +247,10 @@ fn gradients_reach_adapters_in_the_model() {
             ("adapter_up", a.up_weight().grad(&grads)),
         ] {
             let g = to_vec(g.unwrap_or_else(|| panic!("layer {l} {loc:?} {what}: no gradient")));
-            assert!(g.iter().any(|&v| v != 0.0), "layer {l} {loc:?} {what}: zero gradient");
+            assert!(
+                g.iter().any(|&v| v != 0.0),
+                "layer {l} {loc:?} {what}: zero gradient"
+            );
         }
     }
 }
@@ -216,7 +259,11 @@ fn gradients_reach_adapters_in_the_model() {
 fn edited(fx: &str, edit: impl FnOnce(&mut Value)) -> tempfile::TempDir {
     let src = fixtures().join(fx);
     let dst = tempfile::tempdir().unwrap();
-    std::fs::copy(src.join("adapter.safetensors"), dst.path().join("adapter.safetensors")).unwrap();
+    std::fs::copy(
+        src.join("adapter.safetensors"),
+        dst.path().join("adapter.safetensors"),
+    )
+    .unwrap();
     let mut v: Value =
         serde_json::from_str(&std::fs::read_to_string(src.join("adapter_config.json")).unwrap())
             .unwrap();
@@ -230,7 +277,11 @@ fn load_err(dir: &Path) -> PeftError {
     let (ids, _) = io(&fixtures().join("gpt2_a_seq_bn"));
     let before = to_vec(model.forward(ids.clone()));
     let e = load_bottleneck(&mut model, dir, &Default::default()).unwrap_err();
-    assert_eq!(to_vec(model.forward(ids)), before, "a failed load must leave the model unchanged");
+    assert_eq!(
+        to_vec(model.forward(ids)),
+        before,
+        "a failed load must leave the model unchanged"
+    );
     e
 }
 
@@ -272,7 +323,10 @@ fn unsupported_config_values_are_refused() {
         v["config"].as_object_mut().unwrap().remove("non_linearity");
     });
     let e = load_err(dir.path());
-    assert!(matches!(e, PeftError::Json { .. }) && e.to_string().contains("non_linearity"), "{e}");
+    assert!(
+        matches!(e, PeftError::Json { .. }) && e.to_string().contains("non_linearity"),
+        "{e}"
+    );
     // Fresh adapters cannot use the "houlsby" init (a truncated normal not implemented).
     let mut c = BnConfig::seq_bn();
     c.init_weights = "houlsby".into();
@@ -284,20 +338,40 @@ fn unsupported_config_values_are_refused() {
 fn mismatched_models_and_files_are_refused() {
     let dir = edited("gpt2_a_seq_bn", |v| v["hidden_size"] = 32.into());
     let e = load_err(dir.path());
-    assert!(matches!(e, PeftError::Config { ref field, ref msg, .. } if field == "hidden_size" && msg.contains("48")), "{e}");
+    assert!(
+        matches!(e, PeftError::Config { ref field, ref msg, .. } if field == "hidden_size" && msg.contains("48")),
+        "{e}"
+    );
 
-    let e = load_bottleneck(&mut gpt2(), &fixtures().join("llama_a_seq_bn"), &Default::default())
-        .unwrap_err();
-    assert!(matches!(e, PeftError::Config { ref field, .. } if field == "hidden_size"), "{e}");
+    let e = load_bottleneck(
+        &mut gpt2(),
+        &fixtures().join("llama_a_seq_bn"),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, PeftError::Config { ref field, .. } if field == "hidden_size"),
+        "{e}"
+    );
     let dir = edited("llama_a_seq_bn", |v| v["hidden_size"] = 48.into());
     let e = load_err(dir.path());
-    assert!(matches!(e, PeftError::Config { ref field, .. } if field == "model_type"), "{e}");
+    assert!(
+        matches!(e, PeftError::Config { ref field, .. } if field == "model_type"),
+        "{e}"
+    );
 
     // Bottleneck 48 // 16 = 3 but the file holds width 4: a shape error naming the key.
-    let dir = edited("gpt2_a_seq_bn", |v| v["config"]["reduction_factor"] = 16.into());
+    let dir = edited("gpt2_a_seq_bn", |v| {
+        v["config"]["reduction_factor"] = 16.into()
+    });
     match load_err(dir.path()) {
-        PeftError::Shape { key, expected, got, .. } => {
-            assert_eq!(key, "transformer.h.0.output_adapters.adapters.bn.adapter_down.0.weight");
+        PeftError::Shape {
+            key, expected, got, ..
+        } => {
+            assert_eq!(
+                key,
+                "transformer.h.0.output_adapters.adapters.bn.adapter_down.0.weight"
+            );
             assert_eq!((expected, got), (vec![3, 48], vec![4, 48]));
         }
         e => panic!("{e}"),
@@ -306,7 +380,10 @@ fn mismatched_models_and_files_are_refused() {
     let dir = edited("gpt2_a_seq_bn", |v| v["config"]["mh_adapter"] = true.into());
     match load_err(dir.path()) {
         PeftError::MissingKey { key, .. } => {
-            assert_eq!(key, "transformer.h.0.attention_adapters.adapters.bn.adapter_down.0.weight")
+            assert_eq!(
+                key,
+                "transformer.h.0.attention_adapters.adapters.bn.adapter_down.0.weight"
+            )
         }
         e => panic!("{e}"),
     }
@@ -314,19 +391,31 @@ fn mismatched_models_and_files_are_refused() {
     let dir = edited("gpt2_a_seq_bn", |v| v["name"] = "other".into());
     assert!(matches!(load_err(dir.path()), PeftError::MissingKey { .. }));
     // Layer 1 left out: its tensors are unexpected.
-    let dir = edited("gpt2_a_seq_bn", |v| v["config"]["leave_out"] = serde_json::json!([1]));
+    let dir = edited("gpt2_a_seq_bn", |v| {
+        v["config"]["leave_out"] = serde_json::json!([1])
+    });
     match load_err(dir.path()) {
         PeftError::UnexpectedKey { key, total, .. } => {
-            assert!(key.starts_with("transformer.h.1.output_adapters.adapters.bn."), "{key}");
+            assert!(
+                key.starts_with("transformer.h.1.output_adapters.adapters.bn."),
+                "{key}"
+            );
             assert_eq!(total, 4);
         }
         e => panic!("{e}"),
     }
     // Only the pickle weights file.
     let dir = edited("gpt2_a_seq_bn", |_| {});
-    std::fs::rename(dir.path().join("adapter.safetensors"), dir.path().join("pytorch_adapter.bin")).unwrap();
+    std::fs::rename(
+        dir.path().join("adapter.safetensors"),
+        dir.path().join("pytorch_adapter.bin"),
+    )
+    .unwrap();
     let e = load_err(dir.path());
-    assert!(matches!(e, PeftError::State(ref m) if m.contains("use_safetensors=True")), "{e}");
+    assert!(
+        matches!(e, PeftError::State(ref m) if m.contains("use_safetensors=True")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -334,11 +423,21 @@ fn slots_check_layer_and_hidden_size() {
     let mut m = gpt2();
     let c = lora_core::BottleneckConfig::seq_bn(48);
     let a = BottleneckAdapter::<B>::new(&c, &Default::default()).unwrap();
-    let e = m.set_bottleneck(2, BottleneckLocation::Output, Some(a.clone())).unwrap_err();
-    assert!(matches!(e, LoraError::Bottleneck(ref s) if s.contains("layer 2")), "{e}");
+    let e = m
+        .set_bottleneck(2, BottleneckLocation::Output, Some(a.clone()))
+        .unwrap_err();
+    assert!(
+        matches!(e, LoraError::Bottleneck(ref s) if s.contains("layer 2")),
+        "{e}"
+    );
     let mut l = llama();
-    let e = l.set_bottleneck(0, BottleneckLocation::Output, Some(a)).unwrap_err();
-    assert!(matches!(e, LoraError::Bottleneck(ref s) if s.contains("64")), "{e}");
+    let e = l
+        .set_bottleneck(0, BottleneckLocation::Output, Some(a))
+        .unwrap_err();
+    assert!(
+        matches!(e, LoraError::Bottleneck(ref s) if s.contains("64")),
+        "{e}"
+    );
 }
 
 /// Saving refuses a model whose adapters are not the config's.
@@ -349,11 +448,17 @@ fn save_checks_the_model_against_the_config() {
     let out = tempfile::tempdir().unwrap();
     let cfg = BnAdapterConfig::new(&m, BnConfig::double_seq_bn(), "x", None);
     let e = save_bottleneck(&m, &cfg, out.path()).unwrap_err();
-    assert!(matches!(e, PeftError::State(ref s) if s.contains("transformer.h.0.attention_adapters")), "{e}");
+    assert!(
+        matches!(e, PeftError::State(ref s) if s.contains("transformer.h.0.attention_adapters")),
+        "{e}"
+    );
     let mut other = BnConfig::seq_bn();
     other.non_linearity = "tanh".into();
     let cfg = BnAdapterConfig::new(&m, other, "x", None);
-    assert!(matches!(save_bottleneck(&m, &cfg, out.path()), Err(PeftError::State(_))));
+    assert!(matches!(
+        save_bottleneck(&m, &cfg, out.path()),
+        Err(PeftError::State(_))
+    ));
     assert!(!out.path().join("adapter_config.json").exists());
 }
 

@@ -7,6 +7,8 @@
 //! `[in, out]`, the layout of [`lora_core::LoraLinear`], so nothing is transposed
 //! (`fan_in_fan_out = true`).
 //!
+//! - `bottleneck`: the AdapterHub bottleneck-adapter slots (`lora_core::BottleneckLayers`,
+//!   AdapterHub `models/gpt2/mixin_gpt2.py`).
 //! - `config`: [`Gpt2Config`] (`config.json`).
 //! - `model`: the modules and the forward pass.
 //! - `names`: the one table of Hugging Face module names (loading, saving, visitors).

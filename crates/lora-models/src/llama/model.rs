@@ -136,7 +136,9 @@ impl<B: Backend> LlamaLayer<B> {
             Some(adapter) => adapter.forward(a, x),
             None => x + a,
         };
-        let m = self.mlp.forward(self.post_attention_layernorm.forward(x.clone()));
+        let m = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
         let x = match &self.output_adapters {
             Some(adapter) => adapter.forward(m, x),
             None => x + m,

@@ -270,7 +270,11 @@ impl BnConfig {
     pub fn validate(&self, fresh: bool) -> Result<(), PeftError> {
         if let Some(a) = &self.architecture {
             if a != "bottleneck" {
-                return Err(bad("architecture", format!("{a:?}"), "not a bottleneck adapter config"));
+                return Err(bad(
+                    "architecture",
+                    format!("{a:?}"),
+                    "not a bottleneck adapter config",
+                ));
             }
         }
         let flags = [
@@ -286,10 +290,18 @@ impl BnConfig {
             }
         }
         if let Some(inv) = &self.inv_adapter {
-            return Err(unsupported("inv_adapter", format!("{inv:?}"), "invertible adapters are not implemented"));
+            return Err(unsupported(
+                "inv_adapter",
+                format!("{inv:?}"),
+                "invertible adapters are not implemented",
+            ));
         }
         if let Some(p) = self.stochastic_depth.filter(|&p| p != 0.0) {
-            return Err(unsupported("stochastic_depth", p, "only 0.0 is implemented"));
+            return Err(unsupported(
+                "stochastic_depth",
+                p,
+                "only 0.0 is implemented",
+            ));
         }
         if BottleneckActivation::from_name(&self.non_linearity).is_none() {
             return Err(unsupported(
@@ -304,10 +316,18 @@ impl BnConfig {
             }
             BnScaling::Value(_) => {}
             BnScaling::Mode(m) if m == "learned" || m == "channel" => {
-                return Err(unsupported("scaling", format!("{m:?}"), "only a constant (float) scaling is implemented"))
+                return Err(unsupported(
+                    "scaling",
+                    format!("{m:?}"),
+                    "only a constant (float) scaling is implemented",
+                ))
             }
             BnScaling::Mode(m) => {
-                return Err(bad("scaling", format!("{m:?}"), "expected a float, \"learned\" or \"channel\""))
+                return Err(bad(
+                    "scaling",
+                    format!("{m:?}"),
+                    "expected a float, \"learned\" or \"channel\"",
+                ))
             }
         }
         match &self.residual_before_ln {
@@ -324,15 +344,27 @@ impl BnConfig {
             }
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(bad("dropout", self.dropout, "expected a probability in [0, 1)"));
+            return Err(bad(
+                "dropout",
+                self.dropout,
+                "expected a probability in [0, 1)",
+            ));
         }
         match (self.init_weights.as_str(), fresh) {
             ("bert" | "mam_adapter", _) | ("houlsby", false) => {}
             ("houlsby", true) => {
-                return Err(unsupported("init_weights", "\"houlsby\"", "fresh adapters: \"bert\" or \"mam_adapter\""))
+                return Err(unsupported(
+                    "init_weights",
+                    "\"houlsby\"",
+                    "fresh adapters: \"bert\" or \"mam_adapter\"",
+                ))
             }
             (other, _) => {
-                return Err(bad("init_weights", format!("{other:?}"), "expected \"bert\", \"mam_adapter\" or \"houlsby\""))
+                return Err(bad(
+                    "init_weights",
+                    format!("{other:?}"),
+                    "expected \"bert\", \"mam_adapter\" or \"houlsby\"",
+                ))
             }
         }
         match &self.reduction_factor {
@@ -340,7 +372,11 @@ impl BnConfig {
             ReductionFactor::PerLayer(m) => {
                 for (k, n) in m {
                     if k != "default" && k.parse::<usize>().is_err() {
-                        return Err(bad("reduction_factor", format!("{k:?}"), "keys are layer indices or \"default\""));
+                        return Err(bad(
+                            "reduction_factor",
+                            format!("{k:?}"),
+                            "keys are layer indices or \"default\"",
+                        ));
                     }
                     if !n.as_f64().is_some_and(|f| f.is_finite() && f > 0.0) {
                         return Err(bad("reduction_factor", n, "expected a number > 0"));

@@ -5,7 +5,9 @@
 use super::keys::{adapter_keys, adapter_shapes};
 use super::model::{check_leave_out, set_all, slot_error};
 use super::{BnConfig, ADAPTERHUB_VERSION, ADAPTERHUB_WEIGHTS_NAME};
-use crate::adapter_dir::{read_config_text, tensor_f32, write_atomic, write_weights, AdapterFile, CONFIG_NAME};
+use crate::adapter_dir::{
+    read_config_text, tensor_f32, write_atomic, write_weights, AdapterFile, CONFIG_NAME,
+};
 use crate::PeftError;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -86,8 +88,10 @@ impl BnAdapterConfig {
     /// # Errors
     /// [`PeftError::State`] if serialization fails (not expected).
     pub fn to_json_string(&self) -> Result<String, PeftError> {
-        let v = serde_json::to_value(self).map_err(|e| PeftError::State(format!("cannot serialize the adapter config: {e}")))?;
-        serde_json::to_string_pretty(&sorted(v)).map_err(|e| PeftError::State(format!("cannot serialize the adapter config: {e}")))
+        let v = serde_json::to_value(self)
+            .map_err(|e| PeftError::State(format!("cannot serialize the adapter config: {e}")))?;
+        serde_json::to_string_pretty(&sorted(v))
+            .map_err(|e| PeftError::State(format!("cannot serialize the adapter config: {e}")))
     }
 
     /// Checks the config against `model`: the [`BnConfig`] is one this crate implements, and
@@ -96,7 +100,10 @@ impl BnAdapterConfig {
     /// # Errors
     /// As [`BnConfig::validate`]; [`PeftError::Config`] naming `hidden_size`, `model_type` or
     /// `leave_out` with the model's value.
-    pub fn check_model<B: Backend, M: BottleneckLayers<B>>(&self, model: &M) -> Result<(), PeftError> {
+    pub fn check_model<B: Backend, M: BottleneckLayers<B>>(
+        &self,
+        model: &M,
+    ) -> Result<(), PeftError> {
         self.config.validate(false)?;
         if self.hidden_size != model.hidden_size() {
             return Err(PeftError::Config {
@@ -241,8 +248,14 @@ pub fn load_bottleneck<B: Backend, M: BottleneckLayers<B>>(
                     let down_b: Tensor<B, 1> = file.take(&keys[1], [db], device)?;
                     let up: Tensor<B, 2> = file.take(&keys[2], [d, db], device)?;
                     let up_b: Tensor<B, 1> = file.take(&keys[3], [d], device)?;
-                    let a = BottleneckAdapter::from_tensors(down.transpose(), down_b, up.transpose(), up_b, &c)
-                        .map_err(|e| slot_error(layer, loc, e))?;
+                    let a = BottleneckAdapter::from_tensors(
+                        down.transpose(),
+                        down_b,
+                        up.transpose(),
+                        up_b,
+                        &c,
+                    )
+                    .map_err(|e| slot_error(layer, loc, e))?;
                     Some(a)
                 }
             };

@@ -19,8 +19,8 @@
 //!   [`load_bottleneck`].
 
 mod config;
-pub mod keys;
 mod io;
+pub mod keys;
 mod model;
 
 pub use config::{BnConfig, BnScaling, BoolOrString, ReductionFactor};

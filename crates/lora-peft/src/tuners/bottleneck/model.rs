@@ -16,7 +16,11 @@ pub fn bottleneck_slots<B: Backend, M: BottleneckLayers<B>>(
         .collect()
 }
 
-pub(crate) fn slot_error(layer: usize, location: BottleneckLocation, e: lora_core::LoraError) -> PeftError {
+pub(crate) fn slot_error(
+    layer: usize,
+    location: BottleneckLocation,
+    e: lora_core::LoraError,
+) -> PeftError {
     PeftError::Lora {
         name: format!("layer {layer} {}", location.module_name()),
         source: e,
@@ -44,7 +48,9 @@ pub fn add_bottleneck<B: Backend, M: BottleneckLayers<B>>(
     for layer in 0..model.num_layers() {
         for loc in BottleneckLocation::ALL {
             let adapter = match config.layer_config(d, layer, loc, true)? {
-                Some(c) => Some(BottleneckAdapter::new(&c, device).map_err(|e| slot_error(layer, loc, e))?),
+                Some(c) => Some(
+                    BottleneckAdapter::new(&c, device).map_err(|e| slot_error(layer, loc, e))?,
+                ),
                 None => None,
             };
             built.push((layer, loc, adapter));
