@@ -97,6 +97,12 @@ fn gpt2_double_seq_bn_matches_adapterhub() {
     check(gpt2(), "gpt2_a_double_seq_bn", 4);
 }
 
+/// `original_ln_after = false`, `residual_before_ln = false`, tanh, scaling 2.
+#[test]
+fn gpt2_custom_residual_switches_match_adapterhub() {
+    check(gpt2(), "gpt2_a_bn_custom", 4);
+}
+
 #[test]
 fn llama_seq_bn_matches_adapterhub() {
     check(llama(), "llama_a_seq_bn", 2);
