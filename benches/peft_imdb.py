@@ -74,10 +74,21 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gguf", required=True, help="SmolLM2-135M-Instruct GGUF file")
     ap.add_argument("--data", required=True, help="safetensors file from finetune --dump-data")
+    ap.add_argument("--method", choices=["lora", "dora", "ia3", "prefix-tuning", "prompt-tuning", "bottleneck"],
+                    default="lora", help="finetune --method; bottleneck runs AdapterHub `adapters` 1.3 "
+                                         "(its own venv with transformers 4.57) instead of PEFT")
+    ap.add_argument("--bn-config", choices=["seq_bn", "double_seq_bn"], default="seq_bn", help="bottleneck architecture")
+    ap.add_argument("--reduction-factor", type=float, default=16.0, help="bottleneck: hidden / bottleneck size")
+    ap.add_argument("--non-linearity", default=None, help="bottleneck: relu, swish, gelu, tanh (default: the config's)")
     ap.add_argument("--r", type=int, default=8)
     ap.add_argument("--lora-alpha", type=float, default=16.0)
     ap.add_argument("--lora-dropout", type=float, default=0.05)
     ap.add_argument("--layers", default="top-half", help='"all", "top-half", "15-29" or "28,29"')
+    ap.add_argument("--num-virtual-tokens", type=int, default=20, help="prefix / prompt tuning")
+    ap.add_argument("--prefix-projection", action="store_true", help="prefix tuning: Embedding-Linear-Tanh-Linear")
+    ap.add_argument("--encoder-hidden-size", type=int, default=None, help="prefix projection width (default: hidden)")
+    ap.add_argument("--prompt-tuning-init-ids", default=None,
+                    help="prompt tuning TEXT init: comma-separated token ids of the init text (finetune prints them)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup-steps", type=int, default=10)
     ap.add_argument("--steps", type=int, default=150, help="optimizer steps (upper bound with --time-budget)")
@@ -228,13 +239,90 @@ def autocast(args):
     return torch.autocast(device_type=torch.device(args.device).type, enabled=False)
 
 
-def forward(model, ids, lengths_max, args):
-    """ids: LongTensor [b, L] on the device, already cut to the batch's longest row."""
+def forward(model, ids, lens, args):
+    """ids: LongTensor [b, L] on the device, already cut to the batch's longest row; lens: the rows'
+    lengths (numpy). Prompt tuning prepends virtual tokens through inputs_embeds, so transformers
+    cannot find the last real token from input_ids (it would pool the last position, a pad for
+    short rows): pool the hidden state at V + length - 1 ourselves, as finetune does."""
+    if args.method == "prompt-tuning":
+        return prompt_tuning_logits(model, ids, lens, args)
     kw = {}
     if args.attention_mask:
         kw["attention_mask"] = (ids != model_pad(model)).long()
     with autocast(args):
         return model(input_ids=ids, use_cache=False, **kw).logits.float()  # [b, 2]
+
+
+def prompt_tuning_logits(model, ids, lens, args):
+    """PEFT prompt tuning (peft_model.py PeftModelForSequenceClassification: virtual token
+    embeddings before the word embeddings) with the pooling at the last real token."""
+    b = ids.shape[0]
+    prompts = model.get_prompt(batch_size=b)  # [b, V, hidden]
+    words = model.word_embeddings(ids)
+    emb = torch.cat([prompts.to(words.dtype), words], dim=1)
+    inner = model.base_model  # LlamaForSequenceClassification
+    with autocast(args):
+        h = inner.model(inputs_embeds=emb, use_cache=False).last_hidden_state  # after the final norm
+        rows = torch.arange(b, device=ids.device)
+        last = torch.from_numpy(np.asarray(lens) - 1 + prompts.shape[1]).to(ids.device)
+        return inner.score(h[rows, last]).float()
+
+
+def peft_config(args, layers):
+    """The PEFT config of --method, with the finetune recipe's targets and `score` trained fully."""
+    import peft
+    common = dict(task_type="SEQ_CLS")
+    if args.method in ("lora", "dora"):
+        return peft.LoraConfig(r=args.r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                               target_modules=TARGETS, layers_to_transform=layers, modules_to_save=["score"],
+                               bias="none", use_dora=args.method == "dora", **common)
+    if args.method == "ia3":
+        # IA3Config has no layers_to_transform: the layers go into a regex, as finetune writes it.
+        targets, ff = TARGETS, ["down_proj"]
+        if layers is not None:
+            idx = "|".join(str(i) for i in layers)
+            targets = rf"model\.layers\.({idx})\.(self_attn|mlp)\.({'|'.join(TARGETS)})"
+            ff = rf"model\.layers\.({idx})\.mlp\.down_proj"
+        return peft.IA3Config(target_modules=targets, feedforward_modules=ff,
+                              modules_to_save=["score"], **common)
+    if args.method == "prefix-tuning":
+        return peft.PrefixTuningConfig(num_virtual_tokens=args.num_virtual_tokens,
+                                       prefix_projection=args.prefix_projection,
+                                       encoder_hidden_size=args.encoder_hidden_size, **common)
+    init = {}
+    if args.prompt_tuning_init_ids:
+        init = dict(prompt_tuning_init="RANDOM")  # replaced by the word embeddings below
+    return peft.PromptTuningConfig(num_virtual_tokens=args.num_virtual_tokens, **init, **common)
+
+
+def add_bottleneck(model, args, layers, n_layers):
+    """AdapterHub (`adapters` 1.3): a seq_bn / double_seq_bn adapter on `layers` (the others in
+    `leave_out`), trained with `train_adapter`, and `score` trained fully beside it."""
+    import adapters
+    adapters.init(model)
+    kw = dict(reduction_factor=args.reduction_factor)
+    if args.non_linearity:
+        kw["non_linearity"] = args.non_linearity
+    if layers is not None:
+        kw["leave_out"] = [i for i in range(n_layers) if i not in layers]
+    cls = adapters.SeqBnConfig if args.bn_config == "seq_bn" else adapters.DoubleSeqBnConfig
+    cfg = cls(**kw)
+    model.add_adapter("imdb", config=cfg)
+    model.train_adapter("imdb")
+    model.score.weight.requires_grad_(True)
+    return cfg
+
+
+def init_prompt_from_ids(model, args):
+    """PEFT's TEXT init (prompt_tuning/model.py) from token ids: the word embeddings of the ids,
+    repeated or cut to num_virtual_tokens (our tokenizer made the ids, so both sides start equal)."""
+    ids = [int(x) for x in args.prompt_tuning_init_ids.split(",")]
+    v = args.num_virtual_tokens
+    ids = (ids * (-(-v // len(ids))))[:v]
+    emb = model.word_embeddings.weight
+    enc = model.prompt_encoder[model.active_adapter]
+    with torch.no_grad():
+        enc.embedding.weight.copy_(emb[torch.tensor(ids, device=emb.device)])
 
 
 def model_pad(model):
@@ -266,7 +354,7 @@ def evaluate(model, ids_t, lens, labels_t, args):
         idx = order[s:s + args.eval_batch_size]
         L = padded_len(int(lens[idx].max()), args.pad_multiple, ids_t.shape[1])
         it = torch.from_numpy(idx).to(dev)
-        logits = forward(model, ids_t[it, :L], L, args)
+        logits = forward(model, ids_t[it, :L], lens[idx], args)
         correct += (logits.argmax(-1) == labels_t[it]).sum()
     acc = correct.item() / len(order)
     secs = time.perf_counter() - t
@@ -281,8 +369,11 @@ def main(argv=None):
     # runs the matmuls in bf16 (what stays f32 is small), TF32 left off.
     torch.backends.cuda.matmul.allow_tf32 = args.precision == "tf32"
 
-    import transformers, peft
-    from peft import LoraConfig, get_peft_model
+    import transformers
+    if args.method == "bottleneck":
+        import adapters as peft  # AdapterHub: reported in place of peft's version
+    else:
+        import peft
     d, meta = load_dump(args.data, args.limit_train, args.limit_test)
     B = args.batch_size or meta["batch_size"]
     seed = meta["seed"] if args.seed is None else args.seed
@@ -312,7 +403,7 @@ def main(argv=None):
         Lc = int(test_len[:k].max())
         ids_c = test_ids[:k, :Lc]
         with torch.no_grad(), autocast(args):
-            base_logits = forward(model, ids_c, Lc, args)
+            base_logits = forward(model, ids_c, test_len[:k], args)
             mask = (ids_c != meta["pad_id"]).long()
             masked = model(input_ids=ids_c, attention_mask=mask, use_cache=False).logits.float()
             # Independent of transformers' pooling: hidden state at index length-1 times the
@@ -330,27 +421,28 @@ def main(argv=None):
               f"{check['manual_pool_max_abs_diff']:.3e}")
 
     torch.manual_seed(seed)  # LoRA A init and dropout masks
-    cfg = LoraConfig(task_type="SEQ_CLS", r=args.r, lora_alpha=args.lora_alpha,
-                     lora_dropout=args.lora_dropout, target_modules=TARGETS,
-                     layers_to_transform=layers, modules_to_save=["score"], bias="none")
-    model = get_peft_model(model, cfg)
+    if args.method == "bottleneck":
+        cfg = add_bottleneck(model, args, layers, n_layers)
+    else:
+        cfg = peft_config(args, layers)
+        model = peft.get_peft_model(model, cfg)
+    if args.method == "prompt-tuning" and args.prompt_tuning_init_ids:
+        init_prompt_from_ids(model, args)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    score_train = [p for n, p in trainable if ".score." in n or n.endswith("score.weight")]
+    score_train = [p for n, p in trainable if ".score." in n or n.startswith("score.") or n.endswith("score.weight")]
     if len(score_train) != 1 or not torch.equal(score_train[0].detach(), score_init):
         raise SystemExit("the trainable copy of `score` does not hold the verbalizer init "
                          f"(trainable score params: {[n for n, _ in trainable if 'score' in n]})")
-    n_lora = sum(1 for n, _ in model.named_modules() if n.endswith("lora_A"))
     n_tr = sum(p.numel() for _, p in trainable)
     n_all = sum(p.numel() for p in model.parameters())
-    log(f"LoRA on {n_lora} layers (r={args.r}, lora_alpha={args.lora_alpha}, dropout={args.lora_dropout}, "
-        f"layers {args.layers})")
+    log(f"{args.method} ({type(cfg).__name__}), layers {args.layers}")
     print(f"trainable params: {n_tr:,} || all params: {n_all:,} || trainable%: {100 * n_tr / n_all:.4f}")
 
     def check_against_base(key, what):
         """--check-base: max |logits(PEFT model) - logits(model without PEFT)| on the check rows."""
         model.eval()
         with torch.no_grad():
-            got = forward(model, ids_c, Lc, args)
+            got = forward(model, ids_c, test_len[:k], args)
         check[key] = (got - base_logits).abs().max().item()
         print(f"check-base: PEFT ({what}) vs model without PEFT on {k} test rows: max |diff| {check[key]:.3e}")
 
@@ -401,7 +493,7 @@ def main(argv=None):
             tokens += int(train_len[idx].sum())
             examples += len(idx)
             it = torch.from_numpy(idx).to(dev, non_blocking=True)
-            logits = forward(model, train_ids[it, :L], L, args)
+            logits = forward(model, train_ids[it, :L], train_len[idx], args)
             loss = F.cross_entropy(logits, train_lab[it])
             (loss / ga if ga > 1 else loss).backward()
             step_loss += loss.detach() / ga

@@ -2,7 +2,9 @@
 `finetune --dump-data` (token ids from transformers' GGUF tokenizer on real IMDB reviews + the
 "\\nSentiment:" suffix, right-padded with pad_id 2), then runs the script twice:
 (1) 3 training steps of batch 6 over 16 rows (the last batch short, as finetune's); (2) the sanity run with --lr 0 --lora-dropout 0 --check-base, which must
-give max |diff| 0 between PEFT's logits and the model's without PEFT (before and after).
+give max |diff| 0 between PEFT's logits and the model's without PEFT (before and after);
+(3) two steps of each other method (dora, ia3, prefix tuning with and without projection, prompt
+tuning with the TEXT init from token ids).
 
     python3 benches/peft_imdb_smoke.py [GGUF] [IMDB reviews.json]
 
@@ -62,6 +64,13 @@ with tempfile.TemporaryDirectory() as tmp:
     runs = [base + ["--data", dump, "--steps", "3", "--batch-size", "6", "--warmup-steps", "1", "--out", os.path.join(tmp, "a.json")],
             base + ["--data", raw16 + ".gz", "--steps", "2", "--lr", "0", "--lora-dropout", "0", "--check-base", "--layers", "all",
                     "--out", os.path.join(tmp, "b.json")]]
+    # Every other method for two steps (finite losses; PEFT's own layers, our pooling for prompt tuning).
+    methods = [["--method", "dora"], ["--method", "ia3", "--lr", "1e-2"],
+               ["--method", "prefix-tuning", "--num-virtual-tokens", "4"],
+               ["--method", "prefix-tuning", "--num-virtual-tokens", "4", "--prefix-projection", "--encoder-hidden-size", "32"],
+               ["--method", "prompt-tuning", "--num-virtual-tokens", "5", "--prompt-tuning-init-ids", f"{neg},{pos}"]]
+    runs += [base + ["--data", dump, "--steps", "2", "--batch-size", "6", "--warmup-steps", "1",
+                     "--out", os.path.join(tmp, f"m{i}.json")] + m for i, m in enumerate(methods)]
     for cmd in runs:
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
@@ -73,4 +82,8 @@ with tempfile.TemporaryDirectory() as tmp:
     assert b["check"]["before_max_abs_diff"] == 0.0 and b["check"]["after_max_abs_diff"] == 0.0, b["check"]
     assert b["accuracy_before"] == b["accuracy_after"]
     assert b["check"]["mask_vs_no_mask_max_abs_diff"] < 1e-4 and b["check"]["manual_pool_max_abs_diff"] < 1e-4, b["check"]
+    for i, m in enumerate(methods):
+        r = json.load(open(os.path.join(tmp, f"m{i}.json")))
+        assert r["steps"] == 2 and np.isfinite(r["losses"]).all() and r["trainable_params"] > 0, (m, r["losses"])
+        print(f"{' '.join(m)}: {r['trainable_params']:,} trainable, losses {r['losses']}")
     print("smoke OK")

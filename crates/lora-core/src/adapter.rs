@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor};
 
-use crate::{FrozenLinear, LoraAdapter, LoraError};
+use crate::{FrozenLinear, Ia3Adapter, LoraAdapter, LoraError};
 
 /// A base weight `[d_in, d_out]` and its optional bias `[d_out]`, as merging reads and writes
 /// them.
@@ -26,6 +26,9 @@ pub type BaseTensors<B> = (Tensor<B, 2>, Option<Tensor<B, 1>>);
 pub enum Adapter<B: Backend> {
     /// LoRA (Hu et al. 2021): `scaling · B(A(dropout(x)))` added to the base output.
     Lora(LoraAdapter<B>),
+    /// (IA)³ (Liu et al. 2022): the base output scaled by `ia3_l` (bias included), or the base
+    /// applied to the input scaled by `ia3_l` for a feed-forward module.
+    Ia3(Ia3Adapter<B>),
 }
 
 impl<B: Backend> From<LoraAdapter<B>> for Adapter<B> {
@@ -34,11 +37,26 @@ impl<B: Backend> From<LoraAdapter<B>> for Adapter<B> {
     }
 }
 
+impl<B: Backend> From<Ia3Adapter<B>> for Adapter<B> {
+    fn from(a: Ia3Adapter<B>) -> Self {
+        Self::Ia3(a)
+    }
+}
+
 impl<B: Backend> Adapter<B> {
     /// The LoRA adapter, when this is one.
     pub fn as_lora(&self) -> Option<&LoraAdapter<B>> {
         match self {
             Self::Lora(a) => Some(a),
+            Self::Ia3(_) => None,
+        }
+    }
+
+    /// The (IA)³ adapter, when this is one.
+    pub fn as_ia3(&self) -> Option<&Ia3Adapter<B>> {
+        match self {
+            Self::Ia3(a) => Some(a),
+            Self::Lora(_) => None,
         }
     }
 
@@ -56,6 +74,7 @@ impl<B: Backend> Adapter<B> {
     ) -> Result<BaseTensors<B>, LoraError> {
         match self {
             Self::Lora(a) => Ok((w + a.delta_weight().detach(), b)),
+            Self::Ia3(a) => Ok(a.merge_into(w, b)),
         }
     }
 
@@ -71,15 +90,29 @@ impl<B: Backend> Adapter<B> {
     ) -> Result<BaseTensors<B>, LoraError> {
         match self {
             Self::Lora(a) => Ok((w + a.delta_weight().detach().neg(), b)),
+            Self::Ia3(a) => Ok(a.unmerge_from(w, b)),
+        }
+    }
+
+    /// What the frozen base is applied to, from the layer input `x` `[..., d_in]`: `x` itself,
+    /// except for a method that rescales the input (IA3 on a feed-forward module: `x ⊙ ia3_l`,
+    /// PEFT `base_layer(x * ia3_scaling)`). The base output handed to [`Adapter::forward`] is
+    /// the base's output on this.
+    pub fn base_input<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Self::Lora(_) => x,
+            Self::Ia3(a) => a.forward_input(x),
         }
     }
 
     /// The layer output of an unmerged adapter from the input `x` `[..., d_in]` and the base's
-    /// output `base` `[..., d_out]` (bias included), both in the same dtype (LoRA:
-    /// `base + scaling · B(A(dropout(x)))`).
+    /// output `base` `[..., d_out]` on [`Adapter::base_input`] (bias included), both in the same
+    /// dtype (LoRA: `base + scaling · B(A(dropout(x)))`; IA3: `base ⊙ ia3_l`, or `base` for a
+    /// feed-forward module, whose input was scaled).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>, base: Tensor<B, D>) -> Tensor<B, D> {
         match self {
             Self::Lora(a) => base + a.forward(x),
+            Self::Ia3(a) => a.forward_output(base),
         }
     }
 
@@ -101,6 +134,9 @@ impl<B: Backend> Adapter<B> {
                 let y = base.forward_compute(xc.clone()) + a.forward_autocast(x, xc, cd);
                 base.add_bias(y.cast(xd))
             }
+            // PEFT scales the input in its own dtype and hands it to the (autocast) base.
+            Self::Ia3(a) if a.is_feedforward() => base.forward(a.forward_input(x)),
+            Self::Ia3(a) => a.forward_output(base.add_bias(base.forward_compute(xc).cast(xd))),
         }
     }
 }

@@ -37,8 +37,13 @@
 //! `attention_adapters` / `output_adapters` slots.
 //!
 //! The layer is cut into pieces, one a file: [`FrozenLinear`] (the base, dense or quantized),
-//! [`Adapter`] (the method seam; LoRA's [`LoraAdapter`] is its one variant today) and
+//! [`Adapter`] (the method seam; LoRA's [`LoraAdapter`] is its first variant) and
 //! [`LoraLinear`] (the two together, merge and unload). This crate does no file I/O.
+//!
+//! (IA)³ (Liu et al. 2022, §3.3; PEFT `tuners/ia3/layer.py`) is the seam's second method:
+//! [`Ia3Adapter`] scales a layer's output (bias included), or its input for a feed-forward
+//! module, by a learned vector `ia3_l`, and merges as `W ⊙ l` (and `b ⊙ l` for output
+//! scaling).
 
 mod adapter;
 mod base;
@@ -46,6 +51,7 @@ mod bottleneck;
 mod bottleneck_slots;
 mod config;
 mod error;
+mod ia3;
 mod linear;
 mod lora;
 mod named;
@@ -58,6 +64,7 @@ pub use bottleneck::{BottleneckActivation, BottleneckAdapter, BottleneckConfig, 
 pub use bottleneck_slots::{check_bottleneck_slot, BottleneckLayers, BottleneckLocation};
 pub use config::{scaling, LoraInit, LoraLayerConfig};
 pub use error::LoraError;
+pub use ia3::{Ia3Adapter, IA3_UNMERGE_EPS};
 pub use linear::LoraLinear;
 pub use lora::LoraAdapter;
 pub use named::{NamedLinears, PrecisionReport};

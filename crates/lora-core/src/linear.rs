@@ -230,7 +230,7 @@ impl<B: Backend> LoraLinear<B> {
             let cd = FloatDType::from(cd);
             return a.forward_mixed(&self.base, x.clone(), x.cast(cd), cd);
         }
-        a.forward(x.clone(), self.base.forward(x))
+        a.forward(x.clone(), self.base.forward(a.base_input(x)))
     }
 
     /// Adds the adapter's update (`scaling·A·B`) into the base weight (PEFT `merge`). Forward

@@ -13,6 +13,8 @@
 //!   activations).
 //! - [`auto`]: [`AnyModel`] / [`load_any`], loading either family from a path.
 //! - [`classify`]: transformers' `*ForSequenceClassification` head for either family.
+//! - [`generate`]: text generation with incremental decoding (greedy, sampling, EOS, chat
+//!   prompts), over any [`LanguageModel`].
 //! - [`st`]: reading safetensors tensors into burn; checkpoints are written through `lora-io`.
 //!
 //! ## Adding a model family
@@ -29,6 +31,7 @@ pub mod classify;
 mod config_json;
 pub mod error;
 mod export;
+pub mod generate;
 pub mod gguf;
 pub mod gpt2;
 mod language_model;

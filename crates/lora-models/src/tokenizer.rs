@@ -11,7 +11,7 @@
 //! use_regex=true)]` (llama.cpp: `\p{N}` then the GPT-2 regex).
 use crate::gguf::GgufFile;
 use crate::ModelError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Merges, Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -50,6 +50,8 @@ enum Inner {
         eos: Option<u32>,
         pad: Option<u32>,
         add_bos: bool,
+        /// Run the tokenizer's own post-processor (a `tokenizer.json`'s BOS/EOS template).
+        post_process: bool,
     },
     /// GPT-2 `r50k_base`.
     Gpt2(Box<tiktoken_rs::CoreBPE>),
@@ -247,6 +249,7 @@ impl Tokenizer {
                 eos: id("tokenizer.ggml.eos_token_id")?,
                 pad: id("tokenizer.ggml.padding_token_id")?,
                 add_bos,
+                post_process: false,
             },
         })
     }
@@ -264,6 +267,84 @@ impl Tokenizer {
         })
     }
 
+    /// The tokenizer of a Hugging Face model directory: `tokenizer.json` (the `tokenizers`
+    /// serialization, with its post-processor applied on encode as transformers'
+    /// `add_special_tokens=True` does), else `vocab.json` + `merges.txt` (GPT-2's byte-level BPE,
+    /// `<|endoftext|>` matched whole when in the vocabulary). BOS/EOS/padding ids are not read
+    /// from these files (`bos_id` etc. are `None`); the model's `config.json` carries them.
+    ///
+    /// # Errors
+    /// [`ModelError::Format`] naming the file when it cannot be parsed, or naming the
+    /// directory when it has neither `tokenizer.json` nor `vocab.json` + `merges.txt`.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
+        let json = dir.join("tokenizer.json");
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        let (tok, source, post_process) = if json.is_file() {
+            let tok = tokenizers::Tokenizer::from_file(&json)
+                .map_err(|e| ModelError::format(&json, format!("cannot load tokenizer: {e}")))?;
+            (tok, json, true)
+        } else if vocab.is_file() && merges.is_file() {
+            let (v, m) = (vocab.to_string_lossy(), merges.to_string_lossy());
+            let bpe = BPE::from_file(&v, &m).build().map_err(|e| {
+                ModelError::format(&vocab, format!("cannot build BPE with merges.txt: {e}"))
+            })?;
+            let mut tok = tokenizers::Tokenizer::new(bpe);
+            tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+            tok.with_decoder(Some(ByteLevelDecoder::default()));
+            if tok.token_to_id("<|endoftext|>").is_some() {
+                tok.add_special_tokens(&[AddedToken::from("<|endoftext|>", true)]);
+            }
+            (tok, vocab, false)
+        } else {
+            return Err(ModelError::format(
+                dir,
+                "no tokenizer: expected tokenizer.json, or vocab.json and merges.txt",
+            ));
+        };
+        Ok(Tokenizer {
+            inner: Inner::Hf {
+                vocab: tok.get_vocab_size(true),
+                tok: Box::new(tok),
+                source,
+                bos: None,
+                eos: None,
+                pad: None,
+                add_bos: false,
+                post_process,
+            },
+        })
+    }
+
+    /// The tokenizer of a model path as [`crate::load_any`] takes it: a GGUF file's
+    /// ([`Tokenizer::from_gguf`]); a directory's own files ([`Tokenizer::from_hf_dir`]); else,
+    /// for a GPT-2 directory (`model_type` "gpt2") with the 50,257-token vocabulary, the
+    /// compiled-in [`Tokenizer::gpt2`].
+    ///
+    /// # Errors
+    /// The loaders' errors; [`ModelError::Format`] naming the directory when it has no
+    /// tokenizer files and is not a full-vocabulary GPT-2.
+    pub fn from_model_path(path: &Path) -> Result<Self, ModelError> {
+        if path.is_file() {
+            return Self::from_gguf(&GgufFile::open(path)?);
+        }
+        match Self::from_hf_dir(path) {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                let cfg = path.join("config.json");
+                let v: serde_json::Value = std::fs::read_to_string(&cfg)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok())
+                    .unwrap_or_default();
+                let gpt2 = v["model_type"] == "gpt2" && v["vocab_size"] == GPT2_VOCAB as u64;
+                if gpt2 {
+                    Self::gpt2()
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// Text → token ids. Special/control tokens written in the text (`<|im_start|>`,
     /// `<|endoftext|>`) become their single ids, as transformers' tokenizers do. No BOS is
     /// prepended unless the GGUF metadata says `tokenizer.ggml.add_bos_token = true`; no EOS is
@@ -278,9 +359,10 @@ impl Tokenizer {
                 source,
                 bos,
                 add_bos,
+                post_process,
                 ..
             } => {
-                let enc = tok.encode(text, false).map_err(|e| {
+                let enc = tok.encode(text, *post_process).map_err(|e| {
                     ModelError::format(source, format!("tokenizer failed on {text:?}: {e}"))
                 })?;
                 let mut ids = Vec::with_capacity(enc.len() + 1);

@@ -209,3 +209,22 @@ fn real_smollm2_header() {
         "output tied to token_embd"
     );
 }
+
+/// A Hugging Face directory's `vocab.json` + `merges.txt` (byte-level BPE): ids by hand from
+/// the merges, `Ġ` for the space byte.
+#[test]
+fn hf_dir_vocab_and_merges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vocab = r#"{"h": 0, "i": 1, "Ġ": 2, "t": 3, "hi": 4, "Ġt": 5, "<|endoftext|>": 6}"#;
+    std::fs::write(tmp.path().join("vocab.json"), vocab).unwrap();
+    std::fs::write(tmp.path().join("merges.txt"), "#version: 0.2\nh i\nĠ t\n").unwrap();
+    let t = Tokenizer::from_hf_dir(tmp.path()).unwrap();
+    assert_eq!(t.encode("hi t<|endoftext|>").unwrap(), [4, 5, 6]);
+    assert_eq!(t.decode(&[4, 5, 6]).unwrap(), "hi t<|endoftext|>");
+    assert_eq!(t.vocab_size(), 7);
+    let empty = tempfile::tempdir().unwrap();
+    let e = Tokenizer::from_hf_dir(empty.path()).unwrap_err();
+    assert!(e.to_string().contains("tokenizer.json"), "{e}");
+    // A GPT-2 directory without tokenizer files gets r50k only with the full vocabulary.
+    assert!(Tokenizer::from_model_path(&fixtures().join("gpt2_a")).is_err());
+}

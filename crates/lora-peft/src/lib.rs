@@ -16,6 +16,10 @@
 //! - [`tuners::bottleneck`]: AdapterHub `adapters` 1.3 bottleneck adapters (`seq_bn`,
 //!   `double_seq_bn`): [`BnConfig`], [`add_bottleneck`], [`save_bottleneck`] /
 //!   [`load_bottleneck`] (`adapter_config.json` + `adapter.safetensors`, AdapterHub's keys).
+//! - [`tuners::ia3`]: (IA)³ — [`IA3Config`] (PEFT's fields and defaults, the
+//!   `feedforward_modules` ⊆ `target_modules` rule, PEFT's default targets per architecture),
+//!   [`apply_ia3`], [`save_ia3`] / [`load_ia3`] (`base_model.model.{layer}.ia3_l`, `[d_out, 1]`
+//!   or `[1, d_in]` for a feed-forward layer); [`merge_and_unload`] folds it in (`W ⊙ l`).
 //! - [`resolve_targets`] ([`matching`]): PEFT's target matching for any method's config
 //!   ([`TargetConfig`]; `check_target_module_exists`: list = exact name or `"." + suffix`,
 //!   string = full-match regex, `"all-linear"`, `layers_to_transform`/`layers_pattern`,
@@ -43,6 +47,7 @@ pub use quantize::{quantize_model, QuantReport};
 pub use tuners::bottleneck::{
     add_bottleneck, load_bottleneck, remove_bottleneck, save_bottleneck, BnAdapterConfig, BnConfig,
 };
+pub use tuners::ia3::{apply_ia3, load_ia3, save_ia3, IA3Config, Ia3LayerConfig};
 pub use tuners::lora::{
     apply_lora, load_adapter, merge_and_unload, save_adapter, unload, InitLoraWeights, LoraConfig,
 };

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{fixtures, gpt2_cls_spec, read_st, Toy, B};
-use lora_peft::tuners::{self, lora::Lora};
-use lora_peft::{AdapterConfig, LoraConfig, PeftError, PeftType, Tuner};
+use lora_peft::tuners::{self, ia3::Ia3, lora::Lora};
+use lora_peft::{AdapterConfig, IA3Config, LoraConfig, PeftError, PeftType, Tuner};
 use std::path::Path;
 
 fn dir_with_config(json: &str) -> tempfile::TempDir {
@@ -18,8 +18,13 @@ fn peft_type_names() {
     assert_eq!(PeftType::Lora.as_str(), "LORA");
     assert_eq!(PeftType::from_name("LORA"), Some(PeftType::Lora));
     assert_eq!(PeftType::from_name("lora"), None);
-    assert_eq!(PeftType::accepted(), "\"LORA\"");
+    assert_eq!(PeftType::Ia3.as_str(), "IA3");
+    assert_eq!(PeftType::from_name("IA3"), Some(PeftType::Ia3));
+    assert_eq!(PeftType::from_name("ia3"), None);
+    assert_eq!(PeftType::accepted(), "\"LORA\", \"IA3\"");
     assert_eq!(<Lora as Tuner>::PEFT_TYPE, PeftType::Lora);
+    assert_eq!(<Ia3 as Tuner>::PEFT_TYPE, PeftType::Ia3);
+    assert_eq!(<Ia3 as Tuner>::PREFIX, "ia3_");
 }
 
 #[test]
@@ -29,6 +34,12 @@ fn dispatcher_reads_lora_fixtures() {
         assert_eq!(c.peft_type(), PeftType::Lora);
         let want = LoraConfig::from_file(fixtures().join(fx)).unwrap();
         assert_eq!(c, AdapterConfig::Lora(want), "{fx}");
+    }
+    for fx in ["gpt2_a_ia3", "llama_a_ia3", "gpt2_a_ia3_re"] {
+        let c = AdapterConfig::from_file(fixtures().join(fx)).unwrap();
+        assert_eq!(c.peft_type(), PeftType::Ia3);
+        let want = IA3Config::from_file(fixtures().join(fx)).unwrap();
+        assert_eq!(c, AdapterConfig::Ia3(want), "{fx}");
     }
     // No peft_type: LoRA, as LoraConfig reads it.
     let d = dir_with_config(r#"{"r": 2, "target_modules": ["c_attn"]}"#);
@@ -43,7 +54,7 @@ fn refused(json: &str) -> String {
     let m = e.to_string();
     assert!(m.contains("adapter_config.json"), "{m}");
     assert!(m.contains("peft_type"), "{m}");
-    assert!(m.contains("accepted values: \"LORA\""), "{m}");
+    assert!(m.contains("accepted values: \"LORA\", \"IA3\""), "{m}");
     // tuners::load refuses it the same way, before looking for the weights file.
     let mut model = Toy::<B>::new(&gpt2_cls_spec(), 1, &Default::default());
     let e2 = tuners::load(&mut model, d.path(), &Default::default()).unwrap_err();
@@ -53,9 +64,9 @@ fn refused(json: &str) -> String {
 
 #[test]
 fn unknown_or_unimplemented_peft_type_is_refused_with_file_key_and_value() {
-    let m = refused(r#"{"peft_type": "IA3", "target_modules": ["c_attn"]}"#);
+    let m = refused(r#"{"peft_type": "LOHA", "target_modules": ["c_attn"]}"#);
     assert!(
-        m.contains("\"IA3\"") && m.contains("does not implement yet"),
+        m.contains("\"LOHA\"") && m.contains("does not implement yet"),
         "{m}"
     );
     let m = refused(r#"{"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 20}"#);

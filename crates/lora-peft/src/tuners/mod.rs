@@ -20,8 +20,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub mod bottleneck;
+pub mod ia3;
 pub mod lora;
 
+use ia3::{IA3Config, Ia3};
 use lora::{Lora, LoraConfig};
 
 /// Every `peft_type` PEFT 0.21 defines (`peft/utils/peft_types.py` `PeftType`); the ones
@@ -58,24 +60,26 @@ const PEFT_TYPE_NAMES: &[&str] = &[
 ];
 
 /// The methods this crate implements, named by PEFT's `peft_type` strings
-/// (`peft/utils/peft_types.py`). Only `"LORA"` today; each new method module adds its variant
-/// (`"IA3"`, `"PREFIX_TUNING"`, `"PROMPT_TUNING"`, ...) with its PEFT name, and
-/// [`PeftType::ALL`] lists it.
+/// (`peft/utils/peft_types.py`). Each method module adds its variant (`"PREFIX_TUNING"`,
+/// `"PROMPT_TUNING"`, ...) with its PEFT name, and [`PeftType::ALL`] lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PeftType {
     /// LoRA (Hu et al. 2021), `tuners/lora`.
     Lora,
+    /// (IA)³ (Liu et al. 2022), `tuners/ia3`.
+    Ia3,
 }
 
 impl PeftType {
     /// Every implemented method, in the order error messages list them.
-    pub const ALL: &'static [PeftType] = &[PeftType::Lora];
+    pub const ALL: &'static [PeftType] = &[PeftType::Lora, PeftType::Ia3];
 
-    /// PEFT's `peft_type` string (`"LORA"`).
+    /// PEFT's `peft_type` string (`"LORA"`, `"IA3"`).
     pub fn as_str(self) -> &'static str {
         match self {
             PeftType::Lora => "LORA",
+            PeftType::Ia3 => "IA3",
         }
     }
 
@@ -162,6 +166,8 @@ pub trait Tuner {
 pub enum AdapterConfig {
     /// `peft_type = "LORA"`.
     Lora(LoraConfig),
+    /// `peft_type = "IA3"`.
+    Ia3(IA3Config),
 }
 
 impl AdapterConfig {
@@ -169,6 +175,7 @@ impl AdapterConfig {
     pub fn peft_type(&self) -> PeftType {
         match self {
             AdapterConfig::Lora(_) => PeftType::Lora,
+            AdapterConfig::Ia3(_) => PeftType::Ia3,
         }
     }
 
@@ -183,6 +190,7 @@ impl AdapterConfig {
         let (path, text) = read_config_text(path.as_ref())?;
         match peft_type_of(&text, &path)? {
             PeftType::Lora => LoraConfig::from_json_str(&text, &path).map(AdapterConfig::Lora),
+            PeftType::Ia3 => IA3Config::from_json_str(&text, &path).map(AdapterConfig::Ia3),
         }
     }
 
@@ -193,6 +201,7 @@ impl AdapterConfig {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<PathBuf, PeftError> {
         match self {
             AdapterConfig::Lora(c) => c.save(dir),
+            AdapterConfig::Ia3(c) => c.save(dir),
         }
     }
 }
@@ -247,6 +256,7 @@ pub fn inject<B: Backend, M: NamedLinears<B>>(
 ) -> Result<Vec<String>, PeftError> {
     match config {
         AdapterConfig::Lora(c) => Lora::inject(model, c, device),
+        AdapterConfig::Ia3(c) => Ia3::inject(model, c, device),
     }
 }
 
@@ -261,6 +271,7 @@ pub fn save<B: Backend, M: NamedLinears<B>>(
 ) -> Result<(), PeftError> {
     match config {
         AdapterConfig::Lora(c) => Lora::save(model, c, dir),
+        AdapterConfig::Ia3(c) => Ia3::save(model, c, dir),
     }
 }
 
@@ -280,5 +291,6 @@ pub fn load<B: Backend, M: NamedLinears<B>>(
     let (path, text) = read_config_text(&dir.join(crate::adapter_dir::CONFIG_NAME))?;
     match peft_type_of(&text, &path)? {
         PeftType::Lora => Lora::load(model, dir, device).map(AdapterConfig::Lora),
+        PeftType::Ia3 => Ia3::load(model, dir, device).map(AdapterConfig::Ia3),
     }
 }

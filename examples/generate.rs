@@ -1,0 +1,222 @@
+//! Text generation with a GPT-2 or Llama checkpoint (optionally with a PEFT LoRA adapter):
+//! greedy search or seeded sampling, decoded incrementally through the key/value cache, as
+//! transformers' `generate`.
+//!
+//! ```text
+//! cargo run --release --example generate -- --model-path DIR_OR_GGUF [--adapter DIR] \
+//!     (--prompt TEXT [--raw] [--system TEXT] | --input-ids in.safetensors --out out.safetensors) \
+//!     [--max-new-tokens N] [--do-sample] [--temperature T] [--top-k K] [--top-p P] \
+//!     [--repetition-penalty R] [--seed S] [--eos-token-id ID ...]
+//! ```
+//! With `--prompt` the text is tokenized (the GGUF's tokenizer, or the directory's
+//! `tokenizer.json` / `vocab.json` + `merges.txt`, or GPT-2's compiled-in BPE), wrapped in the
+//! model's ChatML chat template when its GGUF has one (unless `--raw`), and the reply is
+//! printed. With `--input-ids` (an I64 or I32 tensor `input_ids` `[batch, seq]`, equal-length
+//! rows) the I64 tensor `output_ids` `[batch, seq + new]` is written to `--out`.
+//! Sampling is on with `--do-sample` or any of `--temperature`, `--top-k`, `--top-p`, `--seed`;
+//! greedy otherwise. EOS ids default to the model's (`generation_config.json` / `config.json`
+//! / GGUF metadata).
+
+use clap::Parser;
+use lora_burn::{load_any, AnyModel, Backend};
+use lora_core::NamedLinears;
+use lora_models::generate::{generate, ChatTemplate, Generation, GenerationConfig, SpecialIds};
+use lora_models::gguf::GgufFile;
+use lora_models::tokenizer::Tokenizer;
+use lora_models::LanguageModel;
+use lora_recipes::ids::InputIds;
+use lora_recipes::AnyError;
+use std::path::PathBuf;
+
+/// Generates text or token ids.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Text generation (greedy or sampled, incremental decoding) with a GPT-2 or Llama checkpoint and optional PEFT LoRA adapter"
+)]
+struct Args {
+    /// Hugging Face model directory or GGUF file.
+    #[arg(long)]
+    model_path: PathBuf,
+    /// PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+    #[arg(long)]
+    adapter: Vec<PathBuf>,
+    /// Text to continue (printed with the reply).
+    #[arg(
+        long,
+        conflicts_with = "input_ids",
+        required_unless_present = "input_ids"
+    )]
+    prompt: Option<String>,
+    /// Use the prompt as is, without the model's chat template.
+    #[arg(long, requires = "prompt")]
+    raw: bool,
+    /// System message for the chat template (default: the template's own).
+    #[arg(long, requires = "prompt")]
+    system: Option<String>,
+    /// safetensors file with an integer tensor `input_ids` [batch, seq].
+    #[arg(long, requires = "out")]
+    input_ids: Option<PathBuf>,
+    /// Output safetensors file (I64 `output_ids` [batch, seq + new]).
+    #[arg(long, requires = "input_ids")]
+    out: Option<PathBuf>,
+    /// Most new tokens per row.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Sample instead of greedy decoding.
+    #[arg(long)]
+    do_sample: bool,
+    /// Sampling temperature (> 0).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Sample among the k most likely tokens (0 = all; default 50 as transformers).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Nucleus sampling mass in (0, 1].
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// CTRL repetition penalty (> 0, 1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Seed of the sampling RNG.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// EOS ids (repeatable); default: the model's.
+    #[arg(long)]
+    eos_token_id: Vec<u32>,
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), AnyError> {
+    let args = Args::parse();
+    let device = Default::default();
+    let config = generation_config(&args)?;
+    let (prompts, tokenizer) = match (&args.prompt, &args.input_ids) {
+        (Some(text), _) => {
+            let tok = Tokenizer::from_model_path(&args.model_path)?;
+            let text = chat_prompt(&args, text)?;
+            (vec![tok.encode(&text)?], Some(tok))
+        }
+        (None, Some(path)) => {
+            let ids = InputIds::read(path)?;
+            let rows = ids
+                .ids
+                .chunks(ids.seq)
+                .map(|r| r.iter().map(|&t| u32::try_from(t)).collect())
+                .collect::<Result<Vec<Vec<u32>>, _>>()
+                .map_err(|_| format!("{}: negative or too large token id", path.display()))?;
+            (rows, None)
+        }
+        (None, None) => return Err("give --prompt TEXT or --input-ids FILE --out FILE".into()),
+    };
+    let out = match load_any::<Backend>(&args.model_path, &device)? {
+        AnyModel::Gpt2(mut m, _) => {
+            load_adapters(&mut m, &args.adapter, &device)?;
+            decode(&m, &prompts, &config, &device)?
+        }
+        AnyModel::Llama(mut m, _) => {
+            load_adapters(&mut m, &args.adapter, &device)?;
+            decode(&m, &prompts, &config, &device)?
+        }
+    };
+    eprintln!(
+        "{} new tokens per row ({:?})",
+        out.sequences[0].len() - out.prompt_len,
+        out.stop
+    );
+    match (tokenizer, &args.out) {
+        (Some(tok), _) => {
+            // The reply without the EOS token(s) that ended it.
+            let new = out.new_tokens(0);
+            let end = new
+                .iter()
+                .rposition(|t| !config.eos_token_ids.contains(t))
+                .map_or(0, |i| i + 1);
+            println!("{}", tok.decode(&new[..end])?);
+        }
+        (None, Some(path)) => {
+            out.save_safetensors(path)?;
+            eprintln!("wrote {}", path.display());
+        }
+        (None, None) => return Err("--input-ids needs --out FILE".into()),
+    }
+    Ok(())
+}
+
+fn decode<M: LanguageModel<Backend>>(
+    m: &M,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    device: &burn::tensor::Device<Backend>,
+) -> Result<Generation, AnyError> {
+    Ok(generate(m, prompts, config, device)?)
+}
+
+/// The settings from the flags, with the model's EOS / padding ids unless `--eos-token-id`.
+fn generation_config(args: &Args) -> Result<GenerationConfig, AnyError> {
+    let special = SpecialIds::from_model_path(&args.model_path)?;
+    let d = GenerationConfig::default();
+    let do_sample = args.do_sample
+        || args.temperature.is_some()
+        || args.top_k.is_some()
+        || args.top_p.is_some()
+        || args.seed.is_some();
+    Ok(GenerationConfig {
+        max_new_tokens: args.max_new_tokens,
+        do_sample,
+        temperature: args.temperature.unwrap_or(d.temperature),
+        top_k: args.top_k.unwrap_or(d.top_k),
+        top_p: args.top_p.unwrap_or(d.top_p),
+        repetition_penalty: args.repetition_penalty,
+        seed: args.seed.unwrap_or(d.seed),
+        eos_token_ids: if args.eos_token_id.is_empty() {
+            special.eos_token_ids
+        } else {
+            args.eos_token_id.clone()
+        },
+        pad_token_id: special.pad_token_id,
+    })
+}
+
+/// `text` in the GGUF's ChatML template (unless `--raw` or the model has none).
+fn chat_prompt(args: &Args, text: &str) -> Result<String, AnyError> {
+    if args.raw || !args.model_path.is_file() {
+        return Ok(text.to_string());
+    }
+    let g = GgufFile::open(&args.model_path)?;
+    Ok(match ChatTemplate::from_gguf(&g)? {
+        Some(t) => t.render(args.system.as_deref(), text),
+        None => text.to_string(),
+    })
+}
+
+/// Loads the `--adapter` directories into `m` (one PEFT LoRA adapter for now).
+fn load_adapters<M: NamedLinears<Backend>>(
+    m: &mut M,
+    dirs: &[PathBuf],
+    device: &burn::tensor::Device<Backend>,
+) -> Result<(), AnyError> {
+    if dirs.len() > 1 {
+        return Err(format!(
+            "--adapter given {} times; one LoRA adapter can be active at a time",
+            dirs.len()
+        )
+        .into());
+    }
+    for a in dirs {
+        let cfg = lora_peft::load_adapter(m, a, device)?;
+        eprintln!(
+            "adapter {} (r={}, lora_alpha={})",
+            a.display(),
+            cfg.r,
+            cfg.lora_alpha
+        );
+    }
+    Ok(())
+}
