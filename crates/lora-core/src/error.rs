@@ -45,4 +45,7 @@ pub enum LoraError {
     /// A `--precision` value other than `f32`, `bf16` and `f16`.
     #[error("unknown precision {0:?}: expected one of \"f32\", \"bf16\", \"f16\"")]
     UnknownPrecision(String),
+    /// A bottleneck adapter (AdapterHub `Adapter`) refused a size, factor or slot.
+    #[error("bottleneck adapter: {0}")]
+    Bottleneck(String),
 }

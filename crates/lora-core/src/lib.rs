@@ -31,6 +31,11 @@
 //! norms, softmax, attention scores and the loss stay f32. [`Precision`] parses the
 //! `--precision f32|bf16|f16` flag of the examples.
 //!
+//! Bottleneck adapters (Houlsby et al. 2019; AdapterHub `adapters` 1.3 `Adapter`):
+//! [`BottleneckAdapter`] (`up(act(down(h)))·scaling` with AdapterHub's residual wiring) and the
+//! [`BottleneckLayers`] seam through which a model family exposes its per-layer
+//! `attention_adapters` / `output_adapters` slots.
+//!
 //! The layer is cut into pieces, one a file: [`FrozenLinear`] (the base, dense or quantized),
 //! [`Adapter`] (the method seam: LoRA's [`LoraAdapter`], DoRA's [`DoraAdapter`], (IA)³'s
 //! [`Ia3Adapter`]) and [`LoraLinear`] (the base with named adapters, merge and unload; several
@@ -43,6 +48,8 @@
 
 mod adapter;
 mod base;
+mod bottleneck;
+mod bottleneck_slots;
 mod config;
 mod dora;
 mod error;
@@ -56,6 +63,8 @@ mod precision;
 
 pub use adapter::{Adapter, BaseTensors};
 pub use base::FrozenLinear;
+pub use bottleneck::{BottleneckActivation, BottleneckAdapter, BottleneckConfig, BottleneckInit};
+pub use bottleneck_slots::{check_bottleneck_slot, BottleneckLayers, BottleneckLocation};
 pub use config::{scaling, LoraInit, LoraLayerConfig};
 pub use dora::DoraAdapter;
 pub use error::LoraError;

@@ -13,6 +13,9 @@
 //!   - [`save_adapter`] / [`load_adapter`]: `adapter_model.safetensors` with PEFT's keys
 //!     (`base_model.model.{layer}.lora_A.weight` `[r, d_in]`, `.lora_B.weight` `[d_out, r]`,
 //!     `modules_to_save` weights in the Hugging Face layout), strict key and shape checks.
+//! - [`tuners::bottleneck`]: AdapterHub `adapters` 1.3 bottleneck adapters (`seq_bn`,
+//!   `double_seq_bn`): [`BnConfig`], [`add_bottleneck`], [`save_bottleneck`] /
+//!   [`load_bottleneck`] (`adapter_config.json` + `adapter.safetensors`, AdapterHub's keys).
 //! - [`tuners::ia3`]: (IA)³ — [`IA3Config`] (PEFT's fields and defaults, the
 //!   `feedforward_modules` ⊆ `target_modules` rule, PEFT's default targets per architecture),
 //!   [`apply_ia3`], [`save_ia3`] / [`load_ia3`] (`base_model.model.{layer}.ia3_l`, `[d_out, 1]`
@@ -56,6 +59,9 @@ pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES
 pub use multi::{check_adapter_name, NamedAdapters};
 pub use peft_model::{PeftModel, PromptLearner};
 pub use quantize::{quantize_model, QuantReport};
+pub use tuners::bottleneck::{
+    add_bottleneck, load_bottleneck, remove_bottleneck, save_bottleneck, BnAdapterConfig, BnConfig,
+};
 pub use tuners::ia3::{apply_ia3, load_ia3, save_ia3, IA3Config, Ia3LayerConfig};
 pub use tuners::lora::{
     apply_lora, load_adapter, merge_and_unload, save_adapter, unload, CombinationType,

@@ -7,11 +7,14 @@
 //! `[in, out]`, the layout of [`lora_core::LoraLinear`], so nothing is transposed
 //! (`fan_in_fan_out = true`).
 //!
+//! - `bottleneck`: the AdapterHub bottleneck-adapter slots (`lora_core::BottleneckLayers`,
+//!   AdapterHub `models/gpt2/mixin_gpt2.py`).
 //! - `config`: [`Gpt2Config`] (`config.json`).
 //! - `model`: the modules and the forward pass.
 //! - `names`: the one table of Hugging Face module names (loading, saving, visitors).
 //! - `checkpoint`: [`Gpt2::load`] / [`Gpt2::save_hf`].
 
+mod bottleneck;
 mod checkpoint;
 mod config;
 mod model;

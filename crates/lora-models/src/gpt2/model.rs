@@ -8,7 +8,7 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
-use lora_core::LoraLinear;
+use lora_core::{BottleneckAdapter, LoraLinear};
 
 /// GPT-2 self-attention (`GPT2Attention`): fused QKV projection, causal softmax attention,
 /// output projection.
@@ -99,6 +99,11 @@ pub struct Gpt2Block<B: Backend> {
     pub ln_2: LayerNorm<B>,
     /// `mlp`.
     pub mlp: Gpt2Mlp<B>,
+    /// AdapterHub bottleneck adapter after attention (`attention_adapters`), if any; it
+    /// replaces the residual addition `x + attn(...)` (AdapterHub `modeling_gpt2.py`).
+    pub attention_adapters: Option<BottleneckAdapter<B>>,
+    /// AdapterHub bottleneck adapter after the MLP (`output_adapters`), if any.
+    pub output_adapters: Option<BottleneckAdapter<B>>,
 }
 
 impl<B: Backend> Gpt2Block<B> {
@@ -111,8 +116,15 @@ impl<B: Backend> Gpt2Block<B> {
         past: Option<LayerKv<B>>,
     ) -> (Tensor<B, 3>, LayerKv<B>) {
         let (a, kv) = self.attn.forward(self.ln_1.forward(x.clone()), mask, past);
-        let x = x + a;
-        let x = x.clone() + self.mlp.forward(self.ln_2.forward(x));
+        let x = match &self.attention_adapters {
+            Some(adapter) => adapter.forward(a, x),
+            None => x + a,
+        };
+        let m = self.mlp.forward(self.ln_2.forward(x.clone()));
+        let x = match &self.output_adapters {
+            Some(adapter) => adapter.forward(m, x),
+            None => x + m,
+        };
         (x, kv)
     }
 
@@ -142,6 +154,8 @@ impl<B: Backend> Gpt2Block<B> {
                 c_proj: parts.linear(mlp_proj)?,
                 gelu_exact: c.activation_function == Gpt2Activation::Gelu,
             },
+            attention_adapters: None,
+            output_adapters: None,
         })
     }
 }

@@ -11,12 +11,15 @@
 //! [`lora_core::LoraLinear`] holds `[in, out]`, so linear weights are transposed on load and on
 //! save (`fan_in_fan_out = false`).
 //!
+//! - `bottleneck`: the AdapterHub bottleneck-adapter slots (`lora_core::BottleneckLayers`,
+//!   AdapterHub `models/llama/mixin_llama.py`).
 //! - `config`: [`LlamaConfig`] (`config.json`).
 //! - `model`: the modules and the forward pass.
 //! - `names`: the one table of module names (Hugging Face and GGUF; loading, saving, visitors).
 //! - `checkpoint`: [`Llama::load_hf`] / [`Llama::save_hf`].
 //! - `gguf_load`: [`Llama::from_gguf`].
 
+mod bottleneck;
 mod checkpoint;
 mod config;
 mod gguf_load;

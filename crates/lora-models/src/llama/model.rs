@@ -10,7 +10,7 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
-use lora_core::LoraLinear;
+use lora_core::{BottleneckAdapter, LoraLinear};
 
 /// Self-attention (`LlamaAttention`) with RoPE and grouped-query attention; no biases.
 #[derive(Module, Debug)]
@@ -111,6 +111,11 @@ pub struct LlamaLayer<B: Backend> {
     pub post_attention_layernorm: RmsNorm<B>,
     /// `mlp`.
     pub mlp: LlamaMlp<B>,
+    /// AdapterHub bottleneck adapter after self-attention (`attention_adapters`), if any; it
+    /// replaces the residual addition `x + attn(...)` (AdapterHub `modeling_llama.py`).
+    pub attention_adapters: Option<BottleneckAdapter<B>>,
+    /// AdapterHub bottleneck adapter after the MLP (`output_adapters`), if any.
+    pub output_adapters: Option<BottleneckAdapter<B>>,
 }
 
 impl<B: Backend> LlamaLayer<B> {
@@ -127,8 +132,17 @@ impl<B: Backend> LlamaLayer<B> {
         let (a, kv) =
             self.self_attn
                 .forward(self.input_layernorm.forward(x.clone()), rope, mask, past);
-        let x = x + a;
-        let x = x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x));
+        let x = match &self.attention_adapters {
+            Some(adapter) => adapter.forward(a, x),
+            None => x + a,
+        };
+        let m = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
+        let x = match &self.output_adapters {
+            Some(adapter) => adapter.forward(m, x),
+            None => x + m,
+        };
         (x, kv)
     }
 
@@ -160,6 +174,8 @@ impl<B: Backend> LlamaLayer<B> {
                 up_proj: parts.linear(up)?,
                 down_proj: parts.linear(down)?,
             },
+            attention_adapters: None,
+            output_adapters: None,
         })
     }
 }

@@ -23,6 +23,7 @@ use lora_core::NamedLinears;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub mod bottleneck;
 pub mod ia3;
 pub mod lora;
 pub mod prefix_tuning;
@@ -259,6 +260,10 @@ pub fn peft_type_of(text: &str, path: &Path) -> Result<PeftType, PeftError> {
         accepted: PeftType::accepted(),
     };
     match v.get("peft_type") {
+        None if bottleneck::is_adapterhub_config(&v) => Err(refuse(
+            "null".into(),
+            "an AdapterHub adapter, not a PEFT one: load it with lora_peft::load_bottleneck",
+        )),
         None => Ok(PeftType::Lora),
         Some(serde_json::Value::String(s)) => PeftType::from_name(s).ok_or_else(|| {
             if PEFT_TYPE_NAMES.contains(&s.as_str()) {
