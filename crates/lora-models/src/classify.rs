@@ -116,3 +116,39 @@ impl<B: Backend, M: Module<B> + NamedLinears<B>> NamedLinears<B> for SequenceCla
         f("score", &mut self.score);
     }
 }
+
+/// The backbone's bottleneck slots (the head has none).
+impl<B: Backend, M: Module<B> + lora_core::BottleneckLayers<B>> lora_core::BottleneckLayers<B>
+    for SequenceClassifier<B, M>
+{
+    fn num_layers(&self) -> usize {
+        self.model.num_layers()
+    }
+    fn hidden_size(&self) -> usize {
+        lora_core::BottleneckLayers::hidden_size(&self.model)
+    }
+    fn layer_name(&self, layer: usize) -> String {
+        self.model.layer_name(layer)
+    }
+    fn model_type(&self) -> &'static str {
+        self.model.model_type()
+    }
+    fn model_class(&self) -> &'static str {
+        self.model.model_class()
+    }
+    fn bottleneck(
+        &self,
+        layer: usize,
+        location: lora_core::BottleneckLocation,
+    ) -> Option<&lora_core::BottleneckAdapter<B>> {
+        self.model.bottleneck(layer, location)
+    }
+    fn set_bottleneck(
+        &mut self,
+        layer: usize,
+        location: lora_core::BottleneckLocation,
+        adapter: Option<lora_core::BottleneckAdapter<B>>,
+    ) -> Result<Option<lora_core::BottleneckAdapter<B>>, lora_core::LoraError> {
+        self.model.set_bottleneck(layer, location, adapter)
+    }
+}

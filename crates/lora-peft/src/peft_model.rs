@@ -407,3 +407,39 @@ impl<B: Backend, M: LanguageModel<B> + ModuleDisplay> LanguageModel<B> for PeftM
         self.base_model.max_positions().map(|n| n.saturating_sub(v))
     }
 }
+
+/// The wrapped model's bottleneck slots.
+impl<B: Backend, M: Module<B> + lora_core::BottleneckLayers<B>> lora_core::BottleneckLayers<B>
+    for PeftModel<B, M>
+{
+    fn num_layers(&self) -> usize {
+        self.base_model.num_layers()
+    }
+    fn hidden_size(&self) -> usize {
+        lora_core::BottleneckLayers::hidden_size(&self.base_model)
+    }
+    fn layer_name(&self, layer: usize) -> String {
+        self.base_model.layer_name(layer)
+    }
+    fn model_type(&self) -> &'static str {
+        self.base_model.model_type()
+    }
+    fn model_class(&self) -> &'static str {
+        self.base_model.model_class()
+    }
+    fn bottleneck(
+        &self,
+        layer: usize,
+        location: lora_core::BottleneckLocation,
+    ) -> Option<&lora_core::BottleneckAdapter<B>> {
+        self.base_model.bottleneck(layer, location)
+    }
+    fn set_bottleneck(
+        &mut self,
+        layer: usize,
+        location: lora_core::BottleneckLocation,
+        adapter: Option<lora_core::BottleneckAdapter<B>>,
+    ) -> Result<Option<lora_core::BottleneckAdapter<B>>, lora_core::LoraError> {
+        self.base_model.set_bottleneck(layer, location, adapter)
+    }
+}

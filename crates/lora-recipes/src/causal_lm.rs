@@ -3,13 +3,14 @@
 
 use burn::tensor::backend::AutodiffBackend;
 use lora_core::count_parameters;
-use lora_peft::{apply_lora, save_adapter};
+
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{make_batches, Batch};
 use lora_train::train;
 
 use crate::encode::encode_lm;
 use crate::eval::{lm_loss_sum, perplexity};
+use crate::method::{attach, save_method};
 use crate::output::training_line;
 use crate::run::{set_precision, Inputs, Prepared, RecipeModel};
 use crate::{AnyError, FinetuneOptions};
@@ -34,9 +35,9 @@ where
     B: AutodiffBackend,
     M: RecipeModel<B>,
 {
-    let (tok, pad, cfg) = (inputs.tok, prep.pad, &prep.lora);
-    let adapted = apply_lora(&mut model, cfg, device)?;
-    eprintln!("LoRA on {} layers", adapted.len());
+    let (tok, pad, cfg) = (inputs.tok, prep.pad, &prep.method);
+    let model_name = inputs.model_path.display().to_string();
+    eprintln!("{}", attach(&mut model, cfg, device)?);
     set_precision(&mut model, opts, device)?;
     println!("{}", count_parameters(&model));
     let train_ids = encode_lm(tok, &prep.train_slice, opts.max_length)?;
@@ -70,7 +71,8 @@ where
             )
         },
         |m, step| {
-            save_adapter(m, cfg, &out_dir.join(format!("checkpoint-{step}")))
+            let dir = out_dir.join(format!("checkpoint-{step}"));
+            save_method::<B, _, _>(m, m, cfg, None, Some(&model_name), &dir)
                 .map_err(|e| e.to_string())
         },
     )?;
@@ -79,7 +81,14 @@ where
         perplexity(&model.valid(), &test_batches, device)
     );
     println!("{}", training_line(&stats));
-    save_adapter(&model, cfg, &opts.output_dir)?;
+    save_method::<B, _, _>(
+        &model,
+        &model,
+        cfg,
+        None,
+        Some(&model_name),
+        &opts.output_dir,
+    )?;
     println!("adapter written to {}", opts.output_dir.display());
     Ok(())
 }

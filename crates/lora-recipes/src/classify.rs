@@ -7,7 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use lora_core::count_parameters;
 use lora_models::classify::SequenceClassifier;
-use lora_peft::{apply_lora, merge_and_unload, save_adapter};
+use lora_peft::merge_and_unload;
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{self as data, make_batches, Batch, Review};
 use lora_train::train;
@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::encode::encode_cls;
 use crate::eval::accuracy;
+use crate::method::{attach, save_method};
 use crate::output::{dump_data, training_line, write_heldout, DumpMeta};
 use crate::run::{set_precision, Inputs, Prepared, RecipeModel};
 use crate::score::{init_classifier, verbalizer_ids};
@@ -40,7 +41,8 @@ where
     B: AutodiffBackend,
     M: RecipeModel<B>,
 {
-    let (tok, test_set, pad, cfg) = (inputs.tok, inputs.test_set, prep.pad, &prep.lora);
+    let (tok, test_set, pad, cfg) = (inputs.tok, inputs.test_set, prep.pad, &prep.method);
+    let model_name = inputs.model_path.display().to_string();
     let train_slice: &[Review] = &prep.train_slice;
     let suffix = tok.encode(&opts.suffix)?;
     if suffix.len() >= opts.max_length {
@@ -81,14 +83,7 @@ where
     }
 
     let mut clf = init_classifier(model, tok, opts.score_init, device)?;
-    let adapted = apply_lora(&mut clf, cfg, device)?;
-    eprintln!(
-        "LoRA on {} layers (r={}, lora_alpha={}, dropout={})",
-        adapted.len(),
-        opts.r,
-        opts.lora_alpha,
-        opts.lora_dropout
-    );
+    eprintln!("{}", attach(&mut clf, cfg, device)?);
     set_precision(&mut clf, opts, device)?;
     println!("{}", count_parameters(&clf));
 
@@ -120,14 +115,16 @@ where
             format!("held-out accuracy {:.2}%", acc * 100.0)
         },
         |m, step| {
-            save_adapter(m, cfg, &out_dir.join(format!("checkpoint-{step}")))
-                .map_err(|e| e.to_string())
+            let dir = out_dir.join(format!("checkpoint-{step}"));
+            let head = Some(m.score.base_weight());
+            save_method(m, &m.model, cfg, head, Some(&model_name), &dir).map_err(|e| e.to_string())
         },
     )?;
     // Inference on merged weights (W + scaling·A·B, PEFT merge_and_unload): one matmul per
     // layer instead of three. A quantized base is left unmerged (merging would requantize
-    // it, changing the model), as with bitsandbytes bases in PEFT.
-    let merged = opts.quant_kind()?.is_none();
+    // it, changing the model), as with bitsandbytes bases in PEFT; prefix, prompt and
+    // bottleneck adapters do not fold into the weights.
+    let merged = opts.quant_kind()?.is_none() && cfg.mergeable();
     let eval_model = {
         let mut m = clf.valid();
         if merged {
@@ -145,7 +142,15 @@ where
         if merged { ", merged weights" } else { "" }
     );
     println!("{}", training_line(&stats));
-    save_adapter(&clf, cfg, &opts.output_dir)?;
+    let head = Some(clf.score.base_weight());
+    save_method(
+        &clf,
+        &clf.model,
+        cfg,
+        head,
+        Some(&model_name),
+        &opts.output_dir,
+    )?;
     println!("adapter written to {}", opts.output_dir.display());
     // Our logits on the first held-out batch, for comparison with PEFT
     // (tests/fixtures/check_smollm2_adapter.py).

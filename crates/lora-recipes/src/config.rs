@@ -31,6 +31,24 @@ pub fn parse_layers(s: &str) -> Result<Vec<usize>, AnyError> {
     Ok(v)
 }
 
+/// The layers `--layers` selects out of `n_layers`: all, the top half, or the given indices.
+///
+/// # Errors
+/// [`parse_layers`]' errors; an index `>= n_layers`, naming `--layers`.
+pub fn selected_layers(spec: &str, n_layers: usize) -> Result<Vec<usize>, AnyError> {
+    let v = match spec {
+        "all" => (0..n_layers).collect(),
+        "top-half" => (n_layers / 2..n_layers).collect(),
+        l => parse_layers(l)?,
+    };
+    if let Some(bad) = v.iter().find(|&&i| i >= n_layers) {
+        return Err(
+            format!("--layers: layer {bad} does not exist (the model has {n_layers})").into(),
+        );
+    }
+    Ok(v)
+}
+
 /// Number of transformer layers, from module names such as `model.layers.29.mlp.up_proj`
 /// (Llama) or `h.11.attn.c_attn` (GPT-2): one more than the largest index; 0 when no name has
 /// one.

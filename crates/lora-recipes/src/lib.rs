@@ -7,7 +7,9 @@
 //! benchmark ([`bench`]).
 //!
 //! - [`options`]: the options of a run ([`FinetuneOptions`], also the example's flags).
-//! - [`config`]: the PEFT [`lora_peft::LoraConfig`] built from them.
+//! - [`config`]: the PEFT [`lora_peft::LoraConfig`] built from them; [`method`]: the
+//!   `--method` (LoRA, DoRA, IA3, prefix / prompt tuning, bottleneck): its config, attaching
+//!   and saving it.
 //! - [`encode`]: tokenizing reviews; [`score`]: the classifier's `score` head (verbalizer
 //!   initialisation); [`eval`]: accuracy and language-model loss.
 //! - [`run`]: the shared steps of a run; [`classify`] and [`causal_lm`]: the two recipes.
@@ -24,6 +26,7 @@ pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod ids;
+pub mod method;
 pub mod options;
 pub mod output;
 pub mod run;
@@ -31,5 +34,8 @@ pub mod score;
 
 pub use config::{count_layers, lora_config, parse_layers};
 pub use error::AnyError;
-pub use options::{FinetuneOptions, ModelKind, ScoreInit, Task, Truncation};
+pub use method::{method_config, MethodConfig};
+pub use options::{
+    BnArchitecture, FinetuneOptions, Method, ModelKind, PromptInit, ScoreInit, Task, Truncation,
+};
 pub use run::{run_model, Inputs, RecipeModel};

@@ -45,6 +45,45 @@ pub enum Truncation {
     HeadTail,
 }
 
+/// The adaptation method (`--method`).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum Method {
+    /// LoRA (PEFT `LoraConfig`): `--r`, `--lora-alpha`, `--lora-dropout`.
+    Lora,
+    /// DoRA (PEFT `LoraConfig(use_dora=True)`): LoRA's flags plus a magnitude per output.
+    Dora,
+    /// (IA)³ (PEFT `IA3Config`) on the layers LoRA would target; feed-forward: the MLP's
+    /// output projection.
+    Ia3,
+    /// Prefix tuning (PEFT `PrefixTuningConfig`): `--num-virtual-tokens`,
+    /// `--prefix-projection`, `--encoder-hidden-size`; every layer.
+    PrefixTuning,
+    /// Prompt tuning (PEFT `PromptTuningConfig`): `--num-virtual-tokens`,
+    /// `--prompt-tuning-init`, `--prompt-tuning-init-text`.
+    PromptTuning,
+    /// A bottleneck adapter (AdapterHub `BnConfig`): `--bn-config`, `--reduction-factor`,
+    /// `--non-linearity`; on the `--layers` layers.
+    Bottleneck,
+}
+
+/// AdapterHub's bottleneck architecture (`--bn-config`).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum BnArchitecture {
+    /// `seq_bn` (Pfeiffer et al. 2021): after the feed-forward block.
+    SeqBn,
+    /// `double_seq_bn` (Houlsby et al. 2019): after attention and after the feed-forward block.
+    DoubleSeqBn,
+}
+
+/// How prompt tuning's virtual tokens start (`--prompt-tuning-init`).
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+pub enum PromptInit {
+    /// PEFT `RANDOM`: N(0, 1) embeddings.
+    Random,
+    /// PEFT `TEXT`: the word embeddings of `--prompt-tuning-init-text`, repeated or cut.
+    Text,
+}
+
 /// Every option of a LoRA fine-tuning run on IMDB; also the command-line flags of the
 /// `finetune` example (`#[command(flatten)]`), with their defaults.
 #[derive(clap::Args, Debug, Clone)]
@@ -77,6 +116,34 @@ pub struct FinetuneOptions {
     /// Warmup steps.
     #[arg(long, default_value_t = 10)]
     pub warmup_steps: usize,
+    /// Adaptation method.
+    #[arg(long, value_enum, default_value_t = Method::Lora)]
+    pub method: Method,
+    /// Virtual tokens of prefix / prompt tuning (PEFT `num_virtual_tokens`).
+    #[arg(long, default_value_t = 20)]
+    pub num_virtual_tokens: usize,
+    /// Prefix tuning: reparametrize the prefix through Embedding → Linear → Tanh → Linear (PEFT
+    /// `prefix_projection`; the file keeps only its output).
+    #[arg(long)]
+    pub prefix_projection: bool,
+    /// Prefix tuning: width of the projection (PEFT `encoder_hidden_size`; default: hidden).
+    #[arg(long)]
+    pub encoder_hidden_size: Option<usize>,
+    /// Prompt tuning: initialisation of the virtual tokens.
+    #[arg(long, value_enum, default_value_t = PromptInit::Text)]
+    pub prompt_tuning_init: PromptInit,
+    /// Prompt tuning: the text whose word embeddings start the virtual tokens (TEXT init).
+    #[arg(long, default_value = "Is this movie review positive or negative?")]
+    pub prompt_tuning_init_text: String,
+    /// Bottleneck: AdapterHub architecture.
+    #[arg(long, value_enum, default_value_t = BnArchitecture::SeqBn)]
+    pub bn_config: BnArchitecture,
+    /// Bottleneck: hidden size / bottleneck size (AdapterHub `reduction_factor`).
+    #[arg(long, default_value_t = 16.0)]
+    pub reduction_factor: f64,
+    /// Bottleneck: activation ("relu", "swish", "gelu", "tanh"; default: the preset's).
+    #[arg(long)]
+    pub non_linearity: Option<String>,
     /// LoRA rank.
     #[arg(long, default_value_t = 8)]
     pub r: usize,

@@ -3,10 +3,11 @@
 
 use burn::module::{AutodiffModule, ModuleDisplay};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use lora_core::BottleneckLayers;
 use lora_core::{NamedLinears, Precision};
 use lora_models::tokenizer::Tokenizer;
 use lora_models::LanguageModel;
-use lora_peft::{quantize_model, LoraConfig};
+use lora_peft::quantize_model;
 // The IMDB pipeline's types (one import site; the crate that holds them may change).
 use lora_data::imdb::Review;
 use lora_train::TrainConfig;
@@ -14,6 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::config::{count_layers, lora_config};
+use crate::method::{method_config, wrap_prompt_learning, MethodConfig, SavePromptLearning};
 use crate::options::{FinetuneOptions, Task};
 use crate::AnyError;
 
@@ -21,7 +23,11 @@ use crate::AnyError;
 /// inner (evaluation) model is a language model too. Every model family of `lora-models`
 /// (and its `*ForSequenceClassification`) is one.
 pub trait RecipeModel<B: AutodiffBackend>:
-    LanguageModel<B> + AutodiffModule<B, InnerModule = Self::Inner> + ModuleDisplay
+    LanguageModel<B>
+    + AutodiffModule<B, InnerModule = Self::Inner>
+    + ModuleDisplay
+    + BottleneckLayers<B>
+    + SavePromptLearning
 {
     /// The evaluation model (`AutodiffModule::InnerModule`).
     type Inner: LanguageModel<B::InnerBackend> + ModuleDisplay;
@@ -30,7 +36,11 @@ pub trait RecipeModel<B: AutodiffBackend>:
 impl<B, M> RecipeModel<B> for M
 where
     B: AutodiffBackend,
-    M: LanguageModel<B> + AutodiffModule<B> + ModuleDisplay,
+    M: LanguageModel<B>
+        + AutodiffModule<B>
+        + ModuleDisplay
+        + BottleneckLayers<B>
+        + SavePromptLearning,
     M::InnerModule: LanguageModel<B::InnerBackend> + ModuleDisplay,
 {
     type Inner = M::InnerModule;
@@ -54,8 +64,8 @@ pub struct Inputs<'a> {
 /// The shared preparation of a run, handed to the task's recipe.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// The PEFT config of the adapters.
-    pub lora: LoraConfig,
+    /// The method's config (PEFT's, or AdapterHub's for a bottleneck adapter).
+    pub method: MethodConfig,
     /// The training loop's config.
     pub train: TrainConfig,
     /// The padding token id (the tokenizer's pad, else its end-of-sequence, else 0).
@@ -97,18 +107,18 @@ where
         .into());
     }
     B::seed(device, opts.seed);
-    let cfg = lora_config(
-        opts,
-        inputs.default_targets,
-        inputs.model_path,
-        count_layers(&model.linear_names()),
-    )?;
+    let names = model.linear_names();
+    let n_layers = count_layers(&names);
+    let cfg = lora_config(opts, inputs.default_targets, inputs.model_path, n_layers)?;
+    let keep_f32 = cfg.effective_modules_to_save();
+    let encode = |t: &str| -> Result<Vec<u32>, AnyError> { Ok(tok.encode(t)?) };
+    let method = method_config(opts, cfg, &names, n_layers, &encode)?;
     // QLoRA order: quantize the frozen base right after loading, before any adapter exists.
     let mut model = model;
     if let Some(kind) = opts.quant_kind()? {
         let t = Instant::now();
         let mut skip: Vec<String> = vec!["score".into(), "lm_head".into()];
-        skip.extend(cfg.effective_modules_to_save());
+        skip.extend(keep_f32);
         let skip: Vec<&str> = skip.iter().map(String::as_str).collect();
         let report = quantize_model(&mut model, &kind, &skip)?;
         eprintln!(
@@ -150,14 +160,34 @@ where
     }
     let train_slice: Vec<Review> = inputs.train_set[..needed.min(inputs.train_set.len())].to_vec();
     let prep = Prepared {
-        lora: cfg,
+        method,
         train: train_cfg,
         pad,
         train_slice,
     };
+    // Prompt learning wraps the model (PEFT `get_peft_model`); the other methods attach to its
+    // layers inside the recipe, after the classifier head exists.
+    match wrap_prompt_learning(model, &prep.method, device)? {
+        Ok(wrapped) => run_task(opts, wrapped, inputs, &prep, device),
+        Err(model) => run_task(opts, model, inputs, &prep, device),
+    }
+}
+
+/// The recipe of `opts.task` on `model`.
+fn run_task<B, M>(
+    opts: &FinetuneOptions,
+    model: M,
+    inputs: &Inputs<'_>,
+    prep: &Prepared,
+    device: &B::Device,
+) -> Result<(), AnyError>
+where
+    B: AutodiffBackend,
+    M: RecipeModel<B>,
+{
     match opts.task {
-        Task::Classify => crate::classify::run_classify(opts, model, inputs, &prep, device),
-        Task::CausalLm => crate::causal_lm::run_causal_lm(opts, model, inputs, &prep, device),
+        Task::Classify => crate::classify::run_classify(opts, model, inputs, prep, device),
+        Task::CausalLm => crate::causal_lm::run_causal_lm(opts, model, inputs, prep, device),
     }
 }
 
