@@ -1,9 +1,10 @@
-//! Text generation with a GPT-2 or Llama checkpoint (optionally with a PEFT LoRA adapter):
+//! Text generation with a GPT-2 or Llama checkpoint, optionally with adapters of any method
+//! (PEFT LoRA, DoRA, IA3, prefix or prompt tuning; AdapterHub bottleneck; several LoRA at once):
 //! greedy search or seeded sampling, decoded incrementally through the key/value cache, as
 //! transformers' `generate`.
 //!
 //! ```text
-//! cargo run --release --example generate -- --model-path DIR_OR_GGUF [--adapter DIR] \
+//! cargo run --release --example generate -- --model-path DIR_OR_GGUF [--adapter DIR ...] \
 //!     (--prompt TEXT [--raw] [--system TEXT] | --input-ids in.safetensors --out out.safetensors) \
 //!     [--max-new-tokens N] [--do-sample] [--temperature T] [--top-k K] [--top-p P] \
 //!     [--repetition-penalty R] [--seed S] [--eos-token-id ID ...]
@@ -19,11 +20,11 @@
 
 use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
-use lora_core::NamedLinears;
 use lora_models::generate::{generate, ChatTemplate, Generation, GenerationConfig, SpecialIds};
 use lora_models::gguf::GgufFile;
 use lora_models::tokenizer::Tokenizer;
 use lora_models::LanguageModel;
+use lora_peft::load_adapters;
 use lora_recipes::ids::InputIds;
 use lora_recipes::AnyError;
 use std::path::PathBuf;
@@ -32,13 +33,13 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Text generation (greedy or sampled, incremental decoding) with a GPT-2 or Llama checkpoint and optional PEFT LoRA adapter"
+    about = "Text generation (greedy or sampled, incremental decoding) with a GPT-2 or Llama checkpoint and optional adapters of any method"
 )]
 struct Args {
     /// Hugging Face model directory or GGUF file.
     #[arg(long)]
     model_path: PathBuf,
-    /// PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+    /// Adapter directory (PEFT or AdapterHub); repeat for several LoRA adapters at once.
     #[arg(long)]
     adapter: Vec<PathBuf>,
     /// Text to continue (printed with the reply).
@@ -116,14 +117,18 @@ fn run() -> Result<(), AnyError> {
         (None, None) => return Err("give --prompt TEXT or --input-ids FILE --out FILE".into()),
     };
     let out = match load_any::<Backend>(&args.model_path, &device)? {
-        AnyModel::Gpt2(mut m, _) => {
-            load_adapters(&mut m, &args.adapter, &device)?;
-            decode(&m, &prompts, &config, &device)?
-        }
-        AnyModel::Llama(mut m, _) => {
-            load_adapters(&mut m, &args.adapter, &device)?;
-            decode(&m, &prompts, &config, &device)?
-        }
+        AnyModel::Gpt2(m, _) => decode(
+            &load_adapters(m, &args.adapter, false, &device)?,
+            &prompts,
+            &config,
+            &device,
+        )?,
+        AnyModel::Llama(m, _) => decode(
+            &load_adapters(m, &args.adapter, false, &device)?,
+            &prompts,
+            &config,
+            &device,
+        )?,
     };
     eprintln!(
         "{} new tokens per row ({:?})",
@@ -194,29 +199,4 @@ fn chat_prompt(args: &Args, text: &str) -> Result<String, AnyError> {
         Some(t) => t.render(args.system.as_deref(), text),
         None => text.to_string(),
     })
-}
-
-/// Loads the `--adapter` directories into `m` (one PEFT LoRA adapter for now).
-fn load_adapters<M: NamedLinears<Backend>>(
-    m: &mut M,
-    dirs: &[PathBuf],
-    device: &burn::tensor::Device<Backend>,
-) -> Result<(), AnyError> {
-    if dirs.len() > 1 {
-        return Err(format!(
-            "--adapter given {} times; one LoRA adapter can be active at a time",
-            dirs.len()
-        )
-        .into());
-    }
-    for a in dirs {
-        let cfg = lora_peft::load_adapter(m, a, device)?;
-        eprintln!(
-            "adapter {} (r={}, lora_alpha={})",
-            a.display(),
-            cfg.r,
-            cfg.lora_alpha
-        );
-    }
-    Ok(())
 }

@@ -1,20 +1,26 @@
-//! Logits of a GPT-2 or Llama checkpoint, optionally with a PEFT LoRA adapter (optionally
-//! merged), for comparing with transformers + PEFT.
+//! Logits of a GPT-2 or Llama checkpoint, optionally with adapters of any method (optionally
+//! merged), for comparing with transformers + PEFT (or AdapterHub).
 //!
 //! ```text
-//! cargo run --release --example logits -- --model-path DIR [--adapter DIR] [--merge] \
+//! cargo run --release --example logits -- --model-path DIR [--adapter DIR ...] [--merge] \
 //!     --input-ids in.safetensors --out out.safetensors
 //! ```
+//! Each `--adapter` is a PEFT directory (LoRA, DoRA, IA3, prefix or prompt tuning, read from its
+//! `adapter_config.json`) or an AdapterHub bottleneck directory; several must all be LoRA and
+//! are active at once (their deltas add). The logits are those of the input tokens only (no
+//! virtual-token positions).
 //! `DIR` is a Hugging Face directory (config.json with `model_type` "gpt2" or "llama" +
 //! model.safetensors) or a `.gguf` file (Llama family). The input file holds an I64 (or I32)
 //! tensor `input_ids` `[batch, seq]`; the output file gets an F32 tensor `logits`
 //! `[batch, seq, vocab]` (safetensors metadata {"format":"pt"}), written atomically.
 
+use burn::module::ModuleDisplay;
 use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
-use lora_core::NamedLinears;
+use lora_core::BottleneckLayers;
 use lora_models::write_f32_safetensors;
 use lora_models::LanguageModel;
+use lora_peft::{adapter_kind, load_adapters};
 use lora_recipes::ids::InputIds;
 use lora_recipes::AnyError;
 use std::path::PathBuf;
@@ -23,16 +29,17 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Logits of a GPT-2 or Llama checkpoint (+ optional PEFT LoRA adapter, optionally merged), for comparison with transformers + PEFT"
+    about = "Logits of a GPT-2 or Llama checkpoint (+ adapters of any method, optionally merged), for comparison with transformers + PEFT"
 )]
 struct Args {
     /// Hugging Face model directory or GGUF file.
     #[arg(long)]
     model_path: PathBuf,
-    /// PEFT adapter directory (adapter_config.json + adapter_model.safetensors).
+    /// Adapter directory (PEFT or AdapterHub); repeat for several LoRA adapters at once.
     #[arg(long)]
-    adapter: Option<PathBuf>,
-    /// Merge the adapter into the base weights before running (merge_and_unload).
+    adapter: Vec<PathBuf>,
+    /// Merge the adapters into the base weights before running (merge_and_unload; LoRA, DoRA
+    /// and IA3 only).
     #[arg(long)]
     merge: bool,
     /// safetensors file with an integer tensor `input_ids` [batch, seq].
@@ -52,51 +59,36 @@ fn main() {
 
 fn run() -> Result<(), AnyError> {
     let args = Args::parse();
-    if args.merge && args.adapter.is_none() {
+    if args.merge && args.adapter.is_empty() {
         return Err("--merge needs --adapter DIR".into());
     }
     let device = Default::default();
     let ids = InputIds::read(&args.input_ids)?;
     let model = load_any::<Backend>(&args.model_path, &device)?;
-    let (vocab, max_positions) = match &model {
-        AnyModel::Gpt2(m, _) => (m.vocab_size(), Some(m.n_positions())),
-        AnyModel::Llama(m, _) => (m.vocab_size(), None),
-    };
-    ids.check(&args.input_ids, vocab, max_positions)?;
-    let input = ids.to_tensor::<Backend>(&device);
     let logits = match model {
-        AnyModel::Gpt2(mut m, _) => {
-            prepare(&mut m, &args, &device)?;
-            m.forward(input)
-        }
-        AnyModel::Llama(mut m, _) => {
-            prepare(&mut m, &args, &device)?;
-            m.forward(input)
-        }
+        AnyModel::Gpt2(m, _) => logits(m, &ids, &args, &device)?,
+        AnyModel::Llama(m, _) => logits(m, &ids, &args, &device)?,
     };
     write_f32_safetensors(&args.out, "logits", logits)?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
 
-/// Loads `--adapter` into `m` and merges it with `--merge`, saying what it did.
-fn prepare<M: NamedLinears<Backend>>(
-    m: &mut M,
+/// Loads the `--adapter` directories onto `m` (merged with `--merge`) and computes the logits
+/// of `ids`, after checking them against the vocabulary and the positions left.
+fn logits<M>(
+    m: M,
+    ids: &InputIds,
     args: &Args,
     device: &burn::tensor::Device<Backend>,
-) -> Result<(), AnyError> {
-    if let Some(a) = &args.adapter {
-        let cfg = lora_peft::load_adapter(m, a, device)?;
-        eprintln!(
-            "adapter {} (r={}, lora_alpha={})",
-            a.display(),
-            cfg.r,
-            cfg.lora_alpha
-        );
-        if args.merge {
-            let n = lora_peft::merge_and_unload(m)?;
-            eprintln!("merged {n} layers");
-        }
+) -> Result<burn::tensor::Tensor<Backend, 3>, AnyError>
+where
+    M: LanguageModel<Backend> + ModuleDisplay + BottleneckLayers<Backend>,
+{
+    let m = load_adapters(m, &args.adapter, args.merge, device)?;
+    for (a, kind) in args.adapter.iter().map(|a| (a, adapter_kind(a))) {
+        eprintln!("adapter {} ({})", a.display(), kind?);
     }
-    Ok(())
+    ids.check(&args.input_ids, m.vocab_size(), m.max_positions())?;
+    Ok(m.forward(ids.to_tensor::<Backend>(device)))
 }

@@ -43,6 +43,7 @@
 //!   quantization, LLM.int8) before applying adapters; [`QuantReport`] gives bytes and errors.
 
 pub mod adapter_dir;
+pub mod auto;
 pub mod config_types;
 pub mod error;
 pub mod matching;
@@ -53,6 +54,7 @@ pub mod quantize;
 pub mod tuners;
 
 pub use adapter_dir::{write_atomic, CONFIG_NAME, KEY_PREFIX, WEIGHTS_NAME};
+pub use auto::{adapter_kind, load_adapters, AdapterKind};
 pub use config_types::{LayersToTransform, PatternMap, PatternValue, StringOrList, TargetModules};
 pub use error::PeftError;
 pub use matching::{resolve_targets, TargetConfig, TargetPlan, SEQ_CLS_HEAD_NAMES};

@@ -309,7 +309,7 @@ where
             if let Some(h) = head {
                 let t = head_tensor(h)?;
                 write_safetensors(
-                    &dir.join("score.safetensors"),
+                    dir.join("score.safetensors"),
                     &[("score.weight".into(), t)],
                     None,
                 )?;
