@@ -66,8 +66,14 @@ fn kinds_are_read_from_the_configs() {
     assert_eq!(k("gpt2_a_lora"), AdapterKind::Peft(PeftType::Lora));
     assert_eq!(k("gpt2_a_dora"), AdapterKind::Peft(PeftType::Lora));
     assert_eq!(k("gpt2_a_ia3"), AdapterKind::Peft(PeftType::Ia3));
-    assert_eq!(k("gpt2_a_prefix"), AdapterKind::Peft(PeftType::PrefixTuning));
-    assert_eq!(k("gpt2_a_prompt"), AdapterKind::Peft(PeftType::PromptTuning));
+    assert_eq!(
+        k("gpt2_a_prefix"),
+        AdapterKind::Peft(PeftType::PrefixTuning)
+    );
+    assert_eq!(
+        k("gpt2_a_prompt"),
+        AdapterKind::Peft(PeftType::PromptTuning)
+    );
     assert_eq!(k("gpt2_a_seq_bn"), AdapterKind::Bottleneck);
     assert!(k("gpt2_a_ia3").mergeable() && !k("gpt2_a_prefix").mergeable());
 }
@@ -79,10 +85,26 @@ fn impossible_combinations_are_refused() {
         load_adapters(gpt2::<B>(), &dirs, merge, &Default::default()).map(|_| ())
     };
     for (dirs, merge, words) in [
-        (&["gpt2_a_prefix"][..], true, ["gpt2_a_prefix", "PREFIX_TUNING"]),
-        (&["gpt2_a_seq_bn"][..], true, ["gpt2_a_seq_bn", "bottleneck"]),
-        (&["gpt2_a_multi", "gpt2_a_ia3"][..], false, ["gpt2_a_ia3", "IA3"]),
-        (&["gpt2_a_prompt", "gpt2_a_multi"][..], false, ["gpt2_a_prompt", "PROMPT_TUNING"]),
+        (
+            &["gpt2_a_prefix"][..],
+            true,
+            ["gpt2_a_prefix", "PREFIX_TUNING"],
+        ),
+        (
+            &["gpt2_a_seq_bn"][..],
+            true,
+            ["gpt2_a_seq_bn", "bottleneck"],
+        ),
+        (
+            &["gpt2_a_multi", "gpt2_a_ia3"][..],
+            false,
+            ["gpt2_a_ia3", "IA3"],
+        ),
+        (
+            &["gpt2_a_prompt", "gpt2_a_multi"][..],
+            false,
+            ["gpt2_a_prompt", "PROMPT_TUNING"],
+        ),
     ] {
         let e = load(dirs, merge).unwrap_err();
         let m = e.to_string();
