@@ -47,7 +47,7 @@ use std::time::Instant;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "LoRA fine-tuning of a real pretrained model (SmolLM2-135M by default, or GPT-2) on IMDB reviews; writes a PEFT-format adapter"
+    about = "Parameter-efficient fine-tuning (LoRA by default; --method dora, ia3, prefix-tuning, prompt-tuning, bottleneck) of a real pretrained model (SmolLM2-135M by default, or GPT-2) on IMDB reviews; writes the adapter in PEFT's format (AdapterHub's for bottleneck)"
 )]
 struct Args {
     #[command(flatten)]

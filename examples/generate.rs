@@ -42,7 +42,7 @@ struct Args {
     /// Adapter directory (PEFT or AdapterHub); repeat for several LoRA adapters at once.
     #[arg(long)]
     adapter: Vec<PathBuf>,
-    /// Text to continue (printed with the reply).
+    /// Text to reply to (in the GGUF chat template unless --raw); the reply is printed.
     #[arg(
         long,
         conflicts_with = "input_ids",

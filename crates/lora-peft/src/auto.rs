@@ -88,7 +88,7 @@ where
     if merge {
         if let Some((d, k)) = dirs.iter().zip(&kinds).find(|(_, k)| !k.mergeable()) {
             return Err(PeftError::State(format!(
-                "--merge: {} is a {k} adapter, which does not fold into the weights (only \
+                "--merge: {} holds an adapter of method {k}, which does not fold into the weights (only \
                  LoRA, DoRA and IA3 merge); run it unmerged",
                 d.display()
             )));
@@ -110,7 +110,7 @@ where
             {
                 return Err(PeftError::State(format!(
                     "{} adapters were given; several are active at once only when all are LoRA \
-                     adapters (their deltas add), but {} is a {k} adapter",
+                     adapters (their deltas add), but {} holds an adapter of method {k}",
                     dirs.len(),
                     d.display()
                 )));

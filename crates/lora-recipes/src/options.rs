@@ -70,8 +70,10 @@ pub enum Method {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 pub enum BnArchitecture {
     /// `seq_bn` (Pfeiffer et al. 2021): after the feed-forward block.
+    #[value(name = "seq_bn", alias = "seq-bn")]
     SeqBn,
     /// `double_seq_bn` (Houlsby et al. 2019): after attention and after the feed-forward block.
+    #[value(name = "double_seq_bn", alias = "double-seq-bn")]
     DoubleSeqBn,
 }
 
