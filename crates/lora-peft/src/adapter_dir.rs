@@ -331,3 +331,29 @@ pub fn take_module_to_save<B: Backend>(
     };
     Ok((w, b))
 }
+
+/// Parses `adapter_config.json` text into a method's config struct (`path` names the file in
+/// errors); the one parser every method's `from_json_str` uses.
+///
+/// # Errors
+/// [`PeftError::Json`] naming `path` (serde names the missing or mistyped field).
+pub fn parse_config<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, PeftError> {
+    serde_json::from_str(text).map_err(|source| PeftError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes the config text `json` to `dir/adapter_config.json` atomically, creating `dir`;
+/// returns the file's path. The one writer every method's `save` uses.
+///
+/// # Errors
+/// [`PeftError::Io`].
+pub fn save_config_text(dir: &Path, json: &str) -> Result<PathBuf, PeftError> {
+    let path = dir.join(CONFIG_NAME);
+    write_atomic(&path, json.as_bytes())?;
+    Ok(path)
+}

@@ -6,7 +6,7 @@
 //! change the adapter's meaning (lora_bias, QALoRA, aLoRA, VeLoRA...) are refused by
 //! [`LoraConfig::validate`] with [`PeftError::Unsupported`].
 use super::InitLoraWeights;
-use crate::adapter_dir::{read_config_text, write_atomic, CONFIG_NAME};
+use crate::adapter_dir::read_config_text;
 use crate::config_types::{
     de_null_default, LayersToTransform, PatternMap, StringOrList, TargetModules,
 };
@@ -162,10 +162,7 @@ impl LoraConfig {
     /// # Errors
     /// [`PeftError::Json`] naming `path` (used only for the message).
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self, PeftError> {
-        serde_json::from_str(text).map_err(|source| PeftError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::adapter_dir::parse_config(text, path)
     }
 
     /// Reads `adapter_config.json`. `path` may be the file or the adapter directory. Does not
@@ -190,9 +187,7 @@ impl LoraConfig {
     /// # Errors
     /// [`PeftError::Io`].
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<PathBuf, PeftError> {
-        let path = dir.as_ref().join(CONFIG_NAME);
-        write_atomic(&path, self.to_json_string().as_bytes())?;
-        Ok(path)
+        crate::adapter_dir::save_config_text(dir.as_ref(), &self.to_json_string())
     }
 
     /// Whether this is a sequence-classification adapter (`task_type = "SEQ_CLS"`).

@@ -5,7 +5,7 @@
 //! from the model as PEFT's `_prepare_prompt_learning_config` (`peft/utils/other.py`) does
 //! ([`PrefixTuningConfig::prepare`]). Fields this crate does not model are kept in
 //! [`PrefixTuningConfig::extra`] and written back unchanged.
-use crate::adapter_dir::{read_config_text, write_atomic, CONFIG_NAME};
+use crate::adapter_dir::read_config_text;
 use crate::config_types::de_null_default;
 use crate::PeftError;
 use lora_models::AttentionShape;
@@ -127,10 +127,7 @@ impl PrefixTuningConfig {
     /// # Errors
     /// [`PeftError::Json`] naming `path` (a missing `num_virtual_tokens` included).
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self, PeftError> {
-        serde_json::from_str(text).map_err(|source| PeftError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::adapter_dir::parse_config(text, path)
     }
 
     /// Reads `adapter_config.json` (the file or its directory). Does not validate.
@@ -153,9 +150,7 @@ impl PrefixTuningConfig {
     /// # Errors
     /// [`PeftError::Io`].
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<PathBuf, PeftError> {
-        let path = dir.as_ref().join(CONFIG_NAME);
-        write_atomic(&path, self.to_json_string().as_bytes())?;
-        Ok(path)
+        crate::adapter_dir::save_config_text(dir.as_ref(), &self.to_json_string())
     }
 
     /// Fills the geometry fields left `None` from the model, as PEFT's

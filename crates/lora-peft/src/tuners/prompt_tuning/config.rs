@@ -5,7 +5,7 @@
 //! from the model as PEFT's `_prepare_prompt_learning_config` (`peft/utils/other.py`) does
 //! ([`PromptTuningConfig::prepare`]). Fields this crate does not model are kept in
 //! [`PromptTuningConfig::extra`].
-use crate::adapter_dir::{read_config_text, write_atomic, CONFIG_NAME};
+use crate::adapter_dir::read_config_text;
 use crate::config_types::de_null_default;
 use crate::PeftError;
 use serde::{Deserialize, Serialize};
@@ -118,10 +118,7 @@ impl PromptTuningConfig {
     /// # Errors
     /// [`PeftError::Json`] naming `path` (an unknown `prompt_tuning_init` included).
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self, PeftError> {
-        serde_json::from_str(text).map_err(|source| PeftError::Json {
-            path: path.to_path_buf(),
-            source,
-        })
+        crate::adapter_dir::parse_config(text, path)
     }
 
     /// Reads `adapter_config.json` (the file or its directory). Does not validate.
@@ -144,9 +141,7 @@ impl PromptTuningConfig {
     /// # Errors
     /// [`PeftError::Io`].
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<PathBuf, PeftError> {
-        let path = dir.as_ref().join(CONFIG_NAME);
-        write_atomic(&path, self.to_json_string().as_bytes())?;
-        Ok(path)
+        crate::adapter_dir::save_config_text(dir.as_ref(), &self.to_json_string())
     }
 
     /// Fills the fields left `None` from the model, as PEFT's `_prepare_prompt_learning_config`:
