@@ -31,6 +31,15 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleGrads<'_> {
     }
 }
 
+/// Multiplies every gradient in `grads` of a float parameter of `module` by `factor`.
+pub(crate) fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    factor: f64,
+) {
+    module.visit(&mut ScaleGrads { grads, factor });
+}
+
 /// Global L2 norm `sqrt(Σ_p ‖g_p‖²)` over the gradients in `grads` of all float parameters of
 /// `module` (parameters without a gradient, e.g. frozen ones, are skipped). One device sync.
 pub fn grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
@@ -65,11 +74,7 @@ pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     let total = grad_norm::<B, M>(module, grads);
     let coef = max_norm / (total + 1e-6);
     if total.is_finite() && coef < 1.0 {
-        let mut v = ScaleGrads {
-            grads,
-            factor: coef,
-        };
-        module.visit(&mut v);
+        scale_grads::<B, M>(module, grads, coef);
     }
     total
 }

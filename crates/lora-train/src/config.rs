@@ -1,6 +1,9 @@
 //! The hyper-parameters of the loop and their range checks.
 
 use crate::error::TrainError;
+use crate::scaler::LossScaleConfig;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Hyper-parameters of [`train`](fn@crate::train). Defaults follow `torch.optim.AdamW` (betas (0.9, 0.999),
 /// eps 1e-8, weight_decay 0.01) and transformers' `max_grad_norm = 1.0`.
@@ -30,9 +33,26 @@ pub struct TrainConfig {
     pub max_grad_norm: Option<f64>,
     /// Call `eval_fn` every this many optimizer steps.
     pub eval_every: Option<usize>,
-    /// Call `checkpoint_fn` every this many optimizer steps.
+    /// Write `<output_dir>/checkpoint-<step>/` every this many optimizer steps (needs
+    /// `output_dir`); see [`crate::checkpoint_path`].
     pub checkpoint_every: Option<usize>,
-    /// Seed passed to `B::seed` at the start (dropout masks, random init on the backend).
+    /// Where checkpoints are written.
+    pub output_dir: Option<PathBuf>,
+    /// Keep at most this many checkpoints, removing the oldest (transformers'
+    /// `save_total_limit`); `None` keeps all.
+    pub save_total_limit: Option<usize>,
+    /// A checkpoint directory to continue from (same config and model), or `None`.
+    pub resume_from: Option<PathBuf>,
+    /// Stop with [`TrainError::TooManyBadSteps`] after this many consecutive steps skipped
+    /// for a non-finite loss or gradient norm (≥ 1).
+    pub max_bad_steps: usize,
+    /// Dynamic loss scaling (for f16 training), or `None`.
+    pub loss_scale: Option<LossScaleConfig>,
+    /// The caller's description of the run (flags, model): saved in each checkpoint and
+    /// compared on resume, with the loop's own hyper-parameters.
+    pub fingerprint: BTreeMap<String, String>,
+    /// Seed of the backend's random stream (dropout masks): step s reseeds it with
+    /// [`step_seed`](crate::step_seed)`(seed, s)`, so a resumed run draws the same masks.
     pub seed: u64,
     /// Show the progress bar / periodic log lines on stderr.
     pub progress: bool,
@@ -59,6 +79,12 @@ impl Default for TrainConfig {
             max_grad_norm: Some(1.0),
             eval_every: None,
             checkpoint_every: None,
+            output_dir: None,
+            save_total_limit: None,
+            resume_from: None,
+            max_bad_steps: 10,
+            loss_scale: None,
+            fingerprint: BTreeMap::new(),
             seed: 42,
             progress: true,
             time_budget_secs: None,
@@ -68,7 +94,8 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// Checks ranges: steps, grad_accum ≥ 1; lr, weight_decay finite ≥ 0; β in [0, 1);
-    /// eps > 0; max_grad_norm > 0; eval/checkpoint intervals ≥ 1.
+    /// eps > 0; max_grad_norm > 0; eval/checkpoint intervals ≥ 1; `output_dir` with
+    /// checkpoints; `max_bad_steps` ≥ 1; a loss scale with a positive finite start and factors.
     ///
     /// Errors: [`TrainError::InvalidConfig`] naming the field and value.
     pub fn validate(&self) -> Result<(), TrainError> {
@@ -110,6 +137,47 @@ impl TrainConfig {
                 return bad(format!("{name} must be at least 1 when set, got 0"));
             }
         }
+        if self.checkpoint_every.is_some() && self.output_dir.is_none() {
+            return bad("checkpoint_every needs an output_dir to write checkpoints to".into());
+        }
+        if self.max_bad_steps == 0 {
+            return bad("max_bad_steps must be at least 1, got 0".into());
+        }
+        if let Some(ls) = &self.loss_scale {
+            let ok = ls.init_scale.is_finite()
+                && ls.init_scale > 0.0
+                && ls.growth_factor > 1.0
+                && ls.backoff_factor > 0.0
+                && ls.backoff_factor < 1.0
+                && ls.growth_interval > 0;
+            if !ok {
+                return bad(format!(
+                    "loss_scale needs init_scale > 0, growth_factor > 1, backoff_factor in \
+                     (0, 1) and growth_interval >= 1, got {ls:?}"
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The loop's own hyper-parameters as checkpoint fingerprint fields (`train.<name>`), with
+    /// the caller's [`TrainConfig::fingerprint`]: what must match for a resume to be exact.
+    pub fn full_fingerprint(&self) -> BTreeMap<String, String> {
+        let mut f = self.fingerprint.clone();
+        let mut put = |k: &str, v: String| {
+            f.insert(format!("train.{k}"), v);
+        };
+        put("steps", self.steps.to_string());
+        put("grad_accum", self.grad_accum.to_string());
+        put("lr", format!("{:?}", self.lr));
+        put("warmup_steps", self.warmup_steps.to_string());
+        put("weight_decay", format!("{:?}", self.weight_decay));
+        put("betas", format!("{:?}", (self.beta1, self.beta2)));
+        put("eps", format!("{:?}", self.eps));
+        put("max_grad_norm", format!("{:?}", self.max_grad_norm));
+        put("seed", self.seed.to_string());
+        put("loss_scale", format!("{:?}", self.loss_scale));
+        put("time_budget_secs", format!("{:?}", self.time_budget_secs));
+        f
     }
 }

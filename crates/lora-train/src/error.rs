@@ -6,24 +6,6 @@ pub enum TrainError {
     /// A [`TrainConfig`](crate::TrainConfig) field is out of range.
     #[error("invalid training config: {0}")]
     InvalidConfig(String),
-    /// A micro-batch loss was NaN or infinite.
-    #[error("non-finite loss {value} at step {step} (micro-batch {micro})")]
-    NonFiniteLoss {
-        /// 1-based optimizer step.
-        step: usize,
-        /// 0-based micro-batch within the step.
-        micro: usize,
-        /// The loss value.
-        value: f64,
-    },
-    /// The global gradient norm was NaN or infinite.
-    #[error("non-finite gradient norm {value} at step {step}")]
-    NonFiniteGradNorm {
-        /// 1-based optimizer step.
-        step: usize,
-        /// The norm.
-        value: f64,
-    },
     /// The loss function returned an error.
     #[error("loss function failed at step {step}: {message}")]
     Loss {
@@ -38,6 +20,28 @@ pub enum TrainError {
     NoGradients {
         /// 1-based optimizer step.
         step: usize,
+    },
+    /// Too many consecutive steps were skipped for a non-finite loss or gradient norm.
+    #[error(
+        "{count} steps in a row up to step {step} had a non-finite loss or gradient norm and were \
+         skipped; stopping. Last good checkpoint: {}",
+        last_checkpoint.as_ref().map_or("none".to_string(), |p| p.display().to_string())
+    )]
+    TooManyBadSteps {
+        /// 1-based optimizer step of the last bad one.
+        step: usize,
+        /// Consecutive bad steps.
+        count: usize,
+        /// The last checkpoint written or resumed from.
+        last_checkpoint: Option<std::path::PathBuf>,
+    },
+    /// The checkpoint to resume from cannot be used.
+    #[error("cannot resume from {}: {message}", path.display())]
+    Resume {
+        /// The checkpoint directory.
+        path: std::path::PathBuf,
+        /// What is wrong (the differing field, the missing tensor, the unreadable file).
+        message: String,
     },
     /// The checkpoint callback returned an error.
     #[error("checkpoint failed at step {step}: {message}")]

@@ -4,24 +4,35 @@
 //! schedule ([`linear_warmup_lr`], [`budget_lr`]), global-norm gradient clipping
 //! ([`clip_grad_norm`], as `torch.nn.utils.clip_grad_norm_`), gradient accumulation
 //! ([`accumulate_grads`]), a progress bar, periodic evaluation and checkpoint callbacks
-//! ([`train()`]). It knows nothing of the data or the model: batches come from the caller's
+//! ([`train()`]), a guard that skips steps with a non-finite loss or gradient, dynamic loss
+//! scaling for f16 ([`LossScaleConfig`], as `torch.amp.GradScaler`), and checkpoints a run
+//! resumes from bit-exactly ([`checkpoint_path`], [`TrainerState`]). It knows nothing of the data or the model: batches come from the caller's
 //! `next_batch`, the loss from its `loss_fn`.
 
 #![warn(missing_docs)]
 
 mod accumulate;
+mod checkpoint;
 mod clip;
 mod config;
 mod error;
 mod optim;
 mod progress;
+mod rng;
 mod run;
+mod scaler;
 mod schedule;
 
 pub use accumulate::{accumulate_grads, AccumulatedGrads};
+pub use checkpoint::{
+    checkpoint_path, fingerprint_difference, list_checkpoints, TrainerState,
+    TRAINER_STATE_FILE, TRAINER_STATE_FORMAT, TRAINING_STATE_FILE,
+};
 pub use clip::{clip_grad_norm, grad_norm};
 pub use config::TrainConfig;
 pub use error::TrainError;
-pub use optim::adamw_optimizer;
+pub use optim::{adamw_optimizer, AdamWOptimizer};
+pub use rng::step_seed;
 pub use run::{train, TrainStats};
+pub use scaler::{LossScaleConfig, LossScaler};
 pub use schedule::{budget_lr, linear_warmup_lr};

@@ -15,11 +15,14 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig};
 use burn::tensor::backend::AutodiffBackend;
 
+/// The optimizer of the loop: burn's AdamW adapted to a module `M`.
+pub type AdamWOptimizer<B, M> = OptimizerAdaptor<AdamW, M, B>;
+
 /// burn's AdamW with every hyper-parameter taken from `cfg` (β1, β2, eps, weight_decay), no
 /// per-tensor clipping, no AMSGrad. Its update equals `torch.optim.AdamW`'s (module docs).
 pub fn adamw_optimizer<B: AutodiffBackend, M: AutodiffModule<B>>(
     cfg: &TrainConfig,
-) -> OptimizerAdaptor<AdamW, M, B> {
+) -> AdamWOptimizer<B, M> {
     AdamWConfig::new()
         .with_beta_1(cfg.beta1 as f32)
         .with_beta_2(cfg.beta2 as f32)

@@ -5,7 +5,7 @@ mod common;
 
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
-use common::{quiet, tiny, vals, Inner, Tiny, AD};
+use common::{quiet, tiny, vals, Inner, RefAdamW, Tiny, AD};
 use lora_train::{accumulate_grads, clip_grad_norm, grad_norm, train, TrainConfig};
 
 /// loss = Σ a·ca + Σ b·cb + Σ frozen, so grad a = ca, grad b = cb, no grad for `frozen`.
@@ -48,28 +48,6 @@ fn global_norm_clipping() {
     assert_eq!(ga, vec![1.0, -2.0, 2.0]);
 }
 
-/// Hand AdamW (torch.optim.AdamW, amsgrad=False) in f64 for one tensor.
-struct RefAdamW {
-    m: Vec<f64>,
-    v: Vec<f64>,
-    t: i32,
-}
-
-impl RefAdamW {
-    fn step(&mut self, p: &mut [f64], g: &[f64], lr: f64, cfg: &TrainConfig) {
-        self.t += 1;
-        let (b1, b2) = (cfg.beta1, cfg.beta2);
-        for i in 0..p.len() {
-            p[i] *= 1.0 - lr * cfg.weight_decay;
-            self.m[i] = b1 * self.m[i] + (1.0 - b1) * g[i];
-            self.v[i] = b2 * self.v[i] + (1.0 - b2) * g[i] * g[i];
-            let mhat = self.m[i] / (1.0 - b1.powi(self.t));
-            let vhat = self.v[i] / (1.0 - b2.powi(self.t));
-            p[i] -= lr * mhat / (vhat.sqrt() + cfg.eps);
-        }
-    }
-}
-
 #[test]
 fn adamw_steps_match_torch_formula() {
     // loss = Σ c·a² (+ the b/frozen terms with zero weight): grad a = 2·c·a, so the gradient
@@ -93,7 +71,7 @@ fn adamw_steps_match_torch_formula() {
         |_| (),
         |m: &Tiny<AD>, _: &()| Ok(((m.a.val().powi_scalar(2) * ct.clone()).sum(), 3)),
         |_, _| String::new(),
-        |_, _| Ok(()),
+        |_, _, _| Ok(()),
     )
     .unwrap();
 
@@ -166,6 +144,7 @@ fn grad_accumulation_equals_full_batch() {
         |k| halves[k].clone(),
         &|m: &Tiny<AD>, r: &Vec<usize>| ls_loss(m, r),
         1,
+        1.0,
     )
     .unwrap();
     let full = accumulate_grads(
@@ -174,6 +153,7 @@ fn grad_accumulation_equals_full_batch() {
         |_| vec![0usize, 1, 2, 3],
         &|m: &Tiny<AD>, r: &Vec<usize>| ls_loss(m, r),
         1,
+        1.0,
     )
     .unwrap();
     let ga = vals(acc.grads.get::<Inner, 1>(m.a.id).unwrap());

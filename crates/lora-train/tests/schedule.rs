@@ -65,7 +65,7 @@ fn time_budget_stops_training() {
         |_| (),
         |m: &Tiny<AD>, _: &()| Ok((m.a.val().sum() + m.b.val().sum(), 1)),
         |_, _| String::new(),
-        |_, _| Ok(()),
+        |_, _, _| Ok(()),
     )
     .unwrap();
     assert!(stats.steps < 50, "ran {} steps", stats.steps);

@@ -23,7 +23,7 @@ fn seeded_runs_repeat() {
                 Ok(((m.a.val() * noise).sum(), 1))
             },
             |_, _| String::new(),
-            |_, _| Ok(()),
+            |_, _, _| Ok(()),
         )
         .unwrap()
         .1
@@ -45,7 +45,7 @@ fn seeded_runs_repeat() {
             Ok(((m.a.val() * noise).sum(), 1))
         },
         |_, _| String::new(),
-        |_, _| Ok(()),
+        |_, _, _| Ok(()),
     )
     .unwrap()
     .1
