@@ -48,13 +48,13 @@ where
     let train_batches = make_batches(&train_ids, &train_zeros, opts.batch_size, ml, pad, None)?;
     let test_zeros = zeros(test_ids.len());
     let test_batches = make_batches(&test_ids, &test_zeros, EVAL_BATCH, ml, pad, None)?;
-    if !opts.no_eval_before {
+    // A resumed run's model is only restored inside the loop: nothing to evaluate before.
+    if !opts.no_eval_before && opts.resume.is_none() {
         println!(
             "held-out perplexity before: {:.3}",
             perplexity(&model.valid(), &test_batches, device)
         );
     }
-    let out_dir = opts.output_dir.clone();
     let (model, stats) = train(
         model,
         &prep.train,
@@ -70,9 +70,8 @@ where
                 perplexity(&m.valid(), &test_batches, device)
             )
         },
-        |m, step| {
-            let dir = out_dir.join(format!("checkpoint-{step}"));
-            save_method::<B, _, _>(m, m, cfg, None, Some(&model_name), &dir)
+        |m, _step, dir| {
+            save_method::<B, _, _>(m, m, cfg, None, Some(&model_name), dir)
                 .map_err(|e| e.to_string())
         },
     )?;

@@ -87,7 +87,8 @@ where
     set_precision(&mut clf, opts, device)?;
     println!("{}", count_parameters(&clf));
 
-    if !opts.no_eval_before {
+    // A resumed run's model is only restored inside the loop: nothing to evaluate before.
+    if !opts.no_eval_before && opts.resume.is_none() {
         let (acc, tps) = accuracy(&clf.valid(), &test_batches, device);
         println!(
             "held-out accuracy before: {:.2}% on {} reviews ({:.0} tok/s eval)",
@@ -103,7 +104,6 @@ where
             let logits = m.forward(ids, &b.lengths);
             Ok((ce.forward(logits, labels), b.num_tokens()))
         };
-    let out_dir = opts.output_dir.clone();
     let (clf, stats) = train(
         clf,
         &prep.train,
@@ -114,10 +114,9 @@ where
             let (acc, _) = accuracy(&m.valid(), &test_batches, device);
             format!("held-out accuracy {:.2}%", acc * 100.0)
         },
-        |m, step| {
-            let dir = out_dir.join(format!("checkpoint-{step}"));
+        |m, _step, dir| {
             let head = Some(m.score.base_weight());
-            save_method(m, &m.model, cfg, head, Some(&model_name), &dir).map_err(|e| e.to_string())
+            save_method(m, &m.model, cfg, head, Some(&model_name), dir).map_err(|e| e.to_string())
         },
     )?;
     // Inference on merged weights (W + scaling·A·B, PEFT merge_and_unload): one matmul per

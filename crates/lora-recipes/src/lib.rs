@@ -12,6 +12,8 @@
 //!   and saving it.
 //! - [`encode`]: tokenizing reviews; [`score`]: the classifier's `score` head (verbalizer
 //!   initialisation); [`eval`]: accuracy and language-model loss.
+//! - [`checkpointing`]: checkpoints, `--resume`, the non-finite guard and f16 loss scaling
+//!   handed to the training loop.
 //! - [`run`]: the shared steps of a run; [`classify`] and [`causal_lm`]: the two recipes.
 //! - [`output`]: held-out logits, the examples for the PEFT side-by-side run, the summary line,
 //!   single F32 tensors; [`ids`]: token ids from a file (the `logits` example).
@@ -20,6 +22,7 @@
 
 pub mod bench;
 pub mod causal_lm;
+pub mod checkpointing;
 pub mod classify;
 pub mod config;
 pub mod encode;

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use crate::AnyError;
 
 /// The base model family.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
     /// SmolLM2-135M-Instruct (Llama architecture), fetched as GGUF.
     Smollm2,
@@ -17,7 +18,8 @@ pub enum ModelKind {
 }
 
 /// What the model is trained to do.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Task {
     /// Sentiment classification (SEQ_CLS): accuracy.
     Classify,
@@ -26,7 +28,8 @@ pub enum Task {
 }
 
 /// How the `score` head of a classifier starts.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ScoreInit {
     /// Rows of `score` = output embeddings of " negative" / " positive".
     Verbalizer,
@@ -35,7 +38,8 @@ pub enum ScoreInit {
 }
 
 /// Which tokens of a long review are kept.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Truncation {
     /// Keep the first tokens.
     Head,
@@ -46,7 +50,8 @@ pub enum Truncation {
 }
 
 /// The adaptation method (`--method`).
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// LoRA (PEFT `LoraConfig`): `--r`, `--lora-alpha`, `--lora-dropout`.
     Lora,
@@ -67,18 +72,22 @@ pub enum Method {
 }
 
 /// AdapterHub's bottleneck architecture (`--bn-config`).
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum BnArchitecture {
     /// `seq_bn` (Pfeiffer et al. 2021): after the feed-forward block.
     #[value(name = "seq_bn", alias = "seq-bn")]
+    #[serde(rename = "seq_bn")]
     SeqBn,
     /// `double_seq_bn` (Houlsby et al. 2019): after attention and after the feed-forward block.
     #[value(name = "double_seq_bn", alias = "double-seq-bn")]
+    #[serde(rename = "double_seq_bn")]
     DoubleSeqBn,
 }
 
 /// How prompt tuning's virtual tokens start (`--prompt-tuning-init`).
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PromptInit {
     /// PEFT `RANDOM`: N(0, 1) embeddings.
     Random,
@@ -88,7 +97,7 @@ pub enum PromptInit {
 
 /// Every option of a LoRA fine-tuning run on IMDB; also the command-line flags of the
 /// `finetune` example (`#[command(flatten)]`), with their defaults.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, serde::Serialize)]
 pub struct FinetuneOptions {
     /// Base model.
     #[arg(long, value_enum, default_value_t = ModelKind::Smollm2)]
@@ -173,7 +182,8 @@ pub struct FinetuneOptions {
     /// Evaluate every N steps (0 = only before and after).
     #[arg(long, default_value_t = 0)]
     pub eval_every: usize,
-    /// Write a checkpoint adapter every N steps (0 = none).
+    /// Write `<output-dir>/checkpoint-<step>/` every N steps (0 = none): the adapter, and what
+    /// `--resume` needs to continue exactly (trainable weights, AdamW moments, step, losses).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,
     /// Where the adapter (adapter_config.json + adapter_model.safetensors) is written.
@@ -229,6 +239,18 @@ pub struct FinetuneOptions {
     /// backend (cuda, wgpu).
     #[arg(long, default_value = "f32")]
     pub precision: String,
+
+    /// Continue the run saved in this checkpoint (`<output-dir>/checkpoint-<step>`), with the
+    /// same flags: the result equals an uninterrupted run's (bit for bit on the CPU).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Keep only the newest N checkpoints (transformers' `save_total_limit`; 0 = keep all).
+    #[arg(long, default_value_t = 0)]
+    pub save_total_limit: usize,
+    /// Stop after this many steps in a row with a non-finite loss or gradient norm (each is
+    /// skipped, leaving the weights and optimizer state unchanged).
+    #[arg(long, default_value_t = 10)]
+    pub max_bad_steps: usize,
 }
 
 impl FinetuneOptions {
@@ -294,6 +316,7 @@ impl FinetuneOptions {
             return Err("--dump-data is for --task classify only".into());
         }
         self.quant_kind()?;
+        crate::checkpointing::check_resume_flag(self)?;
         Ok(())
     }
 }

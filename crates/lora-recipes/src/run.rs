@@ -14,6 +14,7 @@ use lora_train::TrainConfig;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::checkpointing::configure_checkpoints;
 use crate::config::{count_layers, lora_config};
 use crate::method::{method_config, wrap_prompt_learning, MethodConfig, SavePromptLearning};
 use crate::options::{FinetuneOptions, Task};
@@ -141,7 +142,7 @@ where
     }
     let pad = tok.pad_id().or(tok.eos_id()).unwrap_or(0);
     let needed = opts.steps * opts.batch_size * opts.grad_accum;
-    let train_cfg = TrainConfig {
+    let mut train_cfg = TrainConfig {
         steps: opts.steps,
         batch_size: opts.batch_size,
         grad_accum: opts.grad_accum,
@@ -155,6 +156,8 @@ where
         time_budget_secs: opts.time_budget,
         ..TrainConfig::default()
     };
+    let precision = opts.precision::<B>(device)?;
+    configure_checkpoints(&mut train_cfg, opts, inputs.model_path, precision)?;
     if inputs.train_set.is_empty() {
         return Err("no training reviews left after the split".into());
     }

@@ -1,0 +1,105 @@
+//! What a fine-tuning run hands the training loop for checkpoints, resume, the non-finite
+//! guard and f16 loss scaling.
+
+use lora_core::Precision;
+use lora_train::{LossScaleConfig, TrainConfig};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::options::FinetuneOptions;
+use crate::AnyError;
+
+/// Flags that do not change what training computes, left out of the fingerprint: where the
+/// run writes, how often it checkpoints or evaluates, and the resume flag itself.
+const NOT_FINGERPRINTED: &[&str] = &[
+    "resume",
+    "output_dir",
+    "checkpoint_every",
+    "save_total_limit",
+    "max_bad_steps",
+    "eval_every",
+    "eval_batch_size",
+    "no_eval_before",
+    "dump_data",
+];
+
+/// The run's identity for checkpoints: every flag that changes training (as `--flag` →
+/// value) and the model file (`model` → path and size in bytes). A checkpoint written with a
+/// different fingerprint is refused on `--resume`, naming the first flag that differs.
+///
+/// # Errors
+/// Only if the options cannot be serialized (not expected).
+pub fn run_fingerprint(
+    opts: &FinetuneOptions,
+    model_path: &Path,
+) -> Result<BTreeMap<String, String>, AnyError> {
+    let value = serde_json::to_value(opts)?;
+    let mut f = BTreeMap::new();
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            if NOT_FINGERPRINTED.contains(&k.as_str()) {
+                continue;
+            }
+            let v = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Null => "(unset)".to_string(),
+                other => other.to_string(),
+            };
+            f.insert(format!("--{}", k.replace('_', "-")), v);
+        }
+    }
+    // The file behind the path: a different model at the same path is refused too.
+    let file = if model_path.is_dir() {
+        model_path.join("config.json")
+    } else {
+        model_path.to_path_buf()
+    };
+    let size = std::fs::metadata(&file).map_or(0, |m| m.len());
+    f.insert(
+        "model".to_string(),
+        format!("{} ({size} bytes)", model_path.display()),
+    );
+    Ok(f)
+}
+
+/// Sets the loop's checkpoint, resume, guard and loss-scaling fields from the options:
+/// checkpoints under `--output-dir`, `--save-total-limit`, `--resume`, `--max-bad-steps`,
+/// and `torch.amp.GradScaler`'s defaults when `precision` is f16 (bf16 has f32's range and
+/// needs no scaling, as in PyTorch).
+///
+/// # Errors
+/// [`run_fingerprint`]'s.
+pub fn configure_checkpoints(
+    train: &mut TrainConfig,
+    opts: &FinetuneOptions,
+    model_path: &Path,
+    precision: Precision,
+) -> Result<(), AnyError> {
+    train.output_dir = Some(opts.output_dir.clone());
+    train.save_total_limit = (opts.save_total_limit > 0).then_some(opts.save_total_limit);
+    train.resume_from = opts.resume.clone();
+    train.max_bad_steps = opts.max_bad_steps;
+    train.loss_scale = (precision == Precision::F16).then(LossScaleConfig::default);
+    train.fingerprint = run_fingerprint(opts, model_path)?;
+    Ok(())
+}
+
+/// The checks of `--resume` that need no model: the directory holds a trainer state.
+///
+/// # Errors
+/// A message naming `--resume`, the path and the file it lacks.
+pub fn check_resume_flag(opts: &FinetuneOptions) -> Result<(), AnyError> {
+    if let Some(dir) = &opts.resume {
+        let state = dir.join(lora_train::TRAINER_STATE_FILE);
+        if !state.is_file() {
+            return Err(format!(
+                "--resume {}: not a checkpoint (no {}); checkpoints are the \
+                 <output-dir>/checkpoint-<step> folders written with --checkpoint-every",
+                dir.display(),
+                lora_train::TRAINER_STATE_FILE
+            )
+            .into());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! `finetune --resume` on every method: a run resumed from any of its checkpoints writes the
+//! very adapter an uninterrupted run writes (bytes compared); a resume with another flag is
+//! refused naming it. A tiny random GPT-2 on a few synthetic reviews, on the CPU.
+//! One test function: the NdArray random stream is process-global.
+
+mod common;
+
+use burn::tensor::backend::Backend;
+use common::{finetune_opts, AB};
+use lora_data::imdb::Review;
+use lora_models::gpt2::{Gpt2, Gpt2Config, LORA_TARGETS};
+use lora_models::tokenizer::Tokenizer;
+use lora_recipes::{run_model, Inputs};
+use std::path::Path;
+
+const STEPS: usize = 5;
+
+fn reviews(n: usize, offset: usize) -> Vec<Review> {
+    (offset..offset + n)
+        .map(|i| Review {
+            text: format!(
+                "film {i} was {}",
+                if i % 2 == 1 { "great fun, loved it" } else { "dull and slow" }
+            ),
+            label: (i % 2) as u8,
+        })
+        .collect()
+}
+
+/// One run of `finetune` with `flags` into `out`.
+fn run(flags: &[&str], out: &Path, resume: Option<&Path>) -> Result<(), String> {
+    let device = Default::default();
+    <AB as Backend>::seed(&device, 7);
+    let cfg = Gpt2Config::sized(50257, 32, 8, 2, 2).unwrap();
+    let model = Gpt2::<AB>::random(&cfg, &device).unwrap();
+    let tok = Tokenizer::gpt2().unwrap();
+    let (train, test) = (reviews(STEPS * 2, 0), reviews(4, 100));
+    let steps = STEPS.to_string();
+    let out_s = out.display().to_string();
+    let mut all = vec![
+        "--model", "gpt2", "--steps", &steps, "--batch-size", "2", "--max-length", "24",
+        "--warmup-steps", "1", "--score-init", "random", "--layers", "all",
+        "--checkpoint-every", "1", "--no-eval-before", "--eval-size", "4",
+        "--output-dir", &out_s,
+    ];
+    all.extend_from_slice(flags);
+    let resume_s = resume.map(|p| p.display().to_string());
+    if let Some(r) = &resume_s {
+        all.extend_from_slice(&["--resume", r]);
+    }
+    let opts = finetune_opts(&all);
+    let inputs = Inputs {
+        tok: &tok,
+        default_targets: &LORA_TARGETS,
+        train_set: &train,
+        test_set: &test,
+        model_path: Path::new("tiny-gpt2"),
+    };
+    run_model(&opts, model, &inputs, &device).map_err(|e| e.to_string())
+}
+
+/// Every file of the adapter `dir` (not the checkpoints), by name.
+fn adapter_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            let name = e.file_name().into_string().unwrap();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn every_method_resumes_to_the_same_adapter() {
+    let methods: [&[&str]; 6] = [
+        &["--method", "lora", "--lora-dropout", "0.2"],
+        &["--method", "dora", "--lora-dropout", "0.2"],
+        &["--method", "ia3"],
+        &["--method", "prefix-tuning", "--num-virtual-tokens", "3"],
+        &["--method", "prompt-tuning", "--num-virtual-tokens", "3", "--prompt-tuning-init", "random"],
+        &["--method", "bottleneck", "--reduction-factor", "2"],
+    ];
+    for flags in methods {
+        let full = tempfile::tempdir().unwrap();
+        run(flags, full.path(), None).unwrap();
+        let want = adapter_files(full.path());
+        assert!(want.len() >= 2, "{flags:?}: {want:?}");
+        for k in [1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let ck = dir.path().join(format!("checkpoint-{k}"));
+            copy_dir(&full.path().join(format!("checkpoint-{k}")), &ck);
+            run(flags, dir.path(), Some(&ck)).unwrap();
+            let got = adapter_files(dir.path());
+            assert_eq!(got.len(), want.len(), "{flags:?}");
+            for ((n1, b1), (n2, b2)) in got.iter().zip(&want) {
+                assert_eq!(n1, n2);
+                assert!(b1 == b2, "{flags:?}: {n1} differs after resuming at step {k}");
+            }
+        }
+    }
+
+    // Another flag: refused, naming it and both values.
+    let full = tempfile::tempdir().unwrap();
+    run(&["--method", "lora"], full.path(), None).unwrap();
+    let ck = full.path().join("checkpoint-2");
+    let err = run(&["--method", "lora", "--lora-alpha", "32"], full.path(), Some(&ck)).unwrap_err();
+    assert!(err.contains("--lora-alpha = 16") && err.contains("--lora-alpha = 32"), "{err}");
+    let err = run(&["--method", "ia3"], full.path(), Some(&ck)).unwrap_err();
+    assert!(err.contains("--method = lora") && err.contains("--method = ia3"), "{err}");
+}
