@@ -138,11 +138,19 @@ pub fn dump_data(
 /// steps, `lora_train::train`'s window).
 pub fn training_line(stats: &TrainStats) -> String {
     format!(
-        "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}",
+        "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}{}",
         stats.steps,
         stats.tokens_per_sec,
         stats.wall_secs,
         stats.steps.min(20),
-        stats.running_loss
+        stats.running_loss,
+        if stats.skipped_steps > 0 {
+            format!(
+                " ({} steps skipped for a non-finite loss or gradient)",
+                stats.skipped_steps
+            )
+        } else {
+            String::new()
+        }
     )
 }

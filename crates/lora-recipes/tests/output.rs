@@ -104,6 +104,9 @@ fn training_line_format() {
         losses: vec![],
         grad_norms: vec![],
         lrs: vec![],
+        skipped_steps: 0,
+        loss_scale: None,
+        first_step: 1,
         tokens: 1000,
         wall_secs: 12.345,
         tokens_per_sec: 81.04,
@@ -112,6 +115,15 @@ fn training_line_format() {
         training_line(&stats),
         "training: 150 steps, 81 tok/s, 12.3s, mean loss of the last 20 steps 0.1235"
     );
-    let short = TrainStats { steps: 2, ..stats };
-    assert!(training_line(&short).contains("mean loss of the last 2 steps"));
+    let short = TrainStats {
+        steps: 2,
+        skipped_steps: 1,
+        ..stats
+    };
+    let line = training_line(&short);
+    assert!(line.contains("mean loss of the last 2 steps"), "{line}");
+    assert!(
+        line.ends_with("(1 steps skipped for a non-finite loss or gradient)"),
+        "{line}"
+    );
 }

@@ -20,7 +20,11 @@ fn reviews(n: usize, offset: usize) -> Vec<Review> {
         .map(|i| Review {
             text: format!(
                 "film {i} was {}",
-                if i % 2 == 1 { "great fun, loved it" } else { "dull and slow" }
+                if i % 2 == 1 {
+                    "great fun, loved it"
+                } else {
+                    "dull and slow"
+                }
             ),
             label: (i % 2) as u8,
         })
@@ -38,10 +42,27 @@ fn run(flags: &[&str], out: &Path, resume: Option<&Path>) -> Result<(), String> 
     let steps = STEPS.to_string();
     let out_s = out.display().to_string();
     let mut all = vec![
-        "--model", "gpt2", "--steps", &steps, "--batch-size", "2", "--max-length", "24",
-        "--warmup-steps", "1", "--score-init", "random", "--layers", "all",
-        "--checkpoint-every", "1", "--no-eval-before", "--eval-size", "4",
-        "--output-dir", &out_s,
+        "--model",
+        "gpt2",
+        "--steps",
+        &steps,
+        "--batch-size",
+        "2",
+        "--max-length",
+        "24",
+        "--warmup-steps",
+        "1",
+        "--score-init",
+        "random",
+        "--layers",
+        "all",
+        "--checkpoint-every",
+        "1",
+        "--no-eval-before",
+        "--eval-size",
+        "4",
+        "--output-dir",
+        &out_s,
     ];
     all.extend_from_slice(flags);
     let resume_s = resume.map(|p| p.display().to_string());
@@ -89,7 +110,14 @@ fn every_method_resumes_to_the_same_adapter() {
         &["--method", "dora", "--lora-dropout", "0.2"],
         &["--method", "ia3"],
         &["--method", "prefix-tuning", "--num-virtual-tokens", "3"],
-        &["--method", "prompt-tuning", "--num-virtual-tokens", "3", "--prompt-tuning-init", "random"],
+        &[
+            "--method",
+            "prompt-tuning",
+            "--num-virtual-tokens",
+            "3",
+            "--prompt-tuning-init",
+            "random",
+        ],
         &["--method", "bottleneck", "--reduction-factor", "2"],
     ];
     for flags in methods {
@@ -106,7 +134,10 @@ fn every_method_resumes_to_the_same_adapter() {
             assert_eq!(got.len(), want.len(), "{flags:?}");
             for ((n1, b1), (n2, b2)) in got.iter().zip(&want) {
                 assert_eq!(n1, n2);
-                assert!(b1 == b2, "{flags:?}: {n1} differs after resuming at step {k}");
+                assert!(
+                    b1 == b2,
+                    "{flags:?}: {n1} differs after resuming at step {k}"
+                );
             }
         }
     }
@@ -115,8 +146,19 @@ fn every_method_resumes_to_the_same_adapter() {
     let full = tempfile::tempdir().unwrap();
     run(&["--method", "lora"], full.path(), None).unwrap();
     let ck = full.path().join("checkpoint-2");
-    let err = run(&["--method", "lora", "--lora-alpha", "32"], full.path(), Some(&ck)).unwrap_err();
-    assert!(err.contains("--lora-alpha = 16") && err.contains("--lora-alpha = 32"), "{err}");
+    let err = run(
+        &["--method", "lora", "--lora-alpha", "32"],
+        full.path(),
+        Some(&ck),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("--lora-alpha = 16") && err.contains("--lora-alpha = 32"),
+        "{err}"
+    );
     let err = run(&["--method", "ia3"], full.path(), Some(&ck)).unwrap_err();
-    assert!(err.contains("--method = lora") && err.contains("--method = ia3"), "{err}");
+    assert!(
+        err.contains("--method = lora") && err.contains("--method = ia3"),
+        "{err}"
+    );
 }

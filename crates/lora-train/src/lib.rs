@@ -25,8 +25,8 @@ mod schedule;
 
 pub use accumulate::{accumulate_grads, AccumulatedGrads};
 pub use checkpoint::{
-    checkpoint_path, fingerprint_difference, list_checkpoints, TrainerState,
-    TRAINER_STATE_FILE, TRAINER_STATE_FORMAT, TRAINING_STATE_FILE,
+    checkpoint_path, fingerprint_difference, list_checkpoints, TrainerState, TRAINER_STATE_FILE,
+    TRAINER_STATE_FORMAT, TRAINING_STATE_FILE,
 };
 pub use clip::{clip_grad_norm, grad_norm};
 pub use config::TrainConfig;

@@ -4,7 +4,7 @@
 use crate::accumulate::accumulate_grads;
 use crate::checkpoint::tensors::{apply, collect};
 use crate::checkpoint::{
-    finite_or_none, fingerprint_difference, none_as_nan, read_checkpoint, write_checkpoint,
+    fingerprint_difference, finite_or_none, none_as_nan, read_checkpoint, write_checkpoint,
     TrainerState, TRAINER_STATE_FORMAT,
 };
 use crate::clip::{clip_grad_norm, grad_norm, scale_grads};
@@ -152,8 +152,7 @@ where
     let ga = cfg.grad_accum;
     // Training time, without the eval / checkpoint callbacks (for the time budget).
     let mut callback_secs = 0.0f64;
-    let train_secs =
-        |cb: f64| prior_secs + start_time.elapsed().as_secs_f64() - cb;
+    let train_secs = |cb: f64| prior_secs + start_time.elapsed().as_secs_f64() - cb;
     let mut last_log = Instant::now();
     for step in first..=cfg.steps {
         let elapsed = train_secs(callback_secs);
@@ -222,9 +221,8 @@ where
         if let Some(what) = bad {
             stats.skipped_steps += 1;
             consecutive_bad += 1;
-            let scale_note = scaler.map_or(String::new(), |s| {
-                format!(", loss scale now {}", s.scale)
-            });
+            let scale_note =
+                scaler.map_or(String::new(), |s| format!(", loss scale now {}", s.scale));
             say(
                 &pb,
                 format!(
@@ -283,15 +281,11 @@ where
                 };
                 let records = optim.to_record();
                 let tensors = collect::<B, M>(&model, &|id| records.get(&id).cloned());
-                let dir = write_checkpoint(
-                    out,
-                    step,
-                    &tensors,
-                    &state,
-                    cfg.save_total_limit,
-                    |dir| checkpoint_fn(&model, step, dir),
-                )
-                .map_err(|message| TrainError::Checkpoint { step, message })?;
+                let dir =
+                    write_checkpoint(out, step, &tensors, &state, cfg.save_total_limit, |dir| {
+                        checkpoint_fn(&model, step, dir)
+                    })
+                    .map_err(|message| TrainError::Checkpoint { step, message })?;
                 // After skipped steps the weights are those of the last good step, but the
                 // checkpoint to name on failure is one written with no bad step pending.
                 if consecutive_bad == 0 {

@@ -82,7 +82,10 @@ fn too_many_bad_steps_stop_the_run_naming_the_last_checkpoint() {
         e => panic!("{e:?}"),
     }
     let msg = err.to_string();
-    assert!(msg.contains("step 5") && msg.contains("checkpoint-2"), "{msg}");
+    assert!(
+        msg.contains("step 5") && msg.contains("checkpoint-2"),
+        "{msg}"
+    );
 }
 
 #[test]

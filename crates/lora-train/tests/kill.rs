@@ -25,22 +25,34 @@ fn child_trains_until_killed() {
 fn sigkill_at_random_moments_then_resume_is_bit_exact() {
     let full_dir = tempfile::tempdir().unwrap();
     let (want, _) = noisy_run(&resumable(STEPS, full_dir.path()), 0).unwrap();
-    let want_state =
-        std::fs::read(full_dir.path().join(format!("checkpoint-{STEPS}/{TRAINING_STATE_FILE}")))
-            .unwrap();
+    let want_state = std::fs::read(
+        full_dir
+            .path()
+            .join(format!("checkpoint-{STEPS}/{TRAINING_STATE_FILE}")),
+    )
+    .unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut killed_at = Vec::new();
     for trial in 0..3u64 {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "child_trains_until_killed", "--test-threads", "1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "child_trains_until_killed",
+                "--test-threads",
+                "1",
+            ])
             .env(ENV, dir.path())
             .spawn()
             .unwrap();
         // Wait for the first checkpoint, then a pseudo-random 0–400 ms more.
         let t = Instant::now();
         while list_checkpoints(dir.path()).unwrap().is_empty() {
-            assert!(t.elapsed() < Duration::from_secs(120), "child never checkpointed");
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "child never checkpointed"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         std::thread::sleep(Duration::from_millis(step_seed(trial, 1) % 400));
@@ -56,12 +68,25 @@ fn sigkill_at_random_moments_then_resume_is_bit_exact() {
             ..resumable(STEPS, dir.path())
         };
         let (got, _) = noisy_run(&cfg, 0).unwrap();
-        assert_eq!(got, want, "weights after a kill and resume from step {}", last.0);
-        let state =
-            std::fs::read(dir.path().join(format!("checkpoint-{STEPS}/{TRAINING_STATE_FILE}")))
-                .unwrap();
-        assert!(state == want_state, "AdamW state after resume from {}", last.0);
+        assert_eq!(
+            got, want,
+            "weights after a kill and resume from step {}",
+            last.0
+        );
+        let state = std::fs::read(
+            dir.path()
+                .join(format!("checkpoint-{STEPS}/{TRAINING_STATE_FILE}")),
+        )
+        .unwrap();
+        assert!(
+            state == want_state,
+            "AdamW state after resume from {}",
+            last.0
+        );
     }
-    assert!(killed_at.len() >= 2, "too few runs were killed mid-way: {killed_at:?}");
+    assert!(
+        killed_at.len() >= 2,
+        "too few runs were killed mid-way: {killed_at:?}"
+    );
     eprintln!("killed and resumed bit-exactly at checkpoints {killed_at:?}");
 }

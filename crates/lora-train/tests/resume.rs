@@ -29,9 +29,12 @@ fn resumes_bit_exactly_and_refuses_other_runs() {
     let full_dir = tempfile::tempdir().unwrap();
     let cfg = resumable(steps, full_dir.path());
     let (want, full) = noisy_run(&cfg, 0).unwrap();
-    let want_state =
-        std::fs::read(full_dir.path().join(format!("checkpoint-{steps}/{TRAINING_STATE_FILE}")))
-            .unwrap();
+    let want_state = std::fs::read(
+        full_dir
+            .path()
+            .join(format!("checkpoint-{steps}/{TRAINING_STATE_FILE}")),
+    )
+    .unwrap();
 
     // Resume at pseudo-random steps, each into a folder holding only that checkpoint.
     let mut points: Vec<usize> = (0..4)
@@ -51,11 +54,17 @@ fn resumes_bit_exactly_and_refuses_other_runs() {
         assert_eq!(got, want, "weights after resuming at step {k}");
         assert_eq!(stats.first_step, k + 1);
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&stats.losses), bits(&full.losses), "losses, resumed at {k}");
+        assert_eq!(
+            bits(&stats.losses),
+            bits(&full.losses),
+            "losses, resumed at {k}"
+        );
         assert_eq!(stats.lrs, full.lrs);
-        let state =
-            std::fs::read(dir.path().join(format!("checkpoint-{steps}/{TRAINING_STATE_FILE}")))
-                .unwrap();
+        let state = std::fs::read(
+            dir.path()
+                .join(format!("checkpoint-{steps}/{TRAINING_STATE_FILE}")),
+        )
+        .unwrap();
         assert!(state == want_state, "AdamW state after resuming at {k}");
     }
     assert!(points.len() >= 2, "{points:?}");
@@ -70,12 +79,18 @@ fn resumes_bit_exactly_and_refuses_other_runs() {
         lr: 0.06,
         ..base.clone()
     });
-    assert!(msg.contains("train.lr = 0.05") && msg.contains("0.06"), "{msg}");
+    assert!(
+        msg.contains("train.lr = 0.05") && msg.contains("0.06"),
+        "{msg}"
+    );
     let msg = resume_err(&TrainConfig {
         fingerprint: BTreeMap::from([("--r".to_string(), "4".to_string())]),
         ..base.clone()
     });
-    assert!(msg.contains("--r = (unset)") && msg.contains("--r = 4"), "{msg}");
+    assert!(
+        msg.contains("--r = (unset)") && msg.contains("--r = 4"),
+        "{msg}"
+    );
 
     // Another model: `a` has 4 values instead of 3.
     let err = train(
@@ -89,7 +104,10 @@ fn resumes_bit_exactly_and_refuses_other_runs() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("param.a") && err.contains("[3]") && err.contains("[4]"), "{err}");
+    assert!(
+        err.contains("param.a") && err.contains("[3]") && err.contains("[4]"),
+        "{err}"
+    );
 
     // A damaged state file names itself.
     let bad = tempfile::tempdir().unwrap();

@@ -5,7 +5,6 @@ mod common;
 use common::{quiet, tiny, Tiny, AD};
 use lora_train::{train, TrainConfig, TrainError};
 
-
 #[test]
 fn callbacks_run_on_schedule_and_errors_propagate() {
     let dev = Default::default();
@@ -45,7 +44,10 @@ fn callbacks_run_on_schedule_and_errors_propagate() {
     assert_eq!(names, ["checkpoint-3", "checkpoint-6"]);
     for s in [3, 6] {
         let d = out.path().join(format!("checkpoint-{s}"));
-        assert_eq!(std::fs::read_to_string(d.join("adapter.txt")).unwrap(), s.to_string());
+        assert_eq!(
+            std::fs::read_to_string(d.join("adapter.txt")).unwrap(),
+            s.to_string()
+        );
         assert!(d.join("training_state.safetensors").is_file());
         assert!(d.join("trainer_state.json").is_file());
     }

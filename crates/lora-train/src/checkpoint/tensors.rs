@@ -19,6 +19,9 @@ use std::collections::{BTreeSet, HashMap};
 /// burn's AdamW state of one parameter.
 pub(crate) type AdamWRecord<B> = AdaptorRecord<AdamW, B>;
 
+/// AdamW states keyed by the ids of the parameters they belong to.
+pub(crate) type Moments<B> = Vec<(ParamId, AdamWRecord<B>)>;
+
 /// Module paths from `enter_module` / `exit_module`, made unique.
 #[derive(Default)]
 struct PathStack {
@@ -113,7 +116,7 @@ struct Apply<'a, B: AutodiffBackend> {
     path: PathStack,
     file: &'a SafeTensors<'a>,
     used: BTreeSet<String>,
-    records: Vec<(ParamId, AdamWRecord<B>)>,
+    records: Moments<B>,
     error: Option<String>,
 }
 
@@ -146,8 +149,7 @@ impl<B: AutodiffBackend> Apply<'_, B> {
             .ok()
             .filter(|_| view.dtype() == Dtype::I64)
             .ok_or_else(|| format!("`{key}` must be one I64 value"))?;
-        usize::try_from(i64::from_le_bytes(bytes))
-            .map_err(|_| format!("`{key}` is negative"))
+        usize::try_from(i64::from_le_bytes(bytes)).map_err(|_| format!("`{key}` is negative"))
     }
 
     fn load<const D: usize>(
@@ -216,7 +218,7 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Apply<'_, B> {
 pub(crate) fn apply<B: AutodiffBackend, M: AutodiffModule<B>>(
     model: M,
     file: &SafeTensors<'_>,
-) -> Result<(M, Vec<(ParamId, AdamWRecord<B>)>), String> {
+) -> Result<(M, Moments<B>), String> {
     let mut a = Apply {
         path: PathStack::default(),
         file,

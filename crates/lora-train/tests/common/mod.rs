@@ -99,7 +99,11 @@ pub fn noisy_run(
             std::fs::write(dir.join("step.txt"), step.to_string()).map_err(|e| e.to_string())
         },
     )?;
-    let bits = |v: Vec<f64>| v.into_iter().map(|x| (x as f32).to_bits()).collect::<Vec<_>>();
+    let bits = |v: Vec<f64>| {
+        v.into_iter()
+            .map(|x| (x as f32).to_bits())
+            .collect::<Vec<_>>()
+    };
     let mut out = bits(vals(m.a.val().inner()));
     out.extend(bits(vals(m.b.val().inner())));
     Ok((out, stats))
