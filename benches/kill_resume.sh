@@ -10,14 +10,20 @@
 # `--resume <last checkpoint>`, and compares adapter_config.json, adapter_model.safetensors and
 # heldout_logits.safetensors with `cmp`. Prints one line per trial and a summary; exits
 # non-zero on any difference. $WORK defaults to a fresh temporary directory.
+# Fetches the inputs on first use, as the README's first command does.
 set -euo pipefail
 TRIALS=${1:-3}
 shift || true
 [ "${1:-}" = "--" ] && shift
 EXTRA=("$@")
 cd "$(dirname "$0")/.."
-cargo build --release --example finetune >&2
-BIN=${CARGO_TARGET_DIR:-target}/release/examples/finetune
+# $FINETUNE: an already built finetune binary (else it is built here).
+if [ -n "${FINETUNE:-}" ]; then
+  BIN=$FINETUNE
+else
+  cargo build --release --example finetune >&2
+  BIN=${CARGO_TARGET_DIR:-target}/release/examples/finetune
+fi
 WORK=${WORK:-$(mktemp -d)}
 FLAGS=(--steps 12 --batch-size 4 --max-length 64 --eval-size 50 --eval-batch-size 25
        --no-eval-before --checkpoint-every 1 "${EXTRA[@]}")
