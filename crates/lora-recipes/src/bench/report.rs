@@ -12,6 +12,7 @@ use super::matmul::matmul_bench;
 use super::options::BenchOptions;
 use super::step::{run_config, Measured};
 use super::timing::{median, now_epoch, panic_message};
+use crate::checks::{at_least_one, positive};
 use crate::AnyError;
 
 /// Where JSON lines go: stdout (prefixed `JSON `) and, with `--json`, appended to a file.
@@ -151,25 +152,21 @@ fn measured_row(
 /// `--seq`, `--steps`, `--json`); JSON writing errors.
 pub fn run_bench<B: AutodiffBackend>(opts: &BenchOptions, backend: &str) -> Result<(), AnyError> {
     let args = opts;
+    at_least_one("--batch", args.batch)?;
+    if args.seq < 2 {
+        return Err(format!("--seq {}: must be at least 2", args.seq).into());
+    }
+    at_least_one("--steps", args.steps)?;
+    positive("--lr", args.lr)?;
     let configs = parse_configs(args)?;
     let peaks = parse_peaks(&args.peak_tflops)?;
     let c = model_config(&args.config)?;
-    if args.batch == 0 || args.seq < 2 {
-        return Err(format!(
-            "--batch must be ≥ 1 and --seq ≥ 2 (got {} and {})",
-            args.batch, args.seq
-        )
-        .into());
-    }
     if args.seq > c.n_positions {
         return Err(format!(
             "--seq {} exceeds n_positions = {} of --config {}",
             args.seq, c.n_positions, args.config
         )
         .into());
-    }
-    if args.steps == 0 {
-        return Err("--steps must be at least 1".into());
     }
     let mut json = JsonSink::open(args.json.as_deref())?;
     let device: B::Device = Default::default();
