@@ -5,7 +5,7 @@
 //! what is allowed.
 
 use lora_models::tokenizer::Tokenizer;
-use lora_peft::resolve_targets;
+use lora_peft::{resolve_targets, PeftError};
 use std::path::Path;
 
 use crate::checks::{self, at_least_one, positive, ModelPathKind};
@@ -54,9 +54,11 @@ impl FinetuneOptions {
         }
         if !matches!(self.layers.as_str(), "all" | "top-half") {
             parse_layers(&self.layers).map_err(|e| {
+                let e = e.to_string();
                 format!(
-                    "--layers {}: {e}; expected \"all\", \"top-half\" or indices such as \"15-29\"",
-                    self.layers
+                    "--layers {}: {}; expected \"all\", \"top-half\" or indices such as \"15-29\"",
+                    self.layers,
+                    e.trim_start_matches("--layers: ")
                 )
             })?;
         }
@@ -186,9 +188,14 @@ impl FinetuneOptions {
                 .collect();
             short.sort_unstable();
             short.dedup();
-            let msg = e.to_string().replace('\n', " ");
+            let why = match e {
+                PeftError::NoMatch { target, detail, .. } => {
+                    format!("{target} matches no linear layer{detail}")
+                }
+                e => e.to_string().replace('\n', " "),
+            };
             format!(
-                "--target-modules {t}: {msg} (model {}; its module names: {})",
+                "--target-modules {t}: {why} of {}; its module names: {}",
                 model_path.display(),
                 short.join(", ")
             )
