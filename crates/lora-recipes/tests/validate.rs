@@ -86,3 +86,26 @@ fn output_dir_is_created_or_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn bench_json_lines_are_appended_atomically() {
+    use lora_recipes::bench::report::JsonSink;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("runs.jsonl");
+    std::fs::write(&p, "{\"run\":0}").unwrap(); // an earlier run, last newline missing
+    let mut sink = JsonSink::open(Some(&p)).unwrap();
+    sink.emit(&serde_json::json!({"run": 1})).unwrap();
+    sink.emit(&serde_json::json!({"run": 2})).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&p).unwrap(),
+        "{\"run\":0}\n{\"run\":1}\n{\"run\":2}\n"
+    );
+    let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "temporary files left: {names:?}");
+    let file = d.path().join("runs.jsonl").join("x.jsonl");
+    let e = JsonSink::open(Some(&file)).unwrap_err();
+    assert!(
+        e.starts_with(&format!("--json {}: ", file.display())),
+        "{e}"
+    );
+}
