@@ -54,7 +54,10 @@ pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T, ConvertError> {
 /// a file or `--out` in a place that does not accept files.
 pub fn run(opts: &Options) -> Result<Report, ConvertError> {
     if !opts.input.is_file() {
-        return err(format!("--input {}: no such file", opts.input.display()));
+        return err(format!(
+            "--input {}: cannot read it: no such file",
+            opts.input.display()
+        ));
     }
     lora_io::check_writable_file(&opts.out).map_err(|e| {
         ConvertError(format!(
