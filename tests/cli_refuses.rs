@@ -60,45 +60,40 @@ fn case(example: &'static str, args: &[&str], flag: &'static str, value: &str) -
 fn write_reviews(dir: &Path) -> String {
     let p = dir.join("reviews.json");
     let json: Vec<String> = (0..6)
-        .map(|i| {
-            format!(
-                r#"{{"t":"review number {i}, which is {}","s":{}}}"#,
-                if i % 2 == 0 { "good" } else { "bad" },
-                (i + 1) % 2
-            )
-        })
+        .map(|i| format!(r#"{{"t":"review number {i}, one of six","s":{}}}"#, i % 2))
         .collect();
     std::fs::write(&p, format!("[{}]", json.join(","))).unwrap();
     p.to_string_lossy().into_owned()
 }
 
+/// Every refusal; paths below `tmp`.
 fn cases(tmp: &Path) -> Vec<Case> {
-    let gpt2 = fixture("gpt2_a");
-    let llama = fixture("llama_a");
-    let lora = fixture("gpt2_a_lora");
-    let ids = format!("{}/io.safetensors", fixture("gpt2_a"));
+    let s = |p: PathBuf| p.to_string_lossy().into_owned();
+    let (gpt2, llama, lora) = (
+        fixture("gpt2_a"),
+        fixture("llama_a"),
+        fixture("gpt2_a_lora"),
+    );
+    let ids = format!("{gpt2}/io.safetensors");
     let data = write_reviews(tmp);
     // A regular file: nothing can be created below it, even by root (permission bits are not
     // enough when the tests run as root).
     let file = tmp.join("a-file");
     std::fs::write(&file, b"x").unwrap();
-    let blocked_dir = file.join("out").to_string_lossy().into_owned();
-    let blocked_file = file.join("out.safetensors").to_string_lossy().into_owned();
-    let not_model = tmp.join("not-a-model.bin");
-    std::fs::write(&not_model, b"definitely not GGUF").unwrap();
-    let not_model = not_model.to_string_lossy().into_owned();
-    let missing = tmp.join("missing-model").to_string_lossy().into_owned();
-    let out = tmp.join("out").to_string_lossy().into_owned();
-    let out_st = tmp.join("out.safetensors").to_string_lossy().into_owned();
-    let ft = "finetune";
-    let g2 = ["--model", "gpt2", "--model-path", gpt2.as_str()];
-    let with_data = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = g2.iter().map(|s| s.to_string()).collect();
-        v.extend(["--data-path".to_string(), data.clone()]);
-        v.extend(["--output-dir".to_string(), out.clone()]);
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
+    let (bad_dir, bad_file) = (s(file.join("out")), s(file.join("out.safetensors")));
+    std::fs::write(tmp.join("not-a-model.bin"), b"definitely not GGUF").unwrap();
+    let not_model = s(tmp.join("not-a-model.bin"));
+    let missing = s(tmp.join("missing-model"));
+    let (out, out_st) = (s(tmp.join("out")), s(tmp.join("out.safetensors")));
+    let (ft, lg, mg, cb, gn, qz, tb) = (
+        "finetune",
+        "logits",
+        "merge",
+        "combine",
+        "generate",
+        "quantize",
+        "train_bench",
+    );
     let mut c = vec![
         // finetune: values alone (no model path: the default model would be fetched).
         case(ft, &["--r", "0"], "--r", "0"),
@@ -157,250 +152,120 @@ fn cases(tmp: &Path) -> Vec<Case> {
         ),
         case(ft, &["--model", "gpt2"], "--model-path", "DIR"),
         case(ft, &["--data-path", &missing], "--data-path", &missing),
-        case(
-            ft,
-            &["--output-dir", &blocked_dir],
-            "--output-dir",
-            &blocked_dir,
-        ),
-        case(
-            ft,
-            &["--dump-data", &blocked_file],
-            "--dump-data",
-            &blocked_file,
-        ),
+        case(ft, &["--output-dir", &bad_dir], "--output-dir", &bad_dir),
+        case(ft, &["--dump-data", &bad_file], "--dump-data", &bad_file),
     ];
-    // finetune: against the data, the tokenizer and the loaded model.
-    c.push(Case {
-        example: ft,
-        args: with_data(&["--eval-size", "6"]),
-        flag: "--eval-size",
-        value: "6".into(),
-        late: true,
-    });
-    c.push(Case {
-        example: ft,
-        args: with_data(&["--eval-size", "2", "--max-length", "2"]),
-        flag: "--max-length",
-        value: "2".into(),
-        late: true,
-    });
-    c.push(Case {
-        example: ft,
-        args: with_data(&[
-            "--eval-size",
-            "2",
+    // finetune: against the data, the tokenizer and the loaded model (after the backend line).
+    let local = [
+        "--model",
+        "gpt2",
+        "--model-path",
+        &gpt2,
+        "--data-path",
+        &data,
+        "--output-dir",
+        &out,
+    ];
+    for (extra, flag, value) in [
+        (&["--eval-size", "6"][..], "--eval-size", "6"),
+        (
+            &["--eval-size", "2", "--max-length", "2"],
             "--max-length",
-            "16",
+            "2",
+        ),
+        (
+            &[
+                "--eval-size",
+                "2",
+                "--max-length",
+                "16",
+                "--target-modules",
+                "q_proj,v_proj",
+            ],
             "--target-modules",
             "q_proj,v_proj",
-        ]),
-        flag: "--target-modules",
-        value: "q_proj,v_proj".into(),
-        late: true,
-    });
-    let logits = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["--input-ids", ids.as_str(), "--out", out_st.as_str()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
-    let mut more = vec![
-        Case {
-            args: logits(&["--model-path", &missing]),
-            ..case("logits", &[], "--model-path", &missing)
-        },
-        Case {
-            args: logits(&["--model-path", &not_model]),
-            ..case("logits", &[], "--model-path", &not_model)
-        },
-        case(
-            "logits",
-            &[
-                "--model-path",
-                &gpt2,
-                "--input-ids",
-                &missing,
-                "--out",
-                &out_st,
-            ],
-            "--input-ids",
-            &missing,
         ),
+    ] {
+        let args = [&local[..], extra].concat();
+        c.push(Case {
+            late: true,
+            ..case(ft, &args, flag, value)
+        });
+    }
+    let (mp, ad, o, w) = ("--model-path", "--adapter", "--out", "--weight");
+    let ii = "--input-ids";
+    c.extend([
+        case(lg, &[mp, &missing, ii, &ids, o, &out_st], mp, &missing),
+        case(lg, &[mp, &not_model, ii, &ids, o, &out_st], mp, &not_model),
+        case(lg, &[mp, &gpt2, ii, &missing, o, &out_st], ii, &missing),
+        case(lg, &[mp, &gpt2, ii, &ids, o, &bad_file], o, &bad_file),
+        case(mg, &[mp, &missing, ad, &lora, o, &out], mp, &missing),
+        case(mg, &[mp, &gpt2, ad, &missing, o, &out], ad, &missing),
+        case(mg, &[mp, &gpt2, ad, &lora, o, &bad_dir], o, &bad_dir),
         case(
-            "logits",
-            &[
-                "--model-path",
-                &gpt2,
-                "--input-ids",
-                &ids,
-                "--out",
-                &blocked_file,
-            ],
-            "--out",
-            &blocked_file,
-        ),
-        case(
-            "merge",
-            &["--model-path", &missing, "--adapter", &lora, "--out", &out],
-            "--model-path",
-            &missing,
-        ),
-        case(
-            "merge",
-            &["--model-path", &gpt2, "--adapter", &missing, "--out", &out],
-            "--adapter",
-            &missing,
-        ),
-        case(
-            "merge",
-            &[
-                "--model-path",
-                &gpt2,
-                "--adapter",
-                &lora,
-                "--out",
-                &blocked_dir,
-            ],
-            "--out",
-            &blocked_dir,
-        ),
-        case(
-            "combine",
-            &[
-                "--model-path",
-                &not_model,
-                "--adapter",
-                &lora,
-                "--weight",
-                "1",
-                "--out",
-                &out,
-            ],
-            "--model-path",
+            cb,
+            &[mp, &not_model, ad, &lora, w, "1", o, &out],
+            mp,
             &not_model,
         ),
+        case(cb, &[mp, &gpt2, ad, &lora, w, "nan", o, &out], w, "NaN"),
         case(
-            "combine",
-            &[
-                "--model-path",
-                &gpt2,
-                "--adapter",
-                &lora,
-                "--weight",
-                "nan",
-                "--out",
-                &out,
-            ],
-            "--weight",
-            "NaN",
+            cb,
+            &[mp, &gpt2, ad, &lora, w, "1", o, &bad_dir],
+            o,
+            &bad_dir,
         ),
         case(
-            "combine",
+            cb,
             &[
-                "--model-path",
+                mp,
                 &gpt2,
-                "--adapter",
+                ad,
                 &lora,
-                "--weight",
-                "1",
-                "--out",
-                &blocked_dir,
-            ],
-            "--out",
-            &blocked_dir,
-        ),
-        case(
-            "combine",
-            &[
-                "--model-path",
-                &gpt2,
-                "--adapter",
-                &lora,
-                "--weight",
+                w,
                 "1",
                 "--combination-type",
                 "mean",
-                "--out",
+                o,
                 &out,
             ],
             "--combination-type",
             "mean",
         ),
+        case(gn, &[mp, &missing, "--prompt", "hi"], mp, &missing),
         case(
-            "generate",
-            &["--model-path", &missing, "--prompt", "hi"],
-            "--model-path",
-            &missing,
-        ),
-        case(
-            "generate",
-            &[
-                "--model-path",
-                &llama,
-                "--prompt",
-                "hi",
-                "--temperature",
-                "0",
-            ],
+            gn,
+            &[mp, &llama, "--prompt", "hi", "--temperature", "0"],
             "--temperature",
             "0",
         ),
         case(
-            "generate",
-            &["--model-path", &llama, "--prompt", "hi", "--top-p", "1.5"],
+            gn,
+            &[mp, &llama, "--prompt", "hi", "--top-p", "1.5"],
             "--top-p",
             "1.5",
         ),
         case(
-            "generate",
-            &[
-                "--model-path",
-                &llama,
-                "--prompt",
-                "hi",
-                "--repetition-penalty",
-                "0",
-            ],
+            gn,
+            &[mp, &llama, "--prompt", "hi", "--repetition-penalty", "0"],
             "--repetition-penalty",
             "0",
         ),
         case(
-            "generate",
-            &[
-                "--model-path",
-                &llama,
-                "--prompt",
-                "hi",
-                "--max-new-tokens",
-                "0",
-            ],
+            gn,
+            &[mp, &llama, "--prompt", "hi", "--max-new-tokens", "0"],
             "--max-new-tokens",
             "0",
         ),
+        case(gn, &[mp, &gpt2, ii, &ids, o, &bad_file], o, &bad_file),
         case(
-            "generate",
-            &[
-                "--model-path",
-                &gpt2,
-                "--input-ids",
-                &ids,
-                "--out",
-                &blocked_file,
-            ],
-            "--out",
-            &blocked_file,
-        ),
-        case(
-            "quantize",
-            &["--input", &missing, "--quant", "nf4", "--out", &out_st],
+            qz,
+            &["--input", &missing, "--quant", "nf4", o, &out_st],
             "--input",
             &missing,
         ),
         case(
-            "quantize",
+            qz,
             &[
                 "--input",
                 &ids,
@@ -408,44 +273,28 @@ fn cases(tmp: &Path) -> Vec<Case> {
                 "nf4",
                 "--blocksize",
                 "100",
-                "--out",
+                o,
                 &out_st,
             ],
             "--blocksize",
             "100",
         ),
         case(
-            "quantize",
-            &["--input", &ids, "--quant", "nf4", "--out", &blocked_file],
-            "--out",
-            &blocked_file,
+            qz,
+            &["--input", &ids, "--quant", "nf4", o, &bad_file],
+            o,
+            &bad_file,
         ),
+        case(tb, &["--config", "tiny", "--lr", "0"], "--lr", "0"),
+        case(tb, &["--config", "tiny", "--steps", "0"], "--steps", "0"),
+        case(tb, &["--config", "tiny", "--batch", "0"], "--batch", "0"),
         case(
-            "train_bench",
-            &["--config", "tiny", "--lr", "0"],
-            "--lr",
-            "0",
-        ),
-        case(
-            "train_bench",
-            &["--config", "tiny", "--steps", "0"],
-            "--steps",
-            "0",
-        ),
-        case(
-            "train_bench",
-            &["--config", "tiny", "--batch", "0"],
-            "--batch",
-            "0",
-        ),
-        case(
-            "train_bench",
-            &["--config", "tiny", "--seq", "32", "--json", &blocked_file],
+            tb,
+            &["--config", "tiny", "--seq", "32", "--json", &bad_file],
             "--json",
-            &blocked_file,
+            &bad_file,
         ),
-    ];
-    c.append(&mut more);
+    ]);
     c
 }
 
