@@ -15,6 +15,7 @@ use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
 use lora_models::LanguageModel;
 use lora_peft::{CombinationType, NamedAdapters};
+use lora_recipes::checks;
 use std::path::PathBuf;
 
 /// Combine LoRA adapters into one.
@@ -58,7 +59,19 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    let combination: CombinationType = args.combination_type.parse()?;
+    let combination: CombinationType = args
+        .combination_type
+        .parse()
+        .map_err(|e| format!("--combination-type {}: {e}", args.combination_type))?;
+    for w in &args.weight {
+        checks::finite("--weight", *w)?;
+    }
+    // Every path is checked before the model is loaded.
+    checks::model_path("--model-path", &args.model_path)?;
+    for a in &args.adapter {
+        checks::input_dir_with("--adapter", a, lora_peft::CONFIG_NAME)?;
+    }
+    checks::output_dir("--out", &args.out)?;
     match load_any::<Backend>(&args.model_path, &Default::default())? {
         AnyModel::Gpt2(m, _) => combine(m, &args, combination),
         AnyModel::Llama(m, _) => combine(m, &args, combination),

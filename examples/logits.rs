@@ -22,7 +22,7 @@ use lora_models::write_f32_safetensors;
 use lora_models::LanguageModel;
 use lora_peft::{adapter_kind, load_adapters};
 use lora_recipes::ids::InputIds;
-use lora_recipes::AnyError;
+use lora_recipes::{checks, AnyError};
 use std::path::PathBuf;
 
 /// Computes logits for given token ids.
@@ -62,6 +62,10 @@ fn run() -> Result<(), AnyError> {
     if args.merge && args.adapter.is_empty() {
         return Err("--merge needs --adapter DIR".into());
     }
+    // Every path is checked before anything is read.
+    checks::model_path("--model-path", &args.model_path)?;
+    checks::input_file("--input-ids", &args.input_ids)?;
+    checks::output_file("--out", &args.out)?;
     let device = Default::default();
     let ids = InputIds::read(&args.input_ids)?;
     let model = load_any::<Backend>(&args.model_path, &device)?;

@@ -10,6 +10,7 @@
 
 use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
+use lora_recipes::checks;
 use std::path::PathBuf;
 
 /// Merge a LoRA adapter into the base weights.
@@ -39,6 +40,10 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    // Every path is checked before the model is loaded.
+    checks::model_path("--model-path", &args.model_path)?;
+    checks::input_dir_with("--adapter", &args.adapter, lora_peft::CONFIG_NAME)?;
+    checks::output_dir("--out", &args.out)?;
     let device = Default::default();
     let model = load_any::<Backend>(&args.model_path, &device)?;
     match model {

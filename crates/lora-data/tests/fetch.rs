@@ -57,7 +57,8 @@ fn leftover_temp_files(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
+        // The artifact's lock file stays (removing it would race with a waiting process).
+        .filter(|n| n.starts_with('.') && !n.ends_with(".lock"))
         .collect()
 }
 

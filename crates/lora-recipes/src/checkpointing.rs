@@ -84,11 +84,19 @@ pub fn configure_checkpoints(
     Ok(())
 }
 
-/// The checks of `--resume` that need no model: the directory holds a trainer state.
+/// The checks of the checkpoint flags that need no model: `--max-bad-steps` ≥ 1, and a
+/// `--resume` directory that holds a trainer state.
 ///
 /// # Errors
-/// A message naming `--resume`, the path and the file it lacks.
-pub fn check_resume_flag(opts: &FinetuneOptions) -> Result<(), AnyError> {
+/// A message naming the flag and its value (for `--resume`, the file it lacks).
+pub fn check_checkpoint_flags(opts: &FinetuneOptions) -> Result<(), AnyError> {
+    if opts.max_bad_steps == 0 {
+        return Err(
+            "--max-bad-steps 0: must be at least 1 (the run stops after that many \
+                    non-finite steps in a row)"
+                .into(),
+        );
+    }
     if let Some(dir) = &opts.resume {
         let state = dir.join(lora_train::TRAINER_STATE_FILE);
         if !state.is_file() {

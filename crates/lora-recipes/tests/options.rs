@@ -33,21 +33,28 @@ fn defaults_are_the_readme_run() {
 
 #[test]
 fn validate_names_the_flag() {
-    let cases: [(&[&str], &str); 6] = [
-        (&["--r", "0"], "--r must be at least 1 (got 0)"),
-        (&["--eval-size", "0"], "--eval-size must be at least 1"),
-        (
-            &["--batch-size", "0"],
-            "--batch-size and --eval-batch-size must be at least 1",
-        ),
+    let cases: [(&[&str], &str); 10] = [
+        (&["--r", "0"], "--r 0: must be at least 1"),
+        (&["--eval-size", "0"], "--eval-size 0: must be at least 1"),
+        (&["--batch-size", "0"], "--batch-size 0: must be at least 1"),
         (
             &["--eval-batch-size", "0"],
-            "--batch-size and --eval-batch-size must be at least 1",
+            "--eval-batch-size 0: must be at least 1",
         ),
         (
             &["--pad-multiple", "0"],
-            "--pad-multiple must be at least 1 (1 = no extra padding)",
+            "--pad-multiple 0: must be at least 1",
         ),
+        (
+            &["--lora-alpha=-1"],
+            "--lora-alpha -1: must be a finite number > 0",
+        ),
+        (
+            &["--lora-dropout", "1"],
+            "--lora-dropout 1: must be in [0, 1) (a probability; 1 would drop everything)",
+        ),
+        (&["--lr", "inf"], "--lr inf: must be a finite number > 0"),
+        (&["--steps", "0"], "--steps 0: must be at least 1"),
         (
             &["--task", "causal-lm", "--dump-data", "d.safetensors"],
             "--dump-data is for --task classify only",

@@ -3,6 +3,7 @@
 use super::command::run_command;
 use super::error::{io_err, FetchError};
 use super::extract::{extract_member, ArchiveKind};
+use super::lock::ArtifactLock;
 use super::verify::verify_sha256;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,32 +31,44 @@ pub struct ArtifactSpec {
     pub output_sha256: String,
 }
 
+impl ArtifactSpec {
+    /// How to provide the file without the download command, for the messages of a missing or
+    /// failing command: the extracted file or the archive, each at its path with its sha256.
+    pub fn manual_hint(&self) -> String {
+        format!(
+            "or place {} (sha256 {}) at {} by hand, or the archive of {} (sha256 {}) at {}",
+            self.member,
+            self.output_sha256,
+            self.output.display(),
+            self.package,
+            self.archive_sha256,
+            self.archive.display()
+        )
+    }
+}
+
 /// Produces `spec.output` if it is absent or its sha256 is wrong, and returns its path.
 ///
-/// Steps (one line each on stderr): verify an existing output (done if it matches); else reuse
-/// the archive if present with the right sha256, otherwise run `spec.program spec.args` and
-/// verify the archive it produced; extract the member atomically, verifying its sha256.
+/// Steps (one line each on stderr): verify an existing output (done if it matches); else take
+/// the artifact's lock (`.<output name>.lock` beside it: processes and threads fetching the
+/// same file at once take turns) and verify again (another one may have just produced it);
+/// reuse the archive if present with the right sha256, otherwise run `spec.program spec.args`
+/// and verify the archive it produced; extract the member atomically, verifying its sha256.
+/// A truncated or corrupt file in the cache is never used: it is replaced.
 ///
-/// Errors: every [`FetchError`] variant; a checksum error names the offending file.
+/// Errors: every [`FetchError`] variant; a checksum error names the offending file; a missing
+/// or failing download command says how to place the file by hand
+/// ([`ArtifactSpec::manual_hint`]).
 pub fn fetch_artifact(spec: &ArtifactSpec) -> Result<PathBuf, FetchError> {
     let out = &spec.output;
-    if out.exists() {
-        match verify_sha256(out, &spec.output_sha256) {
-            Ok(()) => {
-                eprintln!(
-                    "verified sha256 {} of {}",
-                    spec.output_sha256,
-                    out.display()
-                );
-                return Ok(out.clone());
-            }
-            Err(FetchError::ChecksumMismatch { actual, .. }) => eprintln!(
-                "{} has sha256 {actual}, expected {}: fetching it again",
-                out.display(),
-                spec.output_sha256
-            ),
-            Err(e) => return Err(e),
-        }
+    if output_valid(spec)? {
+        return Ok(out.clone());
+    }
+    let dir = out.parent().unwrap_or_else(|| Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let _lock = ArtifactLock::acquire(out)?;
+    if output_valid(spec)? {
+        return Ok(out.clone());
     }
     ensure_archive(spec)?;
     eprintln!(
@@ -78,8 +91,37 @@ pub fn fetch_artifact(spec: &ArtifactSpec) -> Result<PathBuf, FetchError> {
     Ok(out.clone())
 }
 
+/// Whether `spec.output` exists with its pinned sha256 (a mismatch is reported on stderr and
+/// answers `false`: the file will be replaced).
+fn output_valid(spec: &ArtifactSpec) -> Result<bool, FetchError> {
+    let out = &spec.output;
+    if !out.exists() {
+        return Ok(false);
+    }
+    match verify_sha256(out, &spec.output_sha256) {
+        Ok(()) => {
+            eprintln!(
+                "verified sha256 {} of {}",
+                spec.output_sha256,
+                out.display()
+            );
+            Ok(true)
+        }
+        Err(FetchError::ChecksumMismatch { actual, .. }) => {
+            eprintln!(
+                "{} has sha256 {actual}, expected {}: fetching it again",
+                out.display(),
+                spec.output_sha256
+            );
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Leaves `spec.archive` in place with its pinned sha256: reused when already valid, else
-/// (re)downloaded with `spec.program spec.args` and verified.
+/// (re)downloaded with `spec.program spec.args` and verified. Called with the artifact's lock
+/// held, so no other fetch of the same archive runs meanwhile.
 fn ensure_archive(spec: &ArtifactSpec) -> Result<(), FetchError> {
     let dir = spec
         .archive
@@ -108,7 +150,7 @@ fn ensure_archive(spec: &ArtifactSpec) -> Result<(), FetchError> {
         spec.args.join(" ")
     );
     let args: Vec<&str> = spec.args.iter().map(String::as_str).collect();
-    run_command(&spec.program, &args, &spec.package)?;
+    run_command(&spec.program, &args, &spec.package).map_err(|e| e.with_manual(spec))?;
     if !spec.archive.exists() {
         return Err(FetchError::ArchiveNotProduced {
             command: format!("{} {}", spec.program, spec.args.join(" ")),

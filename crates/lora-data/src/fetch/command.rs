@@ -22,12 +22,14 @@ pub fn run_command(program: &str, args: &[&str], what: &str) -> Result<(), Fetch
                     program: program.to_string(),
                     what: what.to_string(),
                     source,
+                    manual: String::new(),
                 }
             } else {
                 FetchError::CommandFailed {
                     command: command.clone(),
                     status: format!("could not start: {source}"),
                     stderr_tail: String::new(),
+                    manual: String::new(),
                 }
             }
         })?;
@@ -41,5 +43,6 @@ pub fn run_command(program: &str, args: &[&str], what: &str) -> Result<(), Fetch
         command,
         status: out.status.to_string(),
         stderr_tail: tail,
+        manual: String::new(),
     })
 }

@@ -1,5 +1,6 @@
 //! The error type of the fetch step.
 
+use super::artifact::ArtifactSpec;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The external program (npm, python3) is not installed / not on `PATH`.
-    #[error("`{program}` was not found on PATH ({source}); install it to fetch {what}")]
+    #[error("`{program}` was not found on PATH ({source}); install it to fetch {what}{hint}", hint = hint(.manual))]
     CommandMissing {
         /// Program name, e.g. `npm`.
         program: String,
@@ -15,9 +16,11 @@ pub enum FetchError {
         what: String,
         /// The spawn error.
         source: io::Error,
+        /// How to place the file by hand instead (empty when not known).
+        manual: String,
     },
     /// The external program ran but exited unsuccessfully.
-    #[error("`{command}` failed ({status}); last lines of its stderr:\n{stderr_tail}")]
+    #[error("`{command}` failed ({status}){hint}; last lines of its stderr:\n{stderr_tail}", hint = hint(.manual))]
     CommandFailed {
         /// The full command line.
         command: String,
@@ -25,6 +28,8 @@ pub enum FetchError {
         status: String,
         /// Last lines (at most 20) of its stderr.
         stderr_tail: String,
+        /// How to place the file by hand instead (empty when not known).
+        manual: String,
     },
     /// The command succeeded but did not leave the expected archive.
     #[error("`{command}` succeeded but {path} does not exist")]
@@ -68,6 +73,28 @@ pub enum FetchError {
         /// The underlying error.
         source: io::Error,
     },
+}
+
+impl FetchError {
+    /// The error with the manual placement of `spec`'s file ([`ArtifactSpec::manual_hint`])
+    /// added to a missing or failing download command; other errors unchanged.
+    pub fn with_manual(mut self, spec: &ArtifactSpec) -> Self {
+        if let FetchError::CommandMissing { manual, .. }
+        | FetchError::CommandFailed { manual, .. } = &mut self
+        {
+            *manual = spec.manual_hint();
+        }
+        self
+    }
+}
+
+/// `"; " + manual` when there is a manual placement to tell.
+fn hint(manual: &str) -> String {
+    if manual.is_empty() {
+        String::new()
+    } else {
+        format!("; {manual}")
+    }
 }
 
 /// Maps an I/O error to [`FetchError::Io`] naming `path`.

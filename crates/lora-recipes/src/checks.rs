@@ -1,0 +1,211 @@
+//! Checks of single command-line values shared by the examples, each failing with one line that
+//! names the flag, the value given and what is allowed. They read no model or data, so the
+//! examples run them before anything is fetched or loaded.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::AnyError;
+
+/// `value` must be a finite number > 0.
+///
+/// # Errors
+/// `"{flag} {value}: must be a finite number > 0"`.
+pub fn positive(flag: &str, value: f64) -> Result<(), AnyError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("{flag} {value}: must be a finite number > 0").into())
+    }
+}
+
+/// `value` must be at least 1.
+///
+/// # Errors
+/// `"{flag} 0: must be at least 1"`.
+pub fn at_least_one(flag: &str, value: usize) -> Result<(), AnyError> {
+    if value >= 1 {
+        Ok(())
+    } else {
+        Err(format!("{flag} {value}: must be at least 1").into())
+    }
+}
+
+/// `value` must be finite (any sign).
+///
+/// # Errors
+/// `"{flag} {value}: must be a finite number"`.
+pub fn finite(flag: &str, value: f64) -> Result<(), AnyError> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("{flag} {value}: must be a finite number").into())
+    }
+}
+
+/// What a model path holds, from its files (not yet parsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelPathKind {
+    /// A Hugging Face directory: `config.json` present.
+    HfDir,
+    /// A file that starts with the GGUF magic `GGUF`.
+    Gguf,
+}
+
+/// Checks that `path` is a Hugging Face model directory (with `config.json`) or a GGUF file
+/// (first four bytes `GGUF`), and returns which.
+///
+/// # Errors
+/// One line naming `flag` and `path`: missing, a directory without `config.json`, or a file
+/// that is not GGUF.
+pub fn model_path(flag: &str, path: &Path) -> Result<ModelPathKind, AnyError> {
+    let expected = "expected a model directory (config.json + model.safetensors) or a GGUF file";
+    let fail = |why: String| -> AnyError {
+        format!("{flag} {}: {why}; {expected}", path.display()).into()
+    };
+    if !path.exists() {
+        return Err(fail("does not exist".into()));
+    }
+    if path.is_dir() {
+        if path.join("config.json").is_file() {
+            return Ok(ModelPathKind::HfDir);
+        }
+        return Err(fail("a directory without config.json".into()));
+    }
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+    match read {
+        Ok(()) if &magic == b"GGUF" => Ok(ModelPathKind::Gguf),
+        Ok(()) => Err(fail(
+            "not a GGUF file (its first bytes are not \"GGUF\")".into(),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(fail("a file too short to be GGUF".into()))
+        }
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+/// Creates the output directory `dir` if needed and checks that files can be written in it
+/// ([`lora_io::ensure_writable_dir`]).
+///
+/// # Errors
+/// `"{flag} {dir}: cannot write there (<os error>)"`.
+pub fn output_dir(flag: &str, dir: &Path) -> Result<(), AnyError> {
+    lora_io::ensure_writable_dir(dir)
+        .map_err(|e| format!("{flag} {}: cannot write there ({e})", dir.display()).into())
+}
+
+/// Checks that the output file `path` can be written ([`lora_io::check_writable_file`]);
+/// nothing is created under `path`.
+///
+/// # Errors
+/// `"{flag} {path}: cannot write there (<reason>)"`.
+pub fn output_file(flag: &str, path: &Path) -> Result<(), AnyError> {
+    lora_io::check_writable_file(path)
+        .map_err(|e| format!("{flag} {}: cannot write there ({e})", path.display()).into())
+}
+
+/// Checks that the input file `path` exists and is a file.
+///
+/// # Errors
+/// `"{flag} {path}: no such file"` (or "is a directory").
+pub fn input_file(flag: &str, path: &Path) -> Result<(), AnyError> {
+    if path.is_file() {
+        Ok(())
+    } else if path.is_dir() {
+        Err(format!("{flag} {}: is a directory, expected a file", path.display()).into())
+    } else {
+        Err(format!("{flag} {}: no such file", path.display()).into())
+    }
+}
+
+/// Checks that the input directory `path` exists and holds `file`.
+///
+/// # Errors
+/// `"{flag} {path}: ..."` naming the missing directory or file.
+pub fn input_dir_with(flag: &str, path: &Path, file: &str) -> Result<(), AnyError> {
+    if !path.is_dir() {
+        return Err(format!("{flag} {}: no such directory", path.display()).into());
+    }
+    if !path.join(file).is_file() {
+        return Err(format!("{flag} {}: the directory has no {file}", path.display()).into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers() {
+        assert!(positive("--lr", 1e-3).is_ok());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let e = positive("--lr", bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("--lr {bad}:")), "{e}");
+        }
+        assert_eq!(
+            at_least_one("--steps", 0).unwrap_err().to_string(),
+            "--steps 0: must be at least 1"
+        );
+        assert!(finite("--weight", -2.0).is_ok() && finite("--weight", f64::NAN).is_err());
+    }
+
+    #[test]
+    fn model_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let e = model_path("--model-path", d.path())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without config.json"), "{e}");
+        std::fs::write(d.path().join("config.json"), "{}").unwrap();
+        assert_eq!(
+            model_path("--model-path", d.path()).unwrap(),
+            ModelPathKind::HfDir
+        );
+        let g = d.path().join("m.gguf");
+        std::fs::write(&g, b"GGUF\x03\0\0\0").unwrap();
+        assert_eq!(model_path("--model-path", &g).unwrap(), ModelPathKind::Gguf);
+        let t = d.path().join("m.txt");
+        std::fs::write(&t, b"not a model").unwrap();
+        let e = model_path("--model-path", &t).unwrap_err().to_string();
+        assert!(e.contains("m.txt") && e.contains("not a GGUF"), "{e}");
+        let e = model_path("--model-path", &d.path().join("none"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--model-path ") && e.contains("none"), "{e}");
+    }
+
+    #[test]
+    fn output_locations() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("a/b");
+        output_dir("--output-dir", &sub).unwrap();
+        assert!(sub.is_dir());
+        assert_eq!(
+            std::fs::read_dir(&sub).unwrap().count(),
+            0,
+            "probe left behind"
+        );
+        // A path below a regular file cannot be created, whoever runs the test (root too).
+        let file = d.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let e = output_dir("--output-dir", &file.join("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--output-dir ") && e.contains("cannot write"),
+            "{e}"
+        );
+        let e = output_file("--out", &file.join("x.safetensors"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--out ") && e.contains("not an existing directory"),
+            "{e}"
+        );
+        output_file("--out", &d.path().join("y.safetensors")).unwrap();
+        assert!(!d.path().join("y.safetensors").exists());
+    }
+}

@@ -1,0 +1,205 @@
+//! The checks of a fine-tuning run's flags, in the order the `finetune` example can run them:
+//! values alone (before anything is fetched or loaded), the output directory (created before
+//! any fetch), the data (its size), the tokenizer (the prompt suffix) and the loaded model's
+//! layer names (`--target-modules`). Each fails with one line naming the flag, the value and
+//! what is allowed.
+
+use lora_models::tokenizer::Tokenizer;
+use lora_peft::{resolve_targets, PeftError};
+use std::path::Path;
+
+use crate::checks::{self, at_least_one, positive, ModelPathKind};
+use crate::config::{lora_config, parse_layers};
+use crate::options::{FinetuneOptions, Method, ModelKind, Task};
+use crate::AnyError;
+
+impl FinetuneOptions {
+    /// The checks of single values: `--r`, `--lora-alpha`, `--lora-dropout`, `--lr`,
+    /// `--steps`, `--batch-size`, `--eval-batch-size`, `--grad-accum`, `--max-length`,
+    /// `--eval-size`, `--pad-multiple`, `--num-virtual-tokens`, `--encoder-hidden-size`,
+    /// `--reduction-factor`, `--time-budget`, `--layers`, `--target-modules` (not empty),
+    /// `--model-path` (a model directory for `--model gpt2`, required; a GGUF file for
+    /// `--model smollm2`) and `--data-path` (an existing file). Reads no more than the first
+    /// bytes of `--model-path`.
+    ///
+    /// # Errors
+    /// One line naming the first flag that fails, its value and what is allowed.
+    pub fn check_values(&self) -> Result<(), AnyError> {
+        at_least_one("--r", self.r)?;
+        positive("--lora-alpha", self.lora_alpha)?;
+        if !(self.lora_dropout >= 0.0 && self.lora_dropout < 1.0) {
+            return Err(format!(
+                "--lora-dropout {}: must be in [0, 1) (a probability; 1 would drop everything)",
+                self.lora_dropout
+            )
+            .into());
+        }
+        positive("--lr", self.lr)?;
+        at_least_one("--steps", self.steps)?;
+        at_least_one("--batch-size", self.batch_size)?;
+        at_least_one("--eval-batch-size", self.eval_batch_size)?;
+        at_least_one("--grad-accum", self.grad_accum)?;
+        at_least_one("--max-length", self.max_length)?;
+        at_least_one("--eval-size", self.eval_size)?;
+        at_least_one("--pad-multiple", self.pad_multiple)?;
+        if matches!(self.method, Method::PrefixTuning | Method::PromptTuning) {
+            at_least_one("--num-virtual-tokens", self.num_virtual_tokens)?;
+        }
+        if let Some(h) = self.encoder_hidden_size {
+            at_least_one("--encoder-hidden-size", h)?;
+        }
+        positive("--reduction-factor", self.reduction_factor)?;
+        if let Some(t) = self.time_budget {
+            positive("--time-budget", t)?;
+        }
+        if !matches!(self.layers.as_str(), "all" | "top-half") {
+            parse_layers(&self.layers).map_err(|e| {
+                let e = e.to_string();
+                format!(
+                    "--layers {}: {}; expected \"all\", \"top-half\" or indices such as \"15-29\"",
+                    self.layers,
+                    e.trim_start_matches("--layers: ")
+                )
+            })?;
+        }
+        if let Some(t) = &self.target_modules {
+            if t.split(',').any(|p| p.trim().is_empty()) {
+                return Err(format!(
+                    "--target-modules {t:?}: an empty name; expected comma-separated module \
+                     names (e.g. q_proj,v_proj) or one regex"
+                )
+                .into());
+            }
+        }
+        if let Some(p) = &self.data_path {
+            checks::input_file("--data-path", p)?;
+        }
+        self.check_model_path()
+    }
+
+    /// `--model-path` against `--model`: a Hugging Face directory for GPT-2 (required), a GGUF
+    /// file for SmolLM2 (optional: fetched when absent).
+    fn check_model_path(&self) -> Result<(), AnyError> {
+        let (want, what) = match self.model {
+            ModelKind::Gpt2 => (ModelPathKind::HfDir, "a Hugging Face GPT-2 directory"),
+            ModelKind::Smollm2 => (ModelPathKind::Gguf, "a GGUF file"),
+        };
+        let Some(path) = &self.model_path else {
+            if self.model == ModelKind::Gpt2 {
+                return Err(format!("--model gpt2 needs --model-path DIR ({what})").into());
+            }
+            return Ok(());
+        };
+        let kind = checks::model_path("--model-path", path)?;
+        if kind != want {
+            return Err(format!(
+                "--model-path {}: --model {} expects {what}",
+                path.display(),
+                match self.model {
+                    ModelKind::Gpt2 => "gpt2",
+                    ModelKind::Smollm2 => "smollm2",
+                }
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Creates `--output-dir` and checks that it accepts files, and that the `--dump-data`
+    /// file's directory does; run before anything is fetched, so that a run never trains for
+    /// nothing.
+    ///
+    /// # Errors
+    /// One line naming `--output-dir` or `--dump-data`, the path and the OS error.
+    pub fn prepare_outputs(&self) -> Result<(), AnyError> {
+        checks::output_dir("--output-dir", &self.output_dir)?;
+        if let Some(p) = &self.dump_data {
+            checks::output_file("--dump-data", p)?;
+        }
+        Ok(())
+    }
+
+    /// `--eval-size` against the `n_reviews` reviews of `data` (after cleaning and
+    /// de-duplication): at least one review must be left for training.
+    ///
+    /// # Errors
+    /// One line naming `--eval-size`, its value and the number of reviews.
+    pub fn check_data(&self, n_reviews: usize, data: &Path) -> Result<(), AnyError> {
+        if self.eval_size >= n_reviews {
+            return Err(format!(
+                "--eval-size {}: must be less than the {n_reviews} reviews of {} (some must be \
+                 left for training)",
+                self.eval_size,
+                data.display()
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// `--max-length` against the tokenized `--suffix` (classification): at least one review
+    /// token must fit.
+    ///
+    /// # Errors
+    /// One line naming `--max-length`, its value and the suffix's token count; the tokenizer's
+    /// error.
+    pub fn check_tokenizer(&self, tok: &Tokenizer) -> Result<(), AnyError> {
+        if self.task != Task::Classify {
+            return Ok(());
+        }
+        let n = tok.encode(&self.suffix)?.len();
+        if n >= self.max_length {
+            return Err(format!(
+                "--max-length {}: must exceed the {n} tokens of --suffix {:?} (at least one \
+                 review token must fit)",
+                self.max_length, self.suffix
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// `--target-modules` (and `--layers`) against the loaded model's linear layer `names`, as
+    /// the run will match them (LoRA, DoRA and IA3 only; the other methods ignore it).
+    ///
+    /// # Errors
+    /// One line naming `--target-modules`, its value and the model's module names.
+    pub fn check_targets(
+        &self,
+        names: &[String],
+        default_targets: &[&str],
+        model_path: &Path,
+    ) -> Result<(), AnyError> {
+        let Some(t) = &self.target_modules else {
+            return Ok(());
+        };
+        if !matches!(self.method, Method::Lora | Method::Dora | Method::Ia3) {
+            return Ok(());
+        }
+        let n_layers = crate::config::count_layers(names);
+        let mut cfg = lora_config(self, default_targets, model_path, n_layers)?;
+        // The classifier's `score` head is added later, so it cannot be matched yet.
+        cfg.modules_to_save = None;
+        cfg.task_type = None;
+        resolve_targets(names, &cfg).map(drop).map_err(|e| {
+            let mut short: Vec<&str> = names
+                .iter()
+                .map(|n| n.rsplit('.').next().unwrap_or(n))
+                .collect();
+            short.sort_unstable();
+            short.dedup();
+            let why = match e {
+                PeftError::NoMatch { target, detail, .. } => {
+                    format!("{target} matches no linear layer{detail}")
+                }
+                e => e.to_string().replace('\n', " "),
+            };
+            format!(
+                "--target-modules {t}: {why} of {}; its module names: {}",
+                model_path.display(),
+                short.join(", ")
+            )
+            .into()
+        })
+    }
+}
