@@ -43,6 +43,9 @@ struct Args {
     /// List the targets and exit
     #[arg(long)]
     list: bool,
+    /// Run each seed of the targets once, print its outcome, and exit
+    #[arg(long)]
+    check_seeds: bool,
 }
 
 fn main() {
@@ -69,12 +72,22 @@ fn main() {
             }
         }
     };
+    if args.check_seeds {
+        for t in &targets {
+            for (i, seed) in (t.seeds)().into_iter().enumerate() {
+                let n = seed.len();
+                let o = lora_fuzz::replay(t, seed, Duration::from_secs_f64(args.timeout));
+                println!("{} seed {i} ({n} bytes): {o:?}", t.name);
+            }
+        }
+        return;
+    }
     if !lora_fuzz::alloc::is_installed() {
         eprintln!("warning: the counting allocator is not installed; allocations are not checked");
     }
     println!(
         "{:<18} {:>6} {:>10} {:>9} {:>8} {:>7} {:>9} {:>9}",
-        "target", "seeds", "execs", "exec/s", "seconds", "corpus", "B/in-B", "failures"
+        "target", "seeds", "execs", "exec/s", "seconds", "corpus", "max alloc", "failures"
     );
     let mut failed = false;
     for t in targets {

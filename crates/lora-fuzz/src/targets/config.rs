@@ -11,12 +11,24 @@ use lora_models::AttentionShape;
 use lora_peft::{resolve_targets, AdapterConfig, BnAdapterConfig};
 use std::path::Path;
 
-/// The linear layers of a 2-layer GPT-2 plus a classification head.
+/// The linear layers of a 2-layer GPT-2 and a 2-layer Llama, plus a classification head (the
+/// fixtures' configs target either).
 fn layer_names() -> Vec<String> {
     let mut v = Vec::new();
     for i in 0..2 {
         for m in ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"] {
             v.push(format!("transformer.h.{i}.{m}"));
+        }
+        for m in [
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+        ] {
+            v.push(format!("model.layers.{i}.{m}"));
         }
     }
     v.push("score".into());
