@@ -29,6 +29,9 @@ pub struct FuzzOptions {
     pub out_dir: Option<PathBuf>,
     /// Most inputs kept in the corpus (seeds included).
     pub max_corpus: usize,
+    /// Write inputs whose largest allocation exceeds this many bytes (within the bound, so not
+    /// failures) to the output directory as `alloc-<hash>.bin`, for a look.
+    pub report_alloc: Option<usize>,
 }
 
 impl Default for FuzzOptions {
@@ -40,6 +43,7 @@ impl Default for FuzzOptions {
             timeout: Duration::from_secs(10),
             out_dir: None,
             max_corpus: 512,
+            report_alloc: None,
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct FuzzReport {
     pub corpus: usize,
     /// Distinct error signatures seen.
     pub signatures: usize,
+    /// Inputs that returned `Ok` (the rest returned an error or failed).
+    pub oks: u64,
     /// Largest single allocation request of any input, bytes (0 without the counting
     /// allocator).
     pub peak_alloc: usize,
@@ -130,6 +136,7 @@ pub fn fuzz(target: &Target, opts: &FuzzOptions) -> FuzzReport {
     let mut failure_keys: HashSet<u64> = HashSet::new();
     let mut peak_alloc = 0usize;
     let mut execs = 0u64;
+    let mut oks = 0u64;
     let done = |execs: u64| {
         opts.max_execs.is_some_and(|m| execs >= m)
             || opts.max_time.is_some_and(|t| start.elapsed() >= t)
@@ -151,7 +158,13 @@ pub fn fuzz(target: &Target, opts: &FuzzOptions) -> FuzzReport {
         let input = Arc::new(input);
         match exec.run(input.clone()) {
             Outcome::Returned { error, peak } => {
+                if opts.report_alloc.is_some_and(|r| peak > r && peak > peak_alloc) {
+                    if let Some(d) = &opts.out_dir {
+                        let _ = write_failure(d, target.name, "alloc", &input);
+                    }
+                }
                 peak_alloc = peak_alloc.max(peak);
+                oks += u64::from(error.is_none());
                 if seen.insert(signature(error.as_deref())) && i > n_seeds {
                     if corpus.len() < opts.max_corpus {
                         corpus.push(input.to_vec());
@@ -178,6 +191,7 @@ pub fn fuzz(target: &Target, opts: &FuzzOptions) -> FuzzReport {
         elapsed: start.elapsed(),
         corpus: corpus.len(),
         signatures: seen.len(),
+        oks,
         peak_alloc,
         failures,
     }

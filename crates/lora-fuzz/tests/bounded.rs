@@ -1,5 +1,5 @@
-//! The bounded fuzz run of the test command: every target, a fixed number of executions from
-//! a fixed seed (so the inputs are the same on every machine; about two seconds each here),
+//! The bounded fuzz run of the test command: every target, `Target::bounded_execs` executions
+//! from a fixed seed (so the inputs are the same on every machine; about 1.5 s each here),
 //! under the counting allocator. Any panic, hang or oversized allocation fails the test (an
 //! oversized one aborts the process with a message naming the target).
 
@@ -8,15 +8,6 @@ use std::time::Duration;
 
 #[global_allocator]
 static ALLOC: lora_fuzz::CountingAlloc = lora_fuzz::CountingAlloc;
-
-/// Executions per target; the slow targets (model loading, tokenizers, files) get fewer.
-fn budget(target: &str) -> u64 {
-    match target {
-        "gguf_llama" | "adapter_dir" | "hf_tokenizer_json" | "hf_vocab_merges" | "bnb_file" => 400,
-        "gguf_tokenizer" => 300,
-        _ => 3000,
-    }
-}
 
 #[test]
 fn every_target_survives_a_bounded_run() {
@@ -28,7 +19,7 @@ fn every_target_survives_a_bounded_run() {
             .unwrap();
         let opts = FuzzOptions {
             seed: 0x5EED,
-            max_execs: Some(budget(t.name)),
+            max_execs: Some(t.bounded_execs),
             max_time: None,
             timeout: Duration::from_secs(20),
             out_dir: None,
@@ -45,7 +36,7 @@ fn every_target_survives_a_bounded_run() {
             r.signatures
         );
         assert!(r.seeds > 0, "target {} found no seeds", t.name);
-        assert_eq!(r.execs, budget(t.name), "target {} stopped early", t.name);
+        assert_eq!(r.execs, t.bounded_execs, "target {} stopped early", t.name);
         for f in r.failures {
             problems.push(format!("{}: {} {}", t.name, f.kind, f.message));
         }

@@ -27,6 +27,18 @@ fn gguf_block_count_beyond_the_tensors_is_a_missing_tensor() {
         }
         other => panic!("expected a missing blk.1 tensor, got {:?}", other.map(|_| ())),
     }
+    // The same with u32::MAX blocks: allocating for them would abort the process.
+    let mut bytes = std::fs::read(&p).unwrap();
+    let key = b"llama.block_count";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes()); // value type u32
+    bytes[at + 4..at + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+    let g = GgufFile::parse(&p, bytes).unwrap();
+    assert_eq!(g.get_u64("llama.block_count").unwrap(), u32::MAX as u64);
+    match Llama::<B>::from_gguf(&g, &Default::default()) {
+        Err(ModelError::MissingKey { key, .. }) => assert!(key.starts_with("blk.1."), "{key}"),
+        other => panic!("expected a missing blk.1 tensor, got {:?}", other.map(|_| ())),
+    }
 }
 
 /// A copy of fixture `name` with `key` of its `config.json` set to `value`.

@@ -40,6 +40,10 @@ struct Args {
     /// Directory the failing inputs are written to (`<out>/<target>/`)
     #[arg(long, default_value = "fuzz-out")]
     out: PathBuf,
+    /// Also write inputs whose largest single allocation exceeds this many bytes (within the
+    /// bound) to `<out>/<target>/alloc-*.bin`
+    #[arg(long)]
+    report_alloc: Option<usize>,
     /// List the targets and exit
     #[arg(long)]
     list: bool,
@@ -86,8 +90,8 @@ fn main() {
         eprintln!("warning: the counting allocator is not installed; allocations are not checked");
     }
     println!(
-        "{:<18} {:>6} {:>10} {:>9} {:>8} {:>7} {:>9} {:>9}",
-        "target", "seeds", "execs", "exec/s", "seconds", "corpus", "max alloc", "failures"
+        "{:<18} {:>6} {:>10} {:>9} {:>9} {:>8} {:>7} {:>10} {:>9}",
+        "target", "seeds", "execs", "ok", "exec/s", "seconds", "corpus", "max alloc", "failures"
     );
     let mut failed = false;
     for t in targets {
@@ -104,6 +108,7 @@ fn main() {
             max_time: Some(Duration::from_secs_f64(args.seconds)),
             timeout: Duration::from_secs_f64(args.timeout),
             out_dir: Some(args.out.clone()),
+            report_alloc: args.report_alloc,
             ..FuzzOptions::default()
         };
         let r = fuzz(t, &opts);
@@ -119,10 +124,11 @@ fn main() {
 
 fn print_row(r: &FuzzReport) {
     println!(
-        "{:<18} {:>6} {:>10} {:>9.0} {:>8.1} {:>7} {:>9} {:>9}",
+        "{:<18} {:>6} {:>10} {:>9} {:>9.0} {:>8.1} {:>7} {:>10} {:>9}",
         r.target,
         r.seeds,
         r.execs,
+        r.oks,
         r.execs_per_sec(),
         r.elapsed.as_secs_f64(),
         r.corpus,

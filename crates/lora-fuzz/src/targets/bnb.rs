@@ -41,6 +41,7 @@ pub const BNB_FILE: Target = Target {
     about: "quantize --dequantize (lora_quant::convert::run) on a bitsandbytes safetensors file",
     run: run_file,
     seeds: seeds_file,
+    bounded_execs: 15_000,
 };
 
 const KEY: &str = "w";
@@ -108,4 +109,5 @@ pub const BNB_QUANT_STATE: Target = Target {
     about: "the NF4 quant-state JSON in a state dict: find_bnb_entries, dequantize_entry",
     run: run_quant_state,
     seeds: seeds_quant_state,
+    bounded_execs: 100_000,
 };

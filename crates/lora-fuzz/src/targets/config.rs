@@ -84,6 +84,7 @@ pub const ADAPTER_CONFIG: Target = Target {
     about: "AdapterConfig::from_json_str, validate, resolve_targets / geometry",
     run: run_adapter_config,
     seeds: seeds_adapter_configs,
+    bounded_execs: 60_000,
 };
 
 /// `BnAdapterConfig::from_json_str`, validation, and every layer's config for hidden size 48.
@@ -107,6 +108,7 @@ pub const ADAPTERHUB_CONFIG: Target = Target {
     about: "BnAdapterConfig::from_json_str, BnConfig::validate and layer_config",
     run: run_adapterhub_config,
     seeds: seeds_adapter_configs,
+    bounded_execs: 200_000,
 };
 
 /// `Gpt2Config::from_json` and `LlamaConfig::from_json` + `validate`.
@@ -128,4 +130,5 @@ pub const MODEL_CONFIG: Target = Target {
     about: "Gpt2Config::from_json, LlamaConfig::from_json and validate",
     run: run_model_config,
     seeds: seeds_model_config,
+    bounded_execs: 150_000,
 };

@@ -51,6 +51,7 @@ pub const GGUF: Target = Target {
     about: "GgufFile::parse, typed metadata getters, tensor_f32 of every tensor",
     run: run_gguf,
     seeds: seeds_gguf,
+    bounded_execs: 50_000,
 };
 
 /// `Tokenizer::from_gguf`, then an encode and decode.
@@ -76,6 +77,7 @@ pub const GGUF_TOKENIZER: Target = Target {
     about: "Tokenizer::from_gguf (tokens, merges, token types, special ids), encode, decode",
     run: run_gguf_tokenizer,
     seeds: seeds_gguf_tokenizer,
+    bounded_execs: 18_000,
 };
 
 type Cpu = burn_ndarray::NdArray<f32>;
@@ -97,4 +99,5 @@ pub const GGUF_LLAMA: Target = Target {
     about: "Llama::from_gguf on a tiny model: config metadata, tensor shapes, dequantization",
     run: run_gguf_llama,
     seeds: seeds_gguf_llama,
+    bounded_execs: 60_000,
 };

@@ -20,4 +20,5 @@ pub const IMDB: Target = Target {
     about: "lora_data::parse_reviews and dedupe (the reviews.json reader)",
     run,
     seeds,
+    bounded_execs: 60_000,
 };

@@ -39,6 +39,7 @@ pub const SAFETENSORS: Target = Target {
     about: "lora_models::st::StFile::from_bytes, f32 and i64 of every tensor",
     run: run_safetensors,
     seeds: seeds_safetensors,
+    bounded_execs: 30_000,
 };
 
 /// Separates the config from the weights in an `adapter_dir` input.
@@ -112,4 +113,5 @@ pub const ADAPTER_WEIGHTS: Target = Target {
     about: "adapter_config.json + adapter weights through lora_peft::load_adapters onto gpt2_a",
     run: run_adapter_dir,
     seeds: seeds_adapter_dir,
+    bounded_execs: 12_000,
 };

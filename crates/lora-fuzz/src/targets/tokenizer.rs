@@ -60,6 +60,7 @@ pub const HF_TOKENIZER_JSON: Target = Target {
     about: "tokenizer.json through Tokenizer::from_hf_dir, encode, decode",
     run: run_tokenizer_json,
     seeds: seeds_tokenizer_json,
+    bounded_execs: 25_000,
 };
 
 /// Separates `vocab.json` from `merges.txt` in an input.
@@ -101,4 +102,5 @@ pub const HF_VOCAB_MERGES: Target = Target {
     about: "vocab.json + merges.txt through Tokenizer::from_hf_dir, encode, decode",
     run: run_vocab_merges,
     seeds: seeds_vocab_merges,
+    bounded_execs: 15_000,
 };
