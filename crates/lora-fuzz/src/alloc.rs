@@ -134,18 +134,27 @@ pub fn set_crash_file(path: &std::path::Path, target: &'static str) -> std::io::
     Ok(())
 }
 
+/// Serializes armed sections: the limit and the peak are process-wide.
+static ARM_LOCK: Mutex<()> = Mutex::new(());
+
 /// While alive, allocations are checked against [`limit_for`] of `input` and the peak is
-/// recorded. One at a time per process.
-pub struct Armed;
+/// recorded. One at a time per process: a second `Armed::new` waits for the first to drop
+/// (tests of one binary run on parallel threads).
+pub struct Armed {
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
+}
 
 impl Armed {
     /// Arms the check for `input` (which must outlive the guard).
     pub fn new(input: &[u8]) -> Self {
+        let guard = ARM_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         INPUT_PTR.store(input.as_ptr() as *mut u8, Ordering::SeqCst);
         INPUT_LEN.store(input.len(), Ordering::SeqCst);
         PEAK.store(0, Ordering::SeqCst);
         LIMIT.store(limit_for(input.len()), Ordering::SeqCst);
-        Armed
+        Armed {
+            _one_at_a_time: guard,
+        }
     }
 
     /// The largest single request since arming.

@@ -75,7 +75,20 @@ const INTERESTING_TEXT: &[&str] = &[
 
 /// JSON fragments inserted at random.
 const TOKENS: &[&str] = &[
-    "\"", "[", "]", "{", "}", ",", ":", "null", "\\u0000", "\\ud800", "\n", " ", "é", "\u{10FFFF}",
+    "\"",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "null",
+    "\\u0000",
+    "\\ud800",
+    "\n",
+    " ",
+    "é",
+    "\u{10FFFF}",
 ];
 
 /// Applies 1 to 4 random mutations to `input`, drawing splice material from `corpus`; the
@@ -167,7 +180,11 @@ fn overwrite(buf: &mut [u8], pos: usize, bytes: &[u8]) {
 
 /// Replaces the run of ASCII digits at or after `pos` (if any) with a boundary value.
 fn replace_number(buf: &mut Vec<u8>, pos: usize, rng: &mut Rng) {
-    let Some(start) = buf[pos..].iter().position(u8::is_ascii_digit).map(|i| pos + i) else {
+    let Some(start) = buf[pos..]
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|i| pos + i)
+    else {
         return;
     };
     let end = buf[start..]
@@ -205,6 +222,9 @@ mod tests {
         let mut buf = b"x: 123, y".to_vec();
         replace_number(&mut buf, 0, &mut r);
         let s = String::from_utf8_lossy(&buf).to_string();
-        assert!(s.starts_with("x: ") && s.ends_with(", y") && !s.contains("123"), "{s}");
+        assert!(
+            s.starts_with("x: ") && s.ends_with(", y") && !s.contains("123"),
+            "{s}"
+        );
     }
 }

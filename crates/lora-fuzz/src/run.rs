@@ -158,7 +158,10 @@ pub fn fuzz(target: &Target, opts: &FuzzOptions) -> FuzzReport {
         let input = Arc::new(input);
         match exec.run(input.clone()) {
             Outcome::Returned { error, peak } => {
-                if opts.report_alloc.is_some_and(|r| peak > r && peak > peak_alloc) {
+                if opts
+                    .report_alloc
+                    .is_some_and(|r| peak > r && peak > peak_alloc)
+                {
                     if let Some(d) = &opts.out_dir {
                         let _ = write_failure(d, target.name, "alloc", &input);
                     }
@@ -174,12 +177,26 @@ pub fn fuzz(target: &Target, opts: &FuzzOptions) -> FuzzReport {
                     }
                 }
             }
-            Outcome::Panicked(message) => {
-                record(target, opts, "panic", message, &input, &mut failures, &mut failure_keys)
-            }
+            Outcome::Panicked(message) => record(
+                target,
+                opts,
+                "panic",
+                message,
+                &input,
+                &mut failures,
+                &mut failure_keys,
+            ),
             Outcome::Hung => {
                 let message = format!("no result within {:?}", opts.timeout);
-                record(target, opts, "hang", message, &input, &mut failures, &mut failure_keys);
+                record(
+                    target,
+                    opts,
+                    "hang",
+                    message,
+                    &input,
+                    &mut failures,
+                    &mut failure_keys,
+                );
                 break;
             }
         }
@@ -226,7 +243,12 @@ fn record(
 ///
 /// # Errors
 /// The I/O error.
-pub fn write_failure(dir: &Path, target: &str, kind: &str, input: &[u8]) -> std::io::Result<PathBuf> {
+pub fn write_failure(
+    dir: &Path,
+    target: &str,
+    kind: &str,
+    input: &[u8],
+) -> std::io::Result<PathBuf> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     input.hash(&mut h);

@@ -25,7 +25,10 @@ fn gguf_block_count_beyond_the_tensors_is_a_missing_tensor() {
             assert_eq!(path, p);
             assert!(key.starts_with("blk.1."), "{key}");
         }
-        other => panic!("expected a missing blk.1 tensor, got {:?}", other.map(|_| ())),
+        other => panic!(
+            "expected a missing blk.1 tensor, got {:?}",
+            other.map(|_| ())
+        ),
     }
     // The same with u32::MAX blocks: allocating for them would abort the process.
     let mut bytes = std::fs::read(&p).unwrap();
@@ -37,7 +40,10 @@ fn gguf_block_count_beyond_the_tensors_is_a_missing_tensor() {
     assert_eq!(g.get_u64("llama.block_count").unwrap(), u32::MAX as u64);
     match Llama::<B>::from_gguf(&g, &Default::default()) {
         Err(ModelError::MissingKey { key, .. }) => assert!(key.starts_with("blk.1."), "{key}"),
-        other => panic!("expected a missing blk.1 tensor, got {:?}", other.map(|_| ())),
+        other => panic!(
+            "expected a missing blk.1 tensor, got {:?}",
+            other.map(|_| ())
+        ),
     }
 }
 

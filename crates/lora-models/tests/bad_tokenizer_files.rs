@@ -11,10 +11,8 @@ fn fixtures() -> &'static Path {
 #[test]
 fn tokenizer_json_with_a_broken_decoder_is_an_error() {
     // A control character inside the `decoder` object: tokenizers 0.22 `expect`s there.
-    let bytes = std::fs::read(
-        fixtures().join("fuzz/hf_tokenizer_json/decoder_helper_expect.json"),
-    )
-    .unwrap();
+    let bytes = std::fs::read(fixtures().join("fuzz/hf_tokenizer_json/decoder_helper_expect.json"))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("tokenizer.json"), bytes).unwrap();
     let e = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();

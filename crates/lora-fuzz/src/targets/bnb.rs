@@ -32,7 +32,9 @@ fn run_file(b: &[u8]) -> Result<(), String> {
 }
 
 fn seeds_file() -> Vec<Vec<u8>> {
-    files_under(&fixtures_dir().join("quant"), &|n| n.ends_with(".safetensors"))
+    files_under(&fixtures_dir().join("quant"), &|n| {
+        n.ends_with(".safetensors")
+    })
 }
 
 /// bitsandbytes safetensors files.
@@ -50,7 +52,9 @@ const KEY: &str = "w";
 fn state_dict() -> &'static HashMap<String, BnbTensor> {
     static SD: OnceLock<HashMap<String, BnbTensor>> = OnceLock::new();
     SD.get_or_init(|| {
-        let values: Vec<f32> = (0..512).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+        let values: Vec<f32> = (0..512)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
         let q = quantize_to_state_dict(
             KEY,
             &values,

@@ -4,9 +4,9 @@
 
 use super::{text, Target};
 use crate::corpus::{files_under, fixtures_dir};
+use lora_core::BottleneckLocation;
 use lora_models::gpt2::Gpt2Config;
 use lora_models::llama::LlamaConfig;
-use lora_core::BottleneckLocation;
 use lora_models::AttentionShape;
 use lora_peft::{resolve_targets, AdapterConfig, BnAdapterConfig};
 use std::path::Path;

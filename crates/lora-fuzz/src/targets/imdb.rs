@@ -5,7 +5,8 @@ use crate::corpus::{files_under, seed_dir};
 use std::path::Path;
 
 fn run(b: &[u8]) -> Result<(), String> {
-    let r = lora_data::imdb::parse_reviews(b, Path::new("<fuzz input>/reviews.json")).map_err(text)?;
+    let r =
+        lora_data::imdb::parse_reviews(b, Path::new("<fuzz input>/reviews.json")).map_err(text)?;
     lora_data::imdb::dedupe(r);
     Ok(())
 }

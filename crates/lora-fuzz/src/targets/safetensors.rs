@@ -61,7 +61,11 @@ fn run_adapter_dir(b: &[u8]) -> Result<(), String> {
         let mut m = m.borrow_mut();
         if m.is_none() {
             let dev = Default::default();
-            *m = Some(Gpt2::load(&fixtures_dir().join("gpt2_a"), &dev).map_err(text)?.0);
+            *m = Some(
+                Gpt2::load(&fixtures_dir().join("gpt2_a"), &dev)
+                    .map_err(text)?
+                    .0,
+            );
         }
         Ok(m.as_ref().map(Clone::clone).expect("loaded above"))
     })?;

@@ -33,7 +33,9 @@ pub(crate) fn scratch_dir() -> Result<PathBuf, String> {
 }
 
 fn exercise(t: &Tokenizer) -> Result<(), String> {
-    let ids = t.encode("<|endoftext|>The capital of France, 10/10 wörld!").map_err(text)?;
+    let ids = t
+        .encode("<|endoftext|>The capital of France, 10/10 wörld!")
+        .map_err(text)?;
     t.decode(&ids).map_err(text)?;
     let last = t.vocab_size().saturating_sub(1) as u32;
     t.decode(&[0, last]).map_err(text)?;
