@@ -1,6 +1,6 @@
-//! Model files whose sizes claim more than the file holds give an error naming the file and the
-//! missing tensor, before allocating for the claim (inputs the fuzzer found;
-//! `tests/fixtures/fuzz/gguf_llama/`).
+//! Model files whose layer counts claim more than the file holds give an error naming the file
+//! and the count (GGUF) or the missing tensor (Hugging Face), before allocating for the claim
+//! (inputs the fuzzer found; `tests/fixtures/fuzz/gguf_llama/`).
 
 use lora_models::gguf::GgufFile;
 use lora_models::gpt2::Gpt2;
@@ -15,20 +15,21 @@ fn fixtures() -> &'static Path {
 }
 
 #[test]
-fn gguf_block_count_beyond_the_tensors_is_a_missing_tensor() {
+fn gguf_block_count_beyond_the_tensors_is_an_error() {
     // The 1-layer seed with `llama.block_count` = 23553: the layers used to be allocated first.
     let p = fixtures().join("fuzz/gguf_llama/oversize_1.gguf");
     let g = GgufFile::open(&p).unwrap();
     assert_eq!(g.get_u64("llama.block_count").unwrap(), 23553);
     match Llama::<B>::from_gguf(&g, &Default::default()) {
-        Err(ModelError::MissingKey { path, key }) => {
+        Err(ModelError::Config { path, key, msg }) => {
             assert_eq!(path, p);
-            assert!(key.starts_with("blk.1."), "{key}");
+            assert_eq!(key, "llama.block_count");
+            assert!(
+                msg.starts_with("is 23553, but the file has no tensors of block 1"),
+                "{msg}"
+            );
         }
-        other => panic!(
-            "expected a missing blk.1 tensor, got {:?}",
-            other.map(|_| ())
-        ),
+        other => panic!("expected a block_count error, got {:?}", other.map(|_| ())),
     }
     // The same with u32::MAX blocks: allocating for them would abort the process.
     let mut bytes = std::fs::read(&p).unwrap();
@@ -39,11 +40,11 @@ fn gguf_block_count_beyond_the_tensors_is_a_missing_tensor() {
     let g = GgufFile::parse(&p, bytes).unwrap();
     assert_eq!(g.get_u64("llama.block_count").unwrap(), u32::MAX as u64);
     match Llama::<B>::from_gguf(&g, &Default::default()) {
-        Err(ModelError::MissingKey { key, .. }) => assert!(key.starts_with("blk.1."), "{key}"),
-        other => panic!(
-            "expected a missing blk.1 tensor, got {:?}",
-            other.map(|_| ())
-        ),
+        Err(ModelError::Config { key, msg, .. }) => {
+            assert_eq!(key, "llama.block_count");
+            assert!(msg.starts_with("is 4294967295, but"), "{msg}");
+        }
+        other => panic!("expected a block_count error, got {:?}", other.map(|_| ())),
     }
 }
 
