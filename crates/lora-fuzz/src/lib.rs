@@ -17,6 +17,7 @@ pub mod exec;
 pub mod mutate;
 pub mod rng;
 pub mod run;
+pub mod scratch;
 pub mod targets;
 
 pub use alloc::CountingAlloc;

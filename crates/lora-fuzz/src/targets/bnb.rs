@@ -4,7 +4,7 @@
 
 use super::{text, Target};
 use crate::corpus::{files_under, fixtures_dir};
-use crate::targets::tokenizer::scratch_dir;
+use crate::scratch::scratch_dir;
 use lora_quant::bnb::{
     dequantize_entry, find_bnb_entries, quantize_to_state_dict, BnbData, BnbQuant, BnbTensor,
     NF4_QUANT_STATE_SUFFIX,

@@ -4,7 +4,7 @@
 
 use super::{text, Target};
 use crate::corpus::{files_under, fixtures_dir};
-use crate::targets::tokenizer::scratch_dir;
+use crate::scratch::scratch_dir;
 use lora_models::gpt2::Gpt2;
 use lora_models::st::StFile;
 use std::cell::RefCell;
