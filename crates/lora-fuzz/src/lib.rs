@@ -2,8 +2,9 @@
 //! GGUF (header, metadata, tensor infos, every dequantized block type, the tokenizer in its
 //! metadata, a Llama built from it), safetensors through our own readers, PEFT and AdapterHub
 //! `adapter_config.json` (alone and with the adapter weights, through the loaders),
-//! bitsandbytes checkpoints and their NF4 quant-state JSON, model `config.json`, Hugging Face
-//! tokenizer files (`tokenizer.json`, `vocab.json` + `merges.txt`) and the IMDB JSON.
+//! bitsandbytes checkpoints and their NF4 quant-state JSON, model `config.json` (alone and with
+//! the weights), Hugging Face tokenizer files (`tokenizer.json`, `vocab.json` + `merges.txt`)
+//! and the IMDB JSON.
 //!
 //! A failure is a panic, a hang (no result within the per-input time limit) or a single
 //! allocation above `64 × input bytes + 64 MiB` ([`alloc`]); an `Err` is a correct answer.

@@ -6,6 +6,7 @@ mod bnb;
 mod config;
 mod gguf;
 mod imdb;
+mod model_dir;
 mod safetensors;
 mod tokenizer;
 
@@ -37,6 +38,7 @@ pub const TARGETS: &[Target] = &[
     config::ADAPTER_CONFIG,
     config::ADAPTERHUB_CONFIG,
     config::MODEL_CONFIG,
+    model_dir::HF_MODEL_DIR,
     tokenizer::HF_TOKENIZER_JSON,
     tokenizer::HF_VOCAB_MERGES,
     imdb::IMDB,
