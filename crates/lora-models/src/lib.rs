@@ -37,6 +37,7 @@ pub mod gpt2;
 mod language_model;
 pub mod layers;
 pub mod llama;
+mod panic_guard;
 pub mod st;
 pub mod tokenizer;
 

@@ -24,6 +24,15 @@ impl StFile {
             path: path.clone(),
             source,
         })?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Takes safetensors bytes already in memory; `path` only names them in errors.
+    ///
+    /// # Errors
+    /// [`ModelError::Format`] if the header does not parse (truncated or not safetensors).
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Self, ModelError> {
+        let path = path.into();
         SafeTensors::deserialize(&bytes)
             .map_err(|e| ModelError::format(&path, format!("not a valid safetensors file: {e}")))?;
         Ok(Self { path, bytes })

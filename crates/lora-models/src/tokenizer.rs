@@ -10,6 +10,7 @@
 //! `tokenizer.json`: `Sequence[Digits(individual_digits=true), ByteLevel(add_prefix_space=false,
 //! use_regex=true)]` (llama.cpp: `\p{N}` then the GPT-2 regex).
 use crate::gguf::GgufFile;
+use crate::panic_guard::no_panic;
 use crate::ModelError;
 use std::path::{Path, PathBuf};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -280,13 +281,17 @@ impl Tokenizer {
         let json = dir.join("tokenizer.json");
         let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
         let (tok, source, post_process) = if json.is_file() {
-            let tok = tokenizers::Tokenizer::from_file(&json)
-                .map_err(|e| ModelError::format(&json, format!("cannot load tokenizer: {e}")))?;
+            let tok = no_panic(&json, "cannot load tokenizer", || {
+                tokenizers::Tokenizer::from_file(&json)
+                    .map_err(|e| ModelError::format(&json, format!("cannot load tokenizer: {e}")))
+            })?;
             (tok, json, true)
         } else if vocab.is_file() && merges.is_file() {
             let (v, m) = (vocab.to_string_lossy(), merges.to_string_lossy());
-            let bpe = BPE::from_file(&v, &m).build().map_err(|e| {
-                ModelError::format(&vocab, format!("cannot build BPE with merges.txt: {e}"))
+            let bpe = no_panic(&vocab, "cannot build BPE with merges.txt", || {
+                BPE::from_file(&v, &m).build().map_err(|e| {
+                    ModelError::format(&vocab, format!("cannot build BPE with merges.txt: {e}"))
+                })
             })?;
             let mut tok = tokenizers::Tokenizer::new(bpe);
             tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));

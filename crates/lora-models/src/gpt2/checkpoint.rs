@@ -102,7 +102,9 @@ impl<B: Backend> Gpt2<B> {
             config: c,
             block: String::new(),
         };
-        let mut h = Vec::with_capacity(c.n_layer);
+        // Not `with_capacity(layer count)`: the count comes from the file, and a bogus one
+        // must fail at the first missing layer tensor, not allocate for it.
+        let mut h = Vec::new();
         for i in 0..c.n_layer {
             keys.block = block(i);
             h.push(Gpt2Block::build(c, i, &mut keys)?);

@@ -163,7 +163,9 @@ impl<B: Backend> Llama<B> {
             fetch,
             layer: 0,
         };
-        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        // Not `with_capacity(layer count)`: the count comes from the file, and a bogus one
+        // must fail at the first missing layer tensor, not allocate for it.
+        let mut layers = Vec::new();
         for i in 0..c.num_hidden_layers {
             parts.layer = i;
             layers.push(LlamaLayer::build(c, &mut parts)?);

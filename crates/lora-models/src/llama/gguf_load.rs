@@ -71,6 +71,23 @@ impl<B: Backend> Llama<B> {
             "llama.block_count",
             g.get_u64("llama.block_count")? as usize,
         )?;
+        // The count comes from the metadata: every block must have tensors in the file (found
+        // before anything is built for them; at most one more lookup than the blocks present).
+        let blocks: std::collections::HashSet<usize> = g
+            .tensors()
+            .iter()
+            .filter_map(|t| t.name.strip_prefix("blk.")?.split('.').next()?.parse().ok())
+            .collect();
+        if let Some(missing) = (0..layers).find(|i| !blocks.contains(i)) {
+            return Err(cfg_err(
+                "llama.block_count",
+                format!(
+                    "is {layers}, but the file has no tensors of block {missing} (blk.{missing}.*; \
+                     {} blocks have tensors)",
+                    blocks.len()
+                ),
+            ));
+        }
         let hidden = pos(
             "llama.embedding_length",
             g.get_u64("llama.embedding_length")? as usize,

@@ -215,14 +215,23 @@ impl AdapterConfig {
     /// naming the file, the key `peft_type`, its value and the accepted values.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, PeftError> {
         let (path, text) = read_config_text(path.as_ref())?;
-        match peft_type_of(&text, &path)? {
-            PeftType::Lora => LoraConfig::from_json_str(&text, &path).map(AdapterConfig::Lora),
-            PeftType::Ia3 => IA3Config::from_json_str(&text, &path).map(AdapterConfig::Ia3),
+        Self::from_json_str(&text, &path)
+    }
+
+    /// Parses `adapter_config.json` text (`path` names it in errors) as
+    /// [`AdapterConfig::from_file`] does. Does not validate.
+    ///
+    /// # Errors
+    /// [`PeftError::Json`], [`PeftError::UnsupportedPeftType`] as [`AdapterConfig::from_file`].
+    pub fn from_json_str(text: &str, path: &Path) -> Result<Self, PeftError> {
+        match peft_type_of(text, path)? {
+            PeftType::Lora => LoraConfig::from_json_str(text, path).map(AdapterConfig::Lora),
+            PeftType::Ia3 => IA3Config::from_json_str(text, path).map(AdapterConfig::Ia3),
             PeftType::PrefixTuning => {
-                PrefixTuningConfig::from_json_str(&text, &path).map(AdapterConfig::PrefixTuning)
+                PrefixTuningConfig::from_json_str(text, path).map(AdapterConfig::PrefixTuning)
             }
             PeftType::PromptTuning => {
-                PromptTuningConfig::from_json_str(&text, &path).map(AdapterConfig::PromptTuning)
+                PromptTuningConfig::from_json_str(text, path).map(AdapterConfig::PromptTuning)
             }
         }
     }

@@ -1,0 +1,55 @@
+//! The fuzz targets: one per reader of outside bytes, each calling the library's own parsing
+//! path on the input (from memory where the API takes bytes, else through a file in a
+//! temporary directory) and returning its error text, which the engine only uses as feedback.
+
+mod bnb;
+mod config;
+mod gguf;
+mod imdb;
+mod model_dir;
+mod safetensors;
+mod tokenizer;
+
+use crate::exec::TargetFn;
+
+/// A fuzz target.
+pub struct Target {
+    /// Its name (`--target NAME`, and the folder of its seeds and regression inputs).
+    pub name: &'static str,
+    /// What it runs, in a line.
+    pub about: &'static str,
+    /// The target.
+    pub run: TargetFn,
+    /// Its seeds (the real files and fixtures that exist on this machine).
+    pub seeds: fn() -> Vec<Vec<u8>>,
+    /// Executions of the bounded run in the test command (about 1.5 s on a 2-core machine).
+    pub bounded_execs: u64,
+}
+
+/// Every target, in the order `--target all` runs them.
+pub const TARGETS: &[Target] = &[
+    gguf::GGUF,
+    gguf::GGUF_TOKENIZER,
+    gguf::GGUF_LLAMA,
+    safetensors::SAFETENSORS,
+    safetensors::ADAPTER_WEIGHTS,
+    bnb::BNB_FILE,
+    bnb::BNB_QUANT_STATE,
+    config::ADAPTER_CONFIG,
+    config::ADAPTERHUB_CONFIG,
+    config::MODEL_CONFIG,
+    model_dir::HF_MODEL_DIR,
+    tokenizer::HF_TOKENIZER_JSON,
+    tokenizer::HF_VOCAB_MERGES,
+    imdb::IMDB,
+];
+
+/// The target called `name`.
+pub fn target(name: &str) -> Option<&'static Target> {
+    TARGETS.iter().find(|t| t.name == name)
+}
+
+/// Turns any error into its text.
+pub(crate) fn text<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
