@@ -12,6 +12,9 @@ use crate::AnyError;
 /// Flags that do not change what training computes, left out of the fingerprint: where the
 /// run writes, how often it checkpoints or evaluates, and the resume flag itself.
 const NOT_FINGERPRINTED: &[&str] = &[
+    // The model is fingerprinted by its file (below), not by how its path was spelled.
+    "model_path",
+    "data_path",
     "resume",
     "output_dir",
     "checkpoint_every",
@@ -24,7 +27,8 @@ const NOT_FINGERPRINTED: &[&str] = &[
 ];
 
 /// The run's identity for checkpoints: every flag that changes training (as `--flag` →
-/// value) and the model file (`model` → path and size in bytes). A checkpoint written with a
+/// value) and the model file (`model` → its file or folder name and size in bytes, so that
+/// the same model reached by another path still matches). A checkpoint written with a
 /// different fingerprint is refused on `--resume`, naming the first flag that differs.
 ///
 /// # Errors
@@ -33,7 +37,15 @@ pub fn run_fingerprint(
     opts: &FinetuneOptions,
     model_path: &Path,
 ) -> Result<BTreeMap<String, String>, AnyError> {
-    let value = serde_json::to_value(opts)?;
+    // Paths only matter through the files they name (below); a path that is not UTF-8 must
+    // not stop the run.
+    let mut plain = opts.clone();
+    plain.model_path = None;
+    plain.data_path = None;
+    plain.resume = None;
+    plain.dump_data = None;
+    plain.output_dir = Default::default();
+    let value = serde_json::to_value(&plain)?;
     let mut f = BTreeMap::new();
     if let serde_json::Value::Object(map) = value {
         for (k, v) in map {
@@ -55,10 +67,18 @@ pub fn run_fingerprint(
         model_path.to_path_buf()
     };
     let size = std::fs::metadata(&file).map_or(0, |m| m.len());
-    f.insert(
-        "model".to_string(),
-        format!("{} ({size} bytes)", model_path.display()),
+    let name = model_path.file_name().map_or_else(
+        || model_path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
     );
+    f.insert("model".to_string(), format!("{name} ({size} bytes)"));
+    if let Some(d) = &opts.data_path {
+        let size = std::fs::metadata(d).map_or(0, |m| m.len());
+        let name = d
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        f.insert("data".to_string(), format!("{name} ({size} bytes)"));
+    }
     Ok(f)
 }
 

@@ -107,6 +107,25 @@ where
         )
         .into());
     }
+    if let Some(max) = model.max_positions() {
+        let virtual_tokens = match opts.method {
+            crate::Method::PrefixTuning | crate::Method::PromptTuning => opts.num_virtual_tokens,
+            _ => 0,
+        };
+        if opts.max_length.saturating_add(virtual_tokens) > max {
+            let with = if virtual_tokens > 0 {
+                format!(" + --num-virtual-tokens {virtual_tokens}")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "--max-length {}{with} exceeds the {max} positions of {}",
+                opts.max_length,
+                inputs.model_path.display()
+            )
+            .into());
+        }
+    }
     B::seed(device, opts.seed);
     let names = model.linear_names();
     let n_layers = count_layers(&names);

@@ -4,8 +4,8 @@
 use crate::accumulate::accumulate_grads;
 use crate::checkpoint::tensors::{apply, collect};
 use crate::checkpoint::{
-    fingerprint_difference, finite_or_none, none_as_nan, read_checkpoint, write_checkpoint,
-    TrainerState, TRAINER_STATE_FORMAT,
+    check_output_dir, fingerprint_difference, finite_or_none, none_as_nan, read_checkpoint,
+    write_checkpoint, TrainerState, TRAINER_STATE_FORMAT,
 };
 use crate::clip::{clip_grad_norm, grad_norm, scale_grads};
 use crate::config::TrainConfig;
@@ -122,6 +122,9 @@ where
     C: FnMut(&M, usize, &Path) -> Result<(), String>,
 {
     cfg.validate()?;
+    if let (Some(_), Some(out)) = (cfg.checkpoint_every, &cfg.output_dir) {
+        check_output_dir(out).map_err(TrainError::InvalidConfig)?;
+    }
     let optim = adamw_optimizer::<B, M>(cfg);
     let (mut model, mut optim, start) = match &cfg.resume_from {
         Some(dir) => resume(model, optim, cfg, dir)?,
@@ -144,7 +147,15 @@ where
             pb.suspend(|| eprintln!("{line}"));
         }
     };
-    if first > 1 {
+    if first > cfg.steps {
+        say(
+            &pb,
+            format!(
+                "the checkpoint is at the last step ({}): nothing left to train",
+                cfg.steps
+            ),
+        );
+    } else if first > 1 {
         say(&pb, format!("resumed at step {first} of {}", cfg.steps));
     }
 
@@ -244,7 +255,7 @@ where
         }
         let tps = stats.tokens as f64 / start_time.elapsed().as_secs_f64().max(1e-9);
         let msg = format!(
-            "loss {:.4} lr {lr:.2e} gnorm {norm:.3} {tps:.0} tok/s",
+            "loss (mean of last 20) {:.4} lr {lr:.2e} gnorm {norm:.3} {tps:.0} tok/s",
             stats.running_loss
         );
         pb.set_message(msg.clone());
@@ -281,11 +292,16 @@ where
                 };
                 let records = optim.to_record();
                 let tensors = collect::<B, M>(&model, &|id| records.get(&id).cloned());
-                let dir =
-                    write_checkpoint(out, step, &tensors, &state, cfg.save_total_limit, |dir| {
-                        checkpoint_fn(&model, step, dir)
-                    })
-                    .map_err(|message| TrainError::Checkpoint { step, message })?;
+                let dir = write_checkpoint(
+                    out,
+                    step,
+                    &tensors,
+                    &state,
+                    cfg.save_total_limit,
+                    last_checkpoint.as_deref(),
+                    |dir| checkpoint_fn(&model, step, dir),
+                )
+                .map_err(|message| TrainError::Checkpoint { step, message })?;
                 // After skipped steps the weights are those of the last good step, but the
                 // checkpoint to name on failure is one written with no bad step pending.
                 if consecutive_bad == 0 {
@@ -305,13 +321,14 @@ where
         } else {
             String::new()
         };
+        let which = if stats.first_step > 1 {
+            format!("steps {}-{} (resumed)", stats.first_step, stats.steps)
+        } else {
+            format!("{} steps", stats.steps)
+        };
         eprintln!(
-            "trained {} steps in {:.1}s: final loss {:.4} (running {:.4}), {:.0} tok/s{skipped}",
-            stats.steps,
-            stats.wall_secs,
-            stats.final_loss,
-            stats.running_loss,
-            stats.tokens_per_sec
+            "trained {which} in {:.1}s: final loss {:.4} (running {:.4}), {:.0} tok/s{skipped}",
+            stats.wall_secs, stats.final_loss, stats.running_loss, stats.tokens_per_sec
         );
     }
     Ok((model, stats))

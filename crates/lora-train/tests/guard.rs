@@ -68,6 +68,7 @@ fn too_many_bad_steps_stop_the_run_naming_the_last_checkpoint() {
     let cfg = TrainConfig {
         max_bad_steps: 3,
         checkpoint_every: Some(1),
+        save_total_limit: Some(1),
         output_dir: Some(out.path().to_path_buf()),
         ..quiet(10)
     };

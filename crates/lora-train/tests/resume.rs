@@ -116,7 +116,45 @@ fn resumes_bit_exactly_and_refuses_other_runs() {
     std::fs::write(bad_ck.join("trainer_state.json"), b"{\"format\": 1").unwrap();
     let msg = resume_err(&TrainConfig {
         resume_from: Some(bad_ck),
-        ..base
+        ..base.clone()
     });
     assert!(msg.contains("trainer_state.json"), "{msg}");
+
+    // Another step's state in this folder, and a NaN in the weights: refused.
+    let swapped = tempfile::tempdir().unwrap();
+    let sw = swapped.path().join("checkpoint-4");
+    copy_dir(&ck, &sw);
+    std::fs::copy(
+        full_dir.path().join("checkpoint-6/trainer_state.json"),
+        sw.join("trainer_state.json"),
+    )
+    .unwrap();
+    let msg = resume_err(&TrainConfig {
+        resume_from: Some(sw.clone()),
+        ..base.clone()
+    });
+    assert!(msg.contains("global_step 6 does not match"), "{msg}");
+    copy_dir(&ck, &sw);
+    let st = sw.join(TRAINING_STATE_FILE);
+    let mut bytes = std::fs::read(&st).unwrap();
+    let (header_len, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let start = 8 + header_len + meta.info("param.a").unwrap().data_offsets.0;
+    bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&st, bytes).unwrap();
+    let msg = resume_err(&TrainConfig {
+        resume_from: Some(sw),
+        ..base.clone()
+    });
+    assert!(msg.contains("NaN") && msg.contains("damaged"), "{msg}");
+
+    // A folder with a checkpoint's name that is not one is refused before training, untouched.
+    let odd = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(odd.path().join("checkpoint-2/notes")).unwrap();
+    let cfg = resumable(steps, odd.path());
+    let err = noisy_run(&cfg, 0).unwrap_err().to_string();
+    assert!(
+        err.contains("checkpoint-2") && err.contains("not a checkpoint"),
+        "{err}"
+    );
+    assert!(odd.path().join("checkpoint-2/notes").is_dir());
 }

@@ -27,17 +27,45 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> String {
     format!("{}: {e}", path.display())
 }
 
+/// Refuses an `output_dir` holding a `checkpoint-<n>` entry that is not a checkpoint (a file,
+/// or a folder without `trainer_state.json`): writing checkpoint n would replace it.
+///
+/// # Errors
+/// A message naming the entry.
+pub(crate) fn check_output_dir(output_dir: &Path) -> Result<(), String> {
+    let Ok(rd) = fs::read_dir(output_dir) else {
+        return Ok(()); // created on the first checkpoint
+    };
+    for entry in rd.flatten() {
+        let name = entry.file_name();
+        let is_ckpt_name = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("checkpoint-"))
+            .is_some_and(|n| n.parse::<usize>().is_ok());
+        if is_ckpt_name && !entry.path().join(TRAINER_STATE_FILE).is_file() {
+            return Err(format!(
+                "{} is not a checkpoint (no {TRAINER_STATE_FILE}) but has a checkpoint's name: \
+                 move it away or choose another output directory",
+                entry.path().display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Writes `checkpoint-<step>` under `output_dir` (module docs): `caller_files(dir)` first, then
-/// `tensors` and `state`; then removes the oldest `checkpoint-*` beyond `keep`. Returns the
-/// checkpoint's path.
+/// `tensors` and `state`; then removes the oldest `checkpoint-*` beyond `keep`, never `protect`
+/// (the last good checkpoint). Returns the checkpoint's path.
 pub(crate) fn write_checkpoint(
     output_dir: &Path,
     step: usize,
     tensors: &[(String, StTensor)],
     state: &TrainerState,
     keep: Option<usize>,
+    protect: Option<&Path>,
     caller_files: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<PathBuf, String> {
+    check_output_dir(output_dir)?;
     let done = checkpoint_path(output_dir, step);
     let partial = output_dir.join(format!(".checkpoint-{step}.partial"));
     if partial.exists() {
@@ -64,7 +92,7 @@ pub(crate) fn write_checkpoint(
     }
     if let Some(keep) = keep {
         let mut all = list_checkpoints(output_dir)?;
-        all.retain(|(s, _)| *s != step);
+        all.retain(|(s, p)| *s != step && Some(p.as_path()) != protect);
         let excess = (all.len() + 1).saturating_sub(keep.max(1));
         for (_, p) in all.into_iter().take(excess) {
             fs::remove_dir_all(&p).map_err(|e| io_err(&p, e))?;
@@ -106,7 +134,9 @@ pub fn list_checkpoints(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>, Stri
 ///
 /// # Errors
 /// A missing or unreadable file, JSON that is not a trainer state of this format and
-/// version: each names the file.
+/// version, or one that contradicts itself (a step other than the folder's
+/// `checkpoint-<step>`, per-step lists of another length, negative or non-finite seconds):
+/// each names the file.
 pub(crate) fn read_checkpoint(dir: &Path) -> Result<(TrainerState, Vec<u8>), String> {
     let sp = dir.join(TRAINER_STATE_FILE);
     let text = fs::read(&sp).map_err(|e| io_err(&sp, e))?;
@@ -123,6 +153,31 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<(TrainerState, Vec<u8>), Str
             state.format,
             state.version
         ));
+    }
+    let n = state.global_step;
+    let folder_step = dir
+        .file_name()
+        .and_then(|f| f.to_str())
+        .and_then(|f| f.strip_prefix("checkpoint-"))
+        .and_then(|f| f.parse::<usize>().ok());
+    let bad = if folder_step.is_some_and(|f| f != n) {
+        Some(format!("global_step {n} does not match the folder's name"))
+    } else if [state.losses.len(), state.grad_norms.len(), state.lrs.len()] != [n, n, n] {
+        Some(format!(
+            "{} losses, {} gradient norms and {} learning rates for global_step {n}",
+            state.losses.len(),
+            state.grad_norms.len(),
+            state.lrs.len()
+        ))
+    } else if !(state.train_secs.is_finite() && state.train_secs >= 0.0) {
+        Some(format!("train_secs {} is not a duration", state.train_secs))
+    } else if state.skipped_steps > n || state.consecutive_bad_steps > state.skipped_steps {
+        Some("skipped step counts exceed the steps".to_string())
+    } else {
+        None
+    };
+    if let Some(why) = bad {
+        return Err(format!("{}: {why}", sp.display()));
     }
     let tp = dir.join(TRAINING_STATE_FILE);
     let bytes = fs::read(&tp).map_err(|e| io_err(&tp, e))?;

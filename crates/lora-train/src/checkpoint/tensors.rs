@@ -134,7 +134,14 @@ impl<B: AutodiffBackend> Apply<'_, B> {
                 view.shape()
             ));
         }
-        Ok(f32_values(&view))
+        let values = f32_values(&view).unwrap_or_default();
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "`{key}` holds {} at index {i}: a damaged checkpoint",
+                values[i]
+            ));
+        }
+        Ok(Some(values))
     }
 
     fn step_count(&mut self, key: &str) -> Result<usize, String> {
