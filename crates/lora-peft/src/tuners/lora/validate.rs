@@ -56,7 +56,7 @@ impl LoraConfig {
             return Err(cfg(
                 "peft_type",
                 format!("{:?}", self.peft_type),
-                "expected \"LORA\" (only LoRA adapters are handled by lora-peft)",
+                "expected \"LORA\" here (a LoRA or DoRA adapter; `load_adapters` and `logits --merge` take the other methods)",
             ));
         }
         if self.r == 0 {
