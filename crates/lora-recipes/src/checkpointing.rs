@@ -131,3 +131,40 @@ pub fn check_checkpoint_flags(opts: &FinetuneOptions) -> Result<(), AnyError> {
     }
     Ok(())
 }
+
+/// An exclusive lock on `<output-dir>/.lock` for the whole run, so that two runs never write
+/// the same adapter and checkpoints (released when dropped, or by the system if the process
+/// dies).
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: std::fs::File,
+}
+
+/// Takes [`OutputLock`] on `--output-dir` (created if missing).
+///
+/// # Errors
+/// Another run holds it (naming the directory), or the lock file cannot be created.
+pub fn lock_output_dir(opts: &FinetuneOptions) -> Result<OutputLock, AnyError> {
+    // Called as `FileExt::…(&file)`: std's own `File::try_lock` is newer than the MSRV.
+    use fs4::{FileExt, TryLockError};
+    let dir = &opts.output_dir;
+    std::fs::create_dir_all(dir).map_err(|e| format!("--output-dir {}: {e}", dir.display()))?;
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match FileExt::try_lock(&file) {
+        Ok(()) => Ok(OutputLock { _file: file }),
+        Err(TryLockError::WouldBlock) => Err(format!(
+            "--output-dir {}: another run is writing to it (it holds {}); wait for it or choose \
+             another directory",
+            dir.display(),
+            path.display()
+        )
+        .into()),
+        Err(TryLockError::Error(e)) => Err(format!("{}: {e}", path.display()).into()),
+    }
+}

@@ -107,6 +107,7 @@ where
         )
         .into());
     }
+    let _lock = crate::checkpointing::lock_output_dir(opts)?;
     if let Some(max) = model.max_positions() {
         let virtual_tokens = match opts.method {
             crate::Method::PrefixTuning | crate::Method::PromptTuning => opts.num_virtual_tokens,

@@ -161,4 +161,18 @@ fn every_method_resumes_to_the_same_adapter() {
         err.contains("--method = lora") && err.contains("--method = ia3"),
         "{err}"
     );
+
+    // Another run holding the output directory: refused, naming it.
+    let busy = tempfile::tempdir().unwrap();
+    let busy_s = busy.path().display().to_string();
+    let held =
+        lora_recipes::checkpointing::lock_output_dir(&finetune_opts(&["--output-dir", &busy_s]))
+            .unwrap();
+    let err = run(&["--method", "lora"], busy.path(), None).unwrap_err();
+    assert!(
+        err.contains("another run is writing to it") && err.contains(&busy_s),
+        "{err}"
+    );
+    drop(held);
+    run(&["--method", "lora"], busy.path(), None).unwrap();
 }
