@@ -40,8 +40,9 @@ for i in $(seq 1 "$TRIALS"); do
   "$BIN" "${FLAGS[@]}" --output-dir "$out" > "$out.log" 2>&1 &
   pid=$!
   until ls -d "$out"/checkpoint-* >/dev/null 2>&1 || ! kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
-  # A random moment in the rest of the expected run time.
-  delay=$(awk -v s="$full_secs" -v r="$RANDOM" 'BEGIN { printf "%.1f", 0.1 * s + 0.6 * s * r / 32767 }')
+  # A random moment in the training part of the expected run time (loading and the final
+  # evaluation take the rest).
+  delay=$(awk -v s="$full_secs" -v r="$RANDOM" 'BEGIN { printf "%.1f", 0.02 * s + 0.45 * s * r / 32767 }')
   sleep "$delay"
   kill -9 "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
