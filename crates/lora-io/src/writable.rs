@@ -24,19 +24,47 @@ pub fn ensure_writable_dir(dir: &Path) -> io::Result<()> {
         .map(drop)
 }
 
-/// Checks that the file `path` can be written: it is not a directory, and its parent directory
-/// exists and accepts a new file (a temporary probe file, removed at once). Nothing is created
-/// under `path`.
+/// `path` names a file that may be created or replaced: no trailing separator, and missing or
+/// a regular file (symbolic links followed).
+///
+/// # Errors
+/// `InvalidInput` ("ends in a path separator, expected a file name", "is a directory, expected
+/// a file name", "exists and is not a regular file (a device); refusing to replace it"), without
+/// the path.
+pub(crate) fn check_replaceable(path: &Path) -> io::Result<()> {
+    let text = path.as_os_str().as_encoded_bytes();
+    if text.last().is_some_and(|&b| std::path::is_separator(b as char)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "ends in a path separator, expected a file name",
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a directory, expected a file name",
+        )),
+        Ok(m) if !m.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "exists and is not a regular file ({}); refusing to replace it",
+                crate::read::kind_of(&m)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that the file `path` can be written: it does not end in a path separator, it is
+/// missing or a regular file (symbolic links followed: a link to a regular file is accepted, and
+/// the write replaces the link), never a directory, device, FIFO or socket (the atomic rename
+/// would replace it), and its parent directory exists and accepts a new file (a temporary probe
+/// file, removed at once). Nothing is created under `path`.
 ///
 /// # Errors
 /// The I/O error, without the path (the caller names the flag and the path).
 pub fn check_writable_file(path: &Path) -> io::Result<()> {
-    if path.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "is a directory, expected a file name",
-        ));
-    }
+    check_replaceable(path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
