@@ -82,7 +82,7 @@ pub fn read_config_text(path: &Path) -> Result<(PathBuf, String), PeftError> {
     if path.is_dir() {
         path = path.join(CONFIG_NAME);
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| PeftError::Io {
+    let text = lora_io::read_regular_to_string(&path).map_err(|source| PeftError::Io {
         path: path.clone(),
         source,
     })?;
@@ -128,7 +128,7 @@ pub fn normalize_key(k: &str, parts: &[&str]) -> String {
 /// with `safe_serialization=True`); [`PeftError::Io`] naming the missing file otherwise.
 pub fn read_weights(dir: &Path) -> Result<(PathBuf, Vec<u8>), PeftError> {
     let st_path = dir.join(WEIGHTS_NAME);
-    match std::fs::read(&st_path) {
+    match lora_io::read_regular_file(&st_path) {
         Ok(b) => Ok((st_path, b)),
         Err(source) => {
             if dir.join("adapter_model.bin").exists() {

@@ -72,6 +72,8 @@ pub fn model_path(flag: &str, path: &Path) -> Result<ModelPathKind, AnyError> {
         }
         return Err(fail("a directory without config.json".into()));
     }
+    // A FIFO would block the open below, a device would answer anything.
+    lora_io::check_regular_file(path).map_err(|e| fail(e.to_string()))?;
     let mut magic = [0u8; 4];
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
     match read {
@@ -106,32 +108,44 @@ pub fn output_file(flag: &str, path: &Path) -> Result<(), AnyError> {
         .map_err(|e| format!("{flag} {}: cannot write there ({e})", path.display()).into())
 }
 
-/// Checks that the input file `path` exists and is a file.
+/// Checks that the input file `path` exists and is a regular file (symbolic links followed),
+/// without opening it.
 ///
 /// # Errors
-/// `"{flag} {path}: no such file"` (or "is a directory").
+/// `"{flag} {path}: no such file"`, or `"{flag} {path}: is not a regular file (a FIFO);
+/// expected a file"` (a device, socket, directory).
 pub fn input_file(flag: &str, path: &Path) -> Result<(), AnyError> {
-    if path.is_file() {
-        Ok(())
-    } else if path.is_dir() {
-        Err(format!("{flag} {}: is a directory, expected a file", path.display()).into())
-    } else {
-        Err(format!("{flag} {}: no such file", path.display()).into())
+    regular(flag, path).map_err(|e| format!("{e}; expected a file").into())
+}
+
+/// `path` is a regular file; the message otherwise (`"{flag} {path}: no such file"` or
+/// `"{flag} {path}: is not a regular file (a FIFO)"`).
+fn regular(flag: &str, path: &Path) -> Result<(), String> {
+    match lora_io::check_regular_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{flag} {}: no such file", path.display()))
+        }
+        Err(e) => Err(format!("{flag} {}: {e}", path.display())),
     }
 }
 
-/// Checks that the input directory `path` exists and holds `file`.
+/// Checks that the input directory `path` exists and holds the regular file `file`.
 ///
 /// # Errors
-/// `"{flag} {path}: ..."` naming the missing directory or file.
+/// `"{flag} {path}: ..."` naming the missing directory or file, or the file that is not a
+/// regular one.
 pub fn input_dir_with(flag: &str, path: &Path, file: &str) -> Result<(), AnyError> {
     if !path.is_dir() {
         return Err(format!("{flag} {}: no such directory", path.display()).into());
     }
-    if !path.join(file).is_file() {
-        return Err(format!("{flag} {}: the directory has no {file}", path.display()).into());
+    match lora_io::check_regular_file(&path.join(file)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{flag} {}: the directory has no {file}", path.display()).into())
+        }
+        Err(e) => Err(format!("{flag} {}: its {file} {e}", path.display()).into()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
