@@ -334,3 +334,37 @@ fn parse_args_defaults() {
     assert_eq!(o.mode, Mode::Quantize(BnbQuant::Int8));
     assert_eq!(o.tensors, Some(vec!["x".to_string(), "y.*".to_string()]));
 }
+
+#[cfg(unix)]
+#[test]
+fn non_utf8_arguments() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let bad = || OsString::from_vec(vec![b'x', 0xff]);
+    // A path need not be UTF-8.
+    let argv = [
+        OsString::from("--input"),
+        bad(),
+        "--quant".into(),
+        "nf4".into(),
+        "--out".into(),
+        bad(),
+    ];
+    match parse_args(argv).unwrap() {
+        Command::Run(o) => assert_eq!(o.input.as_os_str(), bad()),
+        Command::Help => panic!("help"),
+    }
+    // A text value must be: the message names the flag and the value.
+    for (flag, expected) in [
+        ("--quant", "nf4, nf4-dq or int8"),
+        ("--blocksize", "a power of two in 32..4096"),
+        ("--tensors", "comma-separated tensor names"),
+    ] {
+        let argv = [OsString::from("--input=a"), "--out=b".into(), flag.into(), bad()];
+        let e = parse_args(argv).unwrap_err().0;
+        assert_eq!(
+            e,
+            format!("{flag} \"x\\xFF\": not valid UTF-8; expected {expected}")
+        );
+    }
+}
