@@ -106,6 +106,9 @@ fn run() -> Result<(), AnyError> {
         checks::input_file("--input-ids", p)?;
     }
     if let Some(p) = &args.out {
+        if let Some(i) = &args.input_ids {
+            checks::output_not_input("--out", p, "--input-ids", i)?;
+        }
         checks::output_file("--out", p)?;
     }
     let config = with_model_ids(&args, config)?;

@@ -18,4 +18,4 @@ pub use atomic::{atomic_write, atomic_write_with};
 pub use error::IoError;
 pub use read::{check_regular_file, read_regular_file, read_regular_to_string};
 pub use st::{f32_values, serialize_safetensors, write_safetensors, StTensor};
-pub use writable::{check_writable_file, ensure_writable_dir};
+pub use writable::{check_writable_file, ensure_writable_dir, same_file};

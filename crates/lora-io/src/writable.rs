@@ -80,3 +80,49 @@ pub fn check_writable_file(path: &Path) -> io::Result<()> {
         .tempfile_in(dir)
         .map(drop)
 }
+
+/// Whether `a` and `b` both exist and are the same file or directory (symbolic links followed,
+/// hard links included on Unix): an output that is one of the inputs would overwrite it.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        (ma.dev(), ma.ino()) == (mb.dev(), mb.ino())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (ma, mb);
+        matches!(
+            (a.canonicalize(), b.canonicalize()),
+            (Ok(x), Ok(y)) if x == y
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_file_follows_links_and_dot_segments() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        std::fs::write(&f, b"x").unwrap();
+        assert!(same_file(&f, &d.path().join(".").join("f")));
+        assert!(same_file(d.path(), &d.path().join("./")));
+        assert!(!same_file(&f, d.path()));
+        assert!(!same_file(&f, &d.path().join("missing")));
+        #[cfg(unix)]
+        {
+            let l = d.path().join("l");
+            std::os::unix::fs::symlink(&f, &l).unwrap();
+            assert!(same_file(&f, &l));
+            let h = d.path().join("h");
+            std::fs::hard_link(&f, &h).unwrap();
+            assert!(same_file(&h, &l));
+        }
+    }
+}

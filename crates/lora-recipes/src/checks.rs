@@ -108,6 +108,30 @@ pub fn output_file(flag: &str, path: &Path) -> Result<(), AnyError> {
         .map_err(|e| format!("{flag} {}: cannot write there ({e})", path.display()).into())
 }
 
+/// Checks that the output `out` (of flag `out_flag`) is not the input `input` (of `in_flag`):
+/// the same file or directory once links and `.`/`..` are resolved ([`lora_io::same_file`]).
+///
+/// # Errors
+/// `"{out_flag} {out}: is the same as {in_flag} {input}; writing there would overwrite the
+/// input, choose another output"`.
+pub fn output_not_input(
+    out_flag: &str,
+    out: &Path,
+    in_flag: &str,
+    input: &Path,
+) -> Result<(), AnyError> {
+    if lora_io::same_file(out, input) {
+        return Err(format!(
+            "{out_flag} {}: is the same as {in_flag} {}; writing there would overwrite the \
+             input, choose another output",
+            out.display(),
+            input.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Checks that the input file `path` exists and is a regular file (symbolic links followed),
 /// without opening it.
 ///

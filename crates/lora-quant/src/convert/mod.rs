@@ -68,6 +68,20 @@ pub fn run(opts: &Options) -> Result<Report, ConvertError> {
             ))
         }
     }
+    let inputs = [Some(("--input", &opts.input)), match &opts.mode {
+        Mode::Dequantize { reference: Some(r) } => Some(("--reference", r)),
+        _ => None,
+    }];
+    for (flag, input) in inputs.into_iter().flatten() {
+        if lora_io::same_file(&opts.out, input) {
+            return err(format!(
+                "--out {}: is the same as {flag} {}; writing there would overwrite the input, \
+                 choose another output",
+                opts.out.display(),
+                input.display()
+            ));
+        }
+    }
     lora_io::check_writable_file(&opts.out).map_err(|e| {
         ConvertError(format!(
             "--out {}: cannot write there ({e})",
