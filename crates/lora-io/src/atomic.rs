@@ -8,6 +8,16 @@ fn with_path(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
     move |e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
+/// `e` without the `"{path}: "` prefix that [`atomic_write_with`] gives its errors, for a
+/// caller whose own message already names `path` (so that it appears once).
+pub fn without_path_prefix(path: &Path, e: io::Error) -> io::Error {
+    let prefix = format!("{}: ", path.display());
+    match e.to_string().strip_prefix(&prefix) {
+        Some(rest) => io::Error::new(e.kind(), rest.to_string()),
+        None => e,
+    }
+}
+
 /// Writes `bytes` to `path` atomically (see [`atomic_write_with`]).
 ///
 /// # Errors
@@ -119,6 +129,18 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"old");
         assert_eq!(std::fs::read(&l2).unwrap(), b"new");
         assert!(std::fs::symlink_metadata(&l2).unwrap().is_file());
+    }
+
+    #[test]
+    fn prefix_is_removed_once() {
+        let p = Path::new("/x/y.bin");
+        let e = io::Error::other("/x/y.bin: No space left on device");
+        assert_eq!(
+            without_path_prefix(p, e).to_string(),
+            "No space left on device"
+        );
+        let e = io::Error::other("other: /x/y.bin: z");
+        assert_eq!(without_path_prefix(p, e).to_string(), "other: /x/y.bin: z");
     }
 
     #[test]

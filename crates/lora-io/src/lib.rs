@@ -14,7 +14,7 @@ mod read;
 mod st;
 mod writable;
 
-pub use atomic::{atomic_write, atomic_write_with};
+pub use atomic::{atomic_write, atomic_write_with, without_path_prefix};
 pub use error::IoError;
 pub use read::{check_regular_file, read_regular_file, read_regular_to_string};
 pub use st::{f32_values, serialize_safetensors, write_safetensors, StTensor};

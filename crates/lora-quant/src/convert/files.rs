@@ -171,6 +171,9 @@ pub(super) fn write_out(
         .or_insert_with(|| "pt".into());
     let bytes = lora_io::serialize_safetensors(tensors, Some(metadata))
         .map_err(|e| ConvertError(format!("{}: cannot serialize: {e}", display(path))))?;
-    lora_io::atomic_write(path, &bytes).map_err(|e| ConvertError(format!("cannot write {e}")))?;
+    lora_io::atomic_write(path, &bytes).map_err(|e| {
+        let e = lora_io::without_path_prefix(path, e);
+        ConvertError(format!("cannot write {}: {e}", display(path)))
+    })?;
     Ok(bytes.len())
 }
