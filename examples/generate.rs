@@ -102,6 +102,9 @@ fn run() -> Result<(), AnyError> {
     // Every flag and path is checked before the model is read.
     let config = flag_config(&args)?;
     checks::model_path("--model-path", &args.model_path)?;
+    for a in &args.adapter {
+        checks::input_dir("--adapter", a)?;
+    }
     if let Some(p) = &args.input_ids {
         checks::input_file("--input-ids", p)?;
     }

@@ -154,6 +154,37 @@ fn regular(flag: &str, path: &Path) -> Result<(), String> {
     }
 }
 
+/// Checks that the input directory `path` exists and that none of its entries (symbolic links
+/// followed) is a FIFO, device or socket, which a reader would block on or read without end
+/// (adapter directories: PEFT's and AdapterHub's file names differ, so no file is required
+/// here; the loader names a missing one).
+///
+/// # Errors
+/// `"{flag} {path}: no such directory"` or `"{flag} {path}: its {name} is not a regular file
+/// (a device)"`.
+pub fn input_dir(flag: &str, path: &Path) -> Result<(), AnyError> {
+    let entries = std::fs::read_dir(path)
+        .map_err(|_| format!("{flag} {}: no such directory", path.display()))?;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            continue;
+        }
+        if let Err(e) = lora_io::check_regular_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                let name = entry.file_name();
+                return Err(format!(
+                    "{flag} {}: its {} {e}",
+                    path.display(),
+                    name.to_string_lossy()
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks that the input directory `path` exists and holds the regular file `file`.
 ///
 /// # Errors
