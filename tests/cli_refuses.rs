@@ -106,7 +106,11 @@ fn cases(tmp: &Path) -> Vec<Case> {
     let gpt2_copy = s(tmp.join("gpt2-copy"));
     std::fs::create_dir(&gpt2_copy).unwrap();
     for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(format!("{}/{f}", fixture("gpt2_a")), format!("{gpt2_copy}/{f}")).unwrap();
+        std::fs::copy(
+            format!("{}/{f}", fixture("gpt2_a")),
+            format!("{gpt2_copy}/{f}"),
+        )
+        .unwrap();
     }
     let q_in = format!("{gpt2_copy}/model.safetensors");
     let slash = format!("{out_st}/");
@@ -317,16 +321,41 @@ fn cases(tmp: &Path) -> Vec<Case> {
             o,
             &bad_file,
         ),
-        case(qz, &["--input", &zero, "--quant", "nf4", o, &out_st], "--input", &zero),
-        case(qz, &["--input", &q_in, "--quant", "nf4", o, &q_in], o, &q_in),
+        case(
+            qz,
+            &["--input", &zero, "--quant", "nf4", o, &out_st],
+            "--input",
+            &zero,
+        ),
+        case(
+            qz,
+            &["--input", &q_in, "--quant", "nf4", o, &q_in],
+            o,
+            &q_in,
+        ),
         case(lg, &[mp, &gpt2, ii, &zero, o, &out_st], ii, &zero),
         case(lg, &[mp, &gpt2, ii, &ids, o, "/dev/null"], o, "/dev/null"),
-        case(lg, &[mp, &gpt2, ad, &dev_adapter, ii, &ids, o, &out_st], ad, &dev_adapter),
-        case(mg, &[mp, &gpt2_copy, ad, &lora, o, &gpt2_copy], o, &gpt2_copy),
+        case(
+            lg,
+            &[mp, &gpt2, ad, &dev_adapter, ii, &ids, o, &out_st],
+            ad,
+            &dev_adapter,
+        ),
+        case(
+            mg,
+            &[mp, &gpt2_copy, ad, &lora, o, &gpt2_copy],
+            o,
+            &gpt2_copy,
+        ),
         case(gn, &[mp, &gpt2, ii, &ids, o, &slash], o, &slash),
         case(ft, &["--model-path", &fifo], "--model-path", &fifo),
         case(ft, &["--data-path", &zero], "--data-path", &zero),
-        case(tb, &["--config", "tiny", "--seq", "32", "--json", &fifo], "--json", &fifo),
+        case(
+            tb,
+            &["--config", "tiny", "--seq", "32", "--json", &fifo],
+            "--json",
+            &fifo,
+        ),
         case(tb, &["--config", "tiny", "--lr", "0"], "--lr", "0"),
         case(tb, &["--config", "tiny", "--steps", "0"], "--steps", "0"),
         case(tb, &["--config", "tiny", "--batch", "0"], "--batch", "0"),

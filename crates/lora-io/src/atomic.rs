@@ -114,12 +114,18 @@ mod tests {
                 link.display()
             )
         );
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         let e = atomic_write(d.path(), b"x").unwrap_err().to_string();
         assert!(e.ends_with("is a directory, expected a file name"), "{e}");
         let slash = format!("{}/x.bin/", d.path().display());
         let e = atomic_write(&slash, b"x").unwrap_err().to_string();
-        assert!(e.ends_with("ends in a path separator, expected a file name"), "{e}");
+        assert!(
+            e.ends_with("ends in a path separator, expected a file name"),
+            "{e}"
+        );
         // A symbolic link to a regular file is replaced by the new file; its target is kept.
         let target = d.path().join("target.bin");
         std::fs::write(&target, b"old").unwrap();

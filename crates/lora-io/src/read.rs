@@ -71,8 +71,12 @@ pub fn read_regular_file(path: &Path) -> io::Result<Vec<u8>> {
 /// # Errors
 /// As [`read_regular_file`]; `InvalidData` when the bytes are not UTF-8.
 pub fn read_regular_to_string(path: &Path) -> io::Result<String> {
-    String::from_utf8(read_regular_file(path)?)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+    String::from_utf8(read_regular_file(path)?).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
 }
 
 /// Opens `path` only after checking that it is a regular file, and checks the opened file
@@ -103,7 +107,9 @@ mod tests {
         std::fs::write(&p, [0xffu8, 0xfe]).unwrap();
         assert!(read_regular_to_string(&p).is_err());
         assert_eq!(
-            read_regular_file(&d.path().join("none")).unwrap_err().kind(),
+            read_regular_file(&d.path().join("none"))
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::NotFound
         );
     }

@@ -33,7 +33,10 @@ pub fn ensure_writable_dir(dir: &Path) -> io::Result<()> {
 /// the path.
 pub(crate) fn check_replaceable(path: &Path) -> io::Result<()> {
     let text = path.as_os_str().as_encoded_bytes();
-    if text.last().is_some_and(|&b| std::path::is_separator(b as char)) {
+    if text
+        .last()
+        .is_some_and(|&b| std::path::is_separator(b as char))
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "ends in a path separator, expected a file name",

@@ -16,7 +16,7 @@ fn args(s: &[&str]) -> Vec<String> {
 }
 
 fn opts(s: &[&str]) -> Options {
-    match parse_args(&args(s)).unwrap() {
+    match parse_args(args(s)).unwrap() {
         Command::Run(o) => o,
         Command::Help => panic!("help"),
     }
@@ -189,12 +189,12 @@ fn quantize_example_errors_are_clear() {
     let src = root().join("tests/fixtures/llama_a/model.safetensors");
     let out = dir.join("o.safetensors");
     let o = path_str(&out);
-    let msg = |a: &[&str]| match parse_args(&args(a)) {
+    let msg = |a: &[&str]| match parse_args(args(a)) {
         Err(e) => e.0,
         Ok(Command::Run(opts)) => run(&opts).unwrap_err().0,
         Ok(Command::Help) => panic!("help"),
     };
-    assert!(matches!(parse_args(&args(&["--help"])), Ok(Command::Help)));
+    assert!(matches!(parse_args(args(&["--help"])), Ok(Command::Help)));
     let s = path_str(&src);
     assert!(msg(&[
         "--input",
@@ -360,7 +360,12 @@ fn non_utf8_arguments() {
         ("--blocksize", "a power of two in 32..4096"),
         ("--tensors", "comma-separated tensor names"),
     ] {
-        let argv = [OsString::from("--input=a"), "--out=b".into(), flag.into(), bad()];
+        let argv = [
+            OsString::from("--input=a"),
+            "--out=b".into(),
+            flag.into(),
+            bad(),
+        ];
         let e = parse_args(argv).unwrap_err().0;
         assert_eq!(
             e,

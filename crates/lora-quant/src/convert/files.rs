@@ -17,7 +17,8 @@ pub(super) fn display(p: &Path) -> String {
 }
 
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, ConvertError> {
-    lora_io::read_regular_file(&path).map_err(|e| ConvertError(format!("cannot read {}: {e}", display(path))))
+    lora_io::read_regular_file(path)
+        .map_err(|e| ConvertError(format!("cannot read {}: {e}", display(path))))
 }
 
 pub(super) fn parse_st<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, ConvertError> {

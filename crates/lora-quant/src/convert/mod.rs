@@ -68,10 +68,13 @@ pub fn run(opts: &Options) -> Result<Report, ConvertError> {
             ))
         }
     }
-    let inputs = [Some(("--input", &opts.input)), match &opts.mode {
-        Mode::Dequantize { reference: Some(r) } => Some(("--reference", r)),
-        _ => None,
-    }];
+    let inputs = [
+        Some(("--input", &opts.input)),
+        match &opts.mode {
+            Mode::Dequantize { reference: Some(r) } => Some(("--reference", r)),
+            _ => None,
+        },
+    ];
     for (flag, input) in inputs.into_iter().flatten() {
         if lora_io::same_file(&opts.out, input) {
             return err(format!(
