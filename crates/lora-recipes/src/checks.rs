@@ -59,7 +59,24 @@ pub enum ModelPathKind {
 /// One line naming `flag` and `path`: missing, a directory without `config.json`, or a file
 /// that is not GGUF.
 pub fn model_path(flag: &str, path: &Path) -> Result<ModelPathKind, AnyError> {
-    let expected = "expected a model directory (config.json + model.safetensors) or a GGUF file";
+    model_path_expecting(
+        flag,
+        path,
+        "a model directory (config.json + model.safetensors) or a GGUF file",
+    )
+}
+
+/// [`model_path`] with the expectation its messages end with (`"; expected {expected}"`), for
+/// a caller that accepts only one of the two kinds.
+///
+/// # Errors
+/// As [`model_path`].
+pub fn model_path_expecting(
+    flag: &str,
+    path: &Path,
+    expected: &str,
+) -> Result<ModelPathKind, AnyError> {
+    let expected = format!("expected {expected}");
     let fail = |why: String| -> AnyError {
         format!("{flag} {}: {why}; {expected}", path.display()).into()
     };
@@ -240,6 +257,13 @@ mod tests {
         std::fs::write(&t, b"not a model").unwrap();
         let e = model_path("--model-path", &t).unwrap_err().to_string();
         assert!(e.contains("m.txt") && e.contains("not a GGUF"), "{e}");
+        let e = model_path_expecting("--model-path", Path::new("/dev/null"), "a GGUF file")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--model-path /dev/null: is not a regular file (a device); expected a GGUF file"
+        );
         let e = model_path("--model-path", &d.path().join("none"))
             .unwrap_err()
             .to_string();
