@@ -70,6 +70,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     checks::model_path("--model-path", &args.model_path)?;
     for a in &args.adapter {
         checks::input_dir_with("--adapter", a, lora_peft::CONFIG_NAME)?;
+        checks::input_dir("--adapter", a)?;
+        checks::output_not_input("--out", &args.out, "--adapter", a)?;
     }
     checks::output_dir("--out", &args.out)?;
     match load_any::<Backend>(&args.model_path, &Default::default())? {

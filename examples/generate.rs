@@ -102,10 +102,16 @@ fn run() -> Result<(), AnyError> {
     // Every flag and path is checked before the model is read.
     let config = flag_config(&args)?;
     checks::model_path("--model-path", &args.model_path)?;
+    for a in &args.adapter {
+        checks::input_dir("--adapter", a)?;
+    }
     if let Some(p) = &args.input_ids {
         checks::input_file("--input-ids", p)?;
     }
     if let Some(p) = &args.out {
+        if let Some(i) = &args.input_ids {
+            checks::output_not_input("--out", p, "--input-ids", i)?;
+        }
         checks::output_file("--out", p)?;
     }
     let config = with_model_ids(&args, config)?;

@@ -64,7 +64,11 @@ fn run() -> Result<(), AnyError> {
     }
     // Every path is checked before anything is read.
     checks::model_path("--model-path", &args.model_path)?;
+    for a in &args.adapter {
+        checks::input_dir("--adapter", a)?;
+    }
     checks::input_file("--input-ids", &args.input_ids)?;
+    checks::output_not_input("--out", &args.out, "--input-ids", &args.input_ids)?;
     checks::output_file("--out", &args.out)?;
     let device = Default::default();
     let ids = InputIds::read(&args.input_ids)?;

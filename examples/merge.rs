@@ -43,6 +43,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Every path is checked before the model is loaded.
     checks::model_path("--model-path", &args.model_path)?;
     checks::input_dir_with("--adapter", &args.adapter, lora_peft::CONFIG_NAME)?;
+    checks::input_dir("--adapter", &args.adapter)?;
+    checks::output_not_input("--out", &args.out, "--model-path", &args.model_path)?;
+    checks::output_not_input("--out", &args.out, "--adapter", &args.adapter)?;
     checks::output_dir("--out", &args.out)?;
     let device = Default::default();
     let model = load_any::<Backend>(&args.model_path, &device)?;

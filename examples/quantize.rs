@@ -75,8 +75,8 @@ fn print_report(r: &Report, dequantizing: bool) {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match parse_args(&args) {
+    // `args_os`: a path need not be UTF-8 (`std::env::args` would panic on it).
+    let opts = match parse_args(std::env::args_os().skip(1)) {
         Ok(Command::Help) => {
             print!("{}", QuantizeArgs::help_text());
             return ExitCode::SUCCESS;

@@ -7,13 +7,14 @@
 //! (`target/<profile>/examples/<name>`); run `cargo test --release` (or
 //! `cargo build --release --examples` first when selecting this test alone).
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// One refusal: the example, its arguments, the flag and the value its message must name.
 struct Case {
     example: &'static str,
-    args: Vec<String>,
+    args: Vec<OsString>,
     flag: &'static str,
     value: String,
     /// Checked after the data, tokenizer or model is known: progress lines may come first,
@@ -49,7 +50,7 @@ fn example_bin(name: &str) -> PathBuf {
 fn case(example: &'static str, args: &[&str], flag: &'static str, value: &str) -> Case {
     Case {
         example,
-        args: args.iter().map(|s| s.to_string()).collect(),
+        args: args.iter().map(OsString::from).collect(),
         flag,
         value: value.to_string(),
         late: false,
@@ -85,6 +86,34 @@ fn cases(tmp: &Path) -> Vec<Case> {
     let not_model = s(tmp.join("not-a-model.bin"));
     let missing = s(tmp.join("missing-model"));
     let (out, out_st) = (s(tmp.join("out")), s(tmp.join("out.safetensors")));
+    // Inputs that are no regular files: a device, a FIFO (opening it would block), an adapter
+    // whose weights are a link to a device (reading it would never end).
+    let zero = "/dev/zero".to_string();
+    let fifo = s(tmp.join("fifo"));
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo {fifo}");
+    let dev_adapter = s(tmp.join("dev-adapter"));
+    std::fs::create_dir(&dev_adapter).unwrap();
+    std::fs::copy(
+        format!("{}/adapter_config.json", fixture("gpt2_a_lora")),
+        format!("{dev_adapter}/adapter_config.json"),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&zero, format!("{dev_adapter}/adapter_model.safetensors")).unwrap();
+    // Outputs that are inputs (copies: a failure must not overwrite the fixtures), a file name
+    // ending in a separator.
+    let gpt2_copy = s(tmp.join("gpt2-copy"));
+    std::fs::create_dir(&gpt2_copy).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(
+            format!("{}/{f}", fixture("gpt2_a")),
+            format!("{gpt2_copy}/{f}"),
+        )
+        .unwrap();
+    }
+    let q_in = format!("{gpt2_copy}/model.safetensors");
+    let slash = format!("{out_st}/");
     let (ft, lg, mg, cb, gn, qz, tb) = (
         "finetune",
         "logits",
@@ -292,6 +321,41 @@ fn cases(tmp: &Path) -> Vec<Case> {
             o,
             &bad_file,
         ),
+        case(
+            qz,
+            &["--input", &zero, "--quant", "nf4", o, &out_st],
+            "--input",
+            &zero,
+        ),
+        case(
+            qz,
+            &["--input", &q_in, "--quant", "nf4", o, &q_in],
+            o,
+            &q_in,
+        ),
+        case(lg, &[mp, &gpt2, ii, &zero, o, &out_st], ii, &zero),
+        case(lg, &[mp, &gpt2, ii, &ids, o, "/dev/null"], o, "/dev/null"),
+        case(
+            lg,
+            &[mp, &gpt2, ad, &dev_adapter, ii, &ids, o, &out_st],
+            ad,
+            &dev_adapter,
+        ),
+        case(
+            mg,
+            &[mp, &gpt2_copy, ad, &lora, o, &gpt2_copy],
+            o,
+            &gpt2_copy,
+        ),
+        case(gn, &[mp, &gpt2, ii, &ids, o, &slash], o, &slash),
+        case(ft, &["--model-path", &fifo], "--model-path", &fifo),
+        case(ft, &["--data-path", &zero], "--data-path", &zero),
+        case(
+            tb,
+            &["--config", "tiny", "--seq", "32", "--json", &fifo],
+            "--json",
+            &fifo,
+        ),
         case(tb, &["--config", "tiny", "--lr", "0"], "--lr", "0"),
         case(tb, &["--config", "tiny", "--steps", "0"], "--steps", "0"),
         case(tb, &["--config", "tiny", "--batch", "0"], "--batch", "0"),
@@ -302,6 +366,17 @@ fn cases(tmp: &Path) -> Vec<Case> {
             &bad_file,
         ),
     ]);
+    // A text value that is not UTF-8 (a path need not be; see the quantize tests).
+    #[cfg(unix)]
+    c.push(Case {
+        args: ["--input", &ids, "--quant"]
+            .iter()
+            .map(OsString::from)
+            .chain([std::os::unix::ffi::OsStringExt::from_vec(vec![0xff])])
+            .chain(["--out", &out_st].iter().map(OsString::from))
+            .collect(),
+        ..case(qz, &[], "--quant", r#""\xFF""#)
+    });
     c
 }
 
@@ -373,7 +448,7 @@ fn every_example_refuses_bad_flags_with_one_line_before_fetching() {
         failures.join("\n")
     );
     // The refusals this test covers (the count is reported in docs/reliability.md).
-    assert_eq!(cases.len(), 61, "update the count in docs/reliability.md");
+    assert_eq!(cases.len(), 72, "update the count in docs/reliability.md");
 }
 
 #[test]

@@ -29,7 +29,7 @@ pub fn load_any<B: Backend>(path: &Path, device: &B::Device) -> Result<AnyModel<
         return Ok(AnyModel::Llama(m, c));
     }
     let cfg_path = path.join("config.json");
-    let text = std::fs::read_to_string(&cfg_path).map_err(|source| ModelError::Io {
+    let text = lora_io::read_regular_to_string(&cfg_path).map_err(|source| ModelError::Io {
         path: cfg_path.clone(),
         source,
     })?;

@@ -107,7 +107,7 @@ impl Cfg<'_> {
 
 /// Reads a JSON object from `path`.
 pub(crate) fn read_json(path: &Path) -> Result<Value, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+    let text = lora_io::read_regular_to_string(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
     })?;

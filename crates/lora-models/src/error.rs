@@ -13,6 +13,14 @@ pub enum ModelError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The file or directory could not be written (or created).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error (without the path).
+        source: std::io::Error,
+    },
     /// The file is not in the expected format (truncated, bad header, bad JSON...).
     #[error("{path}: {msg}")]
     Format {

@@ -52,13 +52,18 @@ pub(crate) fn put_tensor<B: Backend, const D: usize>(
     Ok(())
 }
 
+/// A write error as [`ModelError::Write`], naming `path` once.
+fn write_error(path: &Path, source: std::io::Error) -> ModelError {
+    ModelError::Write {
+        path: path.to_path_buf(),
+        source: lora_io::without_path_prefix(path, source),
+    }
+}
+
 /// `lora-io`'s error as a [`ModelError`] naming `path`.
 fn io_error(path: &Path, e: IoError) -> ModelError {
     match e {
-        IoError::Io(source) => ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
+        IoError::Io(source) => write_error(path, source),
         IoError::SafeTensors { message, .. } => ModelError::format(path, message),
     }
 }
@@ -67,7 +72,7 @@ fn io_error(path: &Path, e: IoError) -> ModelError {
 /// transformers' `save_pretrained` writes).
 ///
 /// # Errors
-/// [`ModelError::Io`] if the file cannot be written, [`ModelError::Format`] if a shape does not
+/// [`ModelError::Write`] if the file cannot be written, [`ModelError::Format`] if a shape does not
 /// match its values.
 pub(crate) fn save_safetensors(path: &Path, tensors: &StTensors) -> Result<(), ModelError> {
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -77,32 +82,26 @@ pub(crate) fn save_safetensors(path: &Path, tensors: &StTensors) -> Result<(), M
 /// Writes `config` as pretty JSON to `path` atomically.
 ///
 /// # Errors
-/// [`ModelError::Io`], or [`ModelError::Format`] if the value cannot be serialized.
+/// [`ModelError::Write`], or [`ModelError::Format`] if the value cannot be serialized.
 pub(crate) fn save_json(path: &Path, config: &Value) -> Result<(), ModelError> {
     let text = serde_json::to_string_pretty(config)
         .map_err(|e| ModelError::format(path, format!("cannot serialize JSON: {e}")))?;
-    lora_io::atomic_write(path, text.as_bytes()).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    lora_io::atomic_write(path, text.as_bytes()).map_err(|source| write_error(path, source))
 }
 
 /// Creates `dir` (and parents) if needed.
 ///
 /// # Errors
-/// [`ModelError::Io`] naming `dir`.
+/// [`ModelError::Write`] naming `dir`.
 pub(crate) fn ensure_dir(dir: &Path) -> Result<(), ModelError> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })
+    std::fs::create_dir_all(dir).map_err(|source| write_error(dir, source))
 }
 
 /// Writes one F32 tensor `name` (any float dtype is converted) to the safetensors file `path`
 /// with metadata `{"format":"pt"}`, atomically (used to hand logits to transformers-side checks).
 ///
 /// # Errors
-/// [`ModelError::Io`] or [`ModelError::Format`] naming `path`.
+/// [`ModelError::Write`] or [`ModelError::Format`] naming `path`.
 pub fn write_f32_safetensors<B: Backend, const D: usize>(
     path: &Path,
     name: &str,

@@ -20,7 +20,7 @@ impl StFile {
     /// (truncated or not safetensors).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ModelError> {
         let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+        let bytes = lora_io::read_regular_file(&path).map_err(|source| ModelError::Io {
             path: path.clone(),
             source,
         })?;

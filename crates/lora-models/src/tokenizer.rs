@@ -336,7 +336,7 @@ impl Tokenizer {
             Ok(t) => Ok(t),
             Err(e) => {
                 let cfg = path.join("config.json");
-                let v: serde_json::Value = std::fs::read_to_string(&cfg)
+                let v: serde_json::Value = lora_io::read_regular_to_string(&cfg)
                     .ok()
                     .and_then(|t| serde_json::from_str(&t).ok())
                     .unwrap_or_default();

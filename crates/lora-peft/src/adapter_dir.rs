@@ -29,12 +29,17 @@ pub const KEY_PREFIX: &str = "base_model.model.";
 /// PEFT's default adapter name, which `save_pretrained` strips from the keys.
 const DEFAULT_ADAPTER: &str = "default";
 
+/// A write error as [`PeftError::Write`], naming `path` once.
+fn write_error(path: &Path, source: std::io::Error) -> PeftError {
+    PeftError::Write {
+        path: path.to_path_buf(),
+        source: lora_io::without_path_prefix(path, source),
+    }
+}
+
 fn create_parent(path: &Path) -> Result<(), PeftError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| PeftError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| write_error(dir, source))?;
     }
     Ok(())
 }
@@ -43,28 +48,22 @@ fn create_parent(path: &Path) -> Result<(), PeftError> {
 /// directory, flushed and synced, then renamed over `path`). Creates the directory if needed.
 ///
 /// # Errors
-/// [`PeftError::Io`] naming the directory or file.
+/// [`PeftError::Write`] naming the directory or file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PeftError> {
     create_parent(path)?;
-    lora_io::atomic_write(path, bytes).map_err(|source| PeftError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    lora_io::atomic_write(path, bytes).map_err(|source| write_error(path, source))
 }
 
 /// Writes `tensors` as the safetensors file `path` (metadata `{"format": "pt"}`, what PEFT and
 /// transformers expect) atomically through `lora_io::write_safetensors`, creating the directory.
 ///
 /// # Errors
-/// [`PeftError::SafeTensors`] when a shape does not match its values; [`PeftError::Io`].
+/// [`PeftError::SafeTensors`] when a shape does not match its values; [`PeftError::Write`].
 pub fn write_weights(path: &Path, tensors: &[(String, StTensor)]) -> Result<(), PeftError> {
     create_parent(path)?;
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     lora_io::write_safetensors(path, tensors, Some(meta)).map_err(|e| match e {
-        IoError::Io(source) => PeftError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
+        IoError::Io(source) => write_error(path, source),
         IoError::SafeTensors { message, .. } => PeftError::SafeTensors {
             path: path.to_path_buf(),
             msg: message,
@@ -82,7 +81,7 @@ pub fn read_config_text(path: &Path) -> Result<(PathBuf, String), PeftError> {
     if path.is_dir() {
         path = path.join(CONFIG_NAME);
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| PeftError::Io {
+    let text = lora_io::read_regular_to_string(&path).map_err(|source| PeftError::Io {
         path: path.clone(),
         source,
     })?;
@@ -128,7 +127,7 @@ pub fn normalize_key(k: &str, parts: &[&str]) -> String {
 /// with `safe_serialization=True`); [`PeftError::Io`] naming the missing file otherwise.
 pub fn read_weights(dir: &Path) -> Result<(PathBuf, Vec<u8>), PeftError> {
     let st_path = dir.join(WEIGHTS_NAME);
-    match std::fs::read(&st_path) {
+    match lora_io::read_regular_file(&st_path) {
         Ok(b) => Ok((st_path, b)),
         Err(source) => {
             if dir.join("adapter_model.bin").exists() {

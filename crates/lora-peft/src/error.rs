@@ -5,12 +5,20 @@ use std::path::PathBuf;
 /// concerned and what was expected.
 #[derive(Debug, thiserror::Error)]
 pub enum PeftError {
-    /// A file could not be read or written.
+    /// A file could not be read (or a directory listed).
     #[error("cannot access {path}: {source}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file or directory could not be written (or created).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error (without the path).
         source: std::io::Error,
     },
     /// `adapter_config.json` is not valid JSON or has a field of the wrong type.

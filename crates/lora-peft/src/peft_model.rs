@@ -278,7 +278,7 @@ impl<B: Backend, M: LanguageModel<B>> PeftModel<B, M> {
     ///
     /// # Errors
     /// [`PeftError::State`] for a model without a method, or a learner that does not match the
-    /// config; the savers' errors ([`PeftError::Io`], ...).
+    /// config; the savers' errors ([`PeftError::Write`], ...).
     pub fn save_pretrained(&self, dir: impl AsRef<Path>) -> Result<(), PeftError> {
         let dir = dir.as_ref();
         match (&self.peft_config, &self.prompt_encoder) {

@@ -490,3 +490,19 @@ fn state_errors() {
     let names = m.linear_names();
     assert_eq!(names.len(), 8);
 }
+
+#[test]
+fn write_errors_say_write_and_name_the_path_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("adapter_config.json");
+    std::fs::create_dir(&target).unwrap();
+    let e = lora_peft::write_atomic(&target, b"{}").unwrap_err();
+    assert!(matches!(e, PeftError::Write { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "cannot write {}: is a directory, expected a file name",
+            target.display()
+        )
+    );
+}

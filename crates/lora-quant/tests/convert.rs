@@ -16,7 +16,7 @@ fn args(s: &[&str]) -> Vec<String> {
 }
 
 fn opts(s: &[&str]) -> Options {
-    match parse_args(&args(s)).unwrap() {
+    match parse_args(args(s)).unwrap() {
         Command::Run(o) => o,
         Command::Help => panic!("help"),
     }
@@ -189,12 +189,12 @@ fn quantize_example_errors_are_clear() {
     let src = root().join("tests/fixtures/llama_a/model.safetensors");
     let out = dir.join("o.safetensors");
     let o = path_str(&out);
-    let msg = |a: &[&str]| match parse_args(&args(a)) {
+    let msg = |a: &[&str]| match parse_args(args(a)) {
         Err(e) => e.0,
         Ok(Command::Run(opts)) => run(&opts).unwrap_err().0,
         Ok(Command::Help) => panic!("help"),
     };
-    assert!(matches!(parse_args(&args(&["--help"])), Ok(Command::Help)));
+    assert!(matches!(parse_args(args(&["--help"])), Ok(Command::Help)));
     let s = path_str(&src);
     assert!(msg(&[
         "--input",
@@ -333,4 +333,43 @@ fn parse_args_defaults() {
     ]);
     assert_eq!(o.mode, Mode::Quantize(BnbQuant::Int8));
     assert_eq!(o.tensors, Some(vec!["x".to_string(), "y.*".to_string()]));
+}
+
+#[cfg(unix)]
+#[test]
+fn non_utf8_arguments() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let bad = || OsString::from_vec(vec![b'x', 0xff]);
+    // A path need not be UTF-8.
+    let argv = [
+        OsString::from("--input"),
+        bad(),
+        "--quant".into(),
+        "nf4".into(),
+        "--out".into(),
+        bad(),
+    ];
+    match parse_args(argv).unwrap() {
+        Command::Run(o) => assert_eq!(o.input.as_os_str(), bad()),
+        Command::Help => panic!("help"),
+    }
+    // A text value must be: the message names the flag and the value.
+    for (flag, expected) in [
+        ("--quant", "nf4, nf4-dq or int8"),
+        ("--blocksize", "a power of two in 32..4096"),
+        ("--tensors", "comma-separated tensor names"),
+    ] {
+        let argv = [
+            OsString::from("--input=a"),
+            "--out=b".into(),
+            flag.into(),
+            bad(),
+        ];
+        let e = parse_args(argv).unwrap_err().0;
+        assert_eq!(
+            e,
+            format!("{flag} \"x\\xFF\": not valid UTF-8; expected {expected}")
+        );
+    }
 }

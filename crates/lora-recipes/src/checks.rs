@@ -59,7 +59,24 @@ pub enum ModelPathKind {
 /// One line naming `flag` and `path`: missing, a directory without `config.json`, or a file
 /// that is not GGUF.
 pub fn model_path(flag: &str, path: &Path) -> Result<ModelPathKind, AnyError> {
-    let expected = "expected a model directory (config.json + model.safetensors) or a GGUF file";
+    model_path_expecting(
+        flag,
+        path,
+        "a model directory (config.json + model.safetensors) or a GGUF file",
+    )
+}
+
+/// [`model_path`] with the expectation its messages end with (`"; expected {expected}"`), for
+/// a caller that accepts only one of the two kinds.
+///
+/// # Errors
+/// As [`model_path`].
+pub fn model_path_expecting(
+    flag: &str,
+    path: &Path,
+    expected: &str,
+) -> Result<ModelPathKind, AnyError> {
+    let expected = format!("expected {expected}");
     let fail = |why: String| -> AnyError {
         format!("{flag} {}: {why}; {expected}", path.display()).into()
     };
@@ -72,6 +89,8 @@ pub fn model_path(flag: &str, path: &Path) -> Result<ModelPathKind, AnyError> {
         }
         return Err(fail("a directory without config.json".into()));
     }
+    // A FIFO would block the open below, a device would answer anything.
+    lora_io::check_regular_file(path).map_err(|e| fail(e.to_string()))?;
     let mut magic = [0u8; 4];
     let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
     match read {
@@ -106,32 +125,99 @@ pub fn output_file(flag: &str, path: &Path) -> Result<(), AnyError> {
         .map_err(|e| format!("{flag} {}: cannot write there ({e})", path.display()).into())
 }
 
-/// Checks that the input file `path` exists and is a file.
+/// Checks that the output `out` (of flag `out_flag`) is not the input `input` (of `in_flag`):
+/// the same file or directory once links and `.`/`..` are resolved ([`lora_io::same_file`]).
 ///
 /// # Errors
-/// `"{flag} {path}: no such file"` (or "is a directory").
+/// `"{out_flag} {out}: is the same as {in_flag} {input}; writing there would overwrite the
+/// input, choose another output"`.
+pub fn output_not_input(
+    out_flag: &str,
+    out: &Path,
+    in_flag: &str,
+    input: &Path,
+) -> Result<(), AnyError> {
+    if lora_io::same_file(out, input) {
+        return Err(format!(
+            "{out_flag} {}: is the same as {in_flag} {}; writing there would overwrite the \
+             input, choose another output",
+            out.display(),
+            input.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Checks that the input file `path` exists and is a regular file (symbolic links followed),
+/// without opening it.
+///
+/// # Errors
+/// `"{flag} {path}: no such file"`, or `"{flag} {path}: is not a regular file (a FIFO);
+/// expected a file"` (a device, socket, directory).
 pub fn input_file(flag: &str, path: &Path) -> Result<(), AnyError> {
-    if path.is_file() {
-        Ok(())
-    } else if path.is_dir() {
-        Err(format!("{flag} {}: is a directory, expected a file", path.display()).into())
-    } else {
-        Err(format!("{flag} {}: no such file", path.display()).into())
+    regular(flag, path).map_err(|e| format!("{e}; expected a file").into())
+}
+
+/// `path` is a regular file; the message otherwise (`"{flag} {path}: no such file"` or
+/// `"{flag} {path}: is not a regular file (a FIFO)"`).
+fn regular(flag: &str, path: &Path) -> Result<(), String> {
+    match lora_io::check_regular_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{flag} {}: no such file", path.display()))
+        }
+        Err(e) => Err(format!("{flag} {}: {e}", path.display())),
     }
 }
 
-/// Checks that the input directory `path` exists and holds `file`.
+/// Checks that the input directory `path` exists and that none of its entries (symbolic links
+/// followed) is a FIFO, device or socket, which a reader would block on or read without end
+/// (adapter directories: PEFT's and AdapterHub's file names differ, so no file is required
+/// here; the loader names a missing one).
 ///
 /// # Errors
-/// `"{flag} {path}: ..."` naming the missing directory or file.
+/// `"{flag} {path}: no such directory"` or `"{flag} {path}: its {name} is not a regular file
+/// (a device)"`.
+pub fn input_dir(flag: &str, path: &Path) -> Result<(), AnyError> {
+    let entries = std::fs::read_dir(path)
+        .map_err(|_| format!("{flag} {}: no such directory", path.display()))?;
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            continue;
+        }
+        if let Err(e) = lora_io::check_regular_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                let name = entry.file_name();
+                return Err(format!(
+                    "{flag} {}: its {} {e}",
+                    path.display(),
+                    name.to_string_lossy()
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the input directory `path` exists and holds the regular file `file`.
+///
+/// # Errors
+/// `"{flag} {path}: ..."` naming the missing directory or file, or the file that is not a
+/// regular one.
 pub fn input_dir_with(flag: &str, path: &Path, file: &str) -> Result<(), AnyError> {
     if !path.is_dir() {
         return Err(format!("{flag} {}: no such directory", path.display()).into());
     }
-    if !path.join(file).is_file() {
-        return Err(format!("{flag} {}: the directory has no {file}", path.display()).into());
+    match lora_io::check_regular_file(&path.join(file)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("{flag} {}: the directory has no {file}", path.display()).into())
+        }
+        Err(e) => Err(format!("{flag} {}: its {file} {e}", path.display()).into()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -171,6 +257,13 @@ mod tests {
         std::fs::write(&t, b"not a model").unwrap();
         let e = model_path("--model-path", &t).unwrap_err().to_string();
         assert!(e.contains("m.txt") && e.contains("not a GGUF"), "{e}");
+        let e = model_path_expecting("--model-path", Path::new("/dev/null"), "a GGUF file")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--model-path /dev/null: is not a regular file (a device); expected a GGUF file"
+        );
         let e = model_path("--model-path", &d.path().join("none"))
             .unwrap_err()
             .to_string();

@@ -334,7 +334,7 @@ fn head_tensor<B: Backend>(h: Tensor<B, 2>) -> Result<StTensor, AnyError> {
 /// Rewrites the safetensors file `path` with the tensor `key` added (PEFT keeps the
 /// `modules_to_save` head of a prompt-learning classifier beside `prompt_embeddings`).
 fn add_head<B: Backend>(path: &Path, key: &str, h: Tensor<B, 2>) -> Result<(), AnyError> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = lora_io::read_regular_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut tensors: Vec<(String, StTensor)> = Vec::new();

@@ -81,7 +81,10 @@ impl FinetuneOptions {
     /// file for SmolLM2 (optional: fetched when absent).
     fn check_model_path(&self) -> Result<(), AnyError> {
         let (want, what) = match self.model {
-            ModelKind::Gpt2 => (ModelPathKind::HfDir, "a Hugging Face GPT-2 directory"),
+            ModelKind::Gpt2 => (
+                ModelPathKind::HfDir,
+                "a Hugging Face GPT-2 directory (config.json + model.safetensors)",
+            ),
             ModelKind::Smollm2 => (ModelPathKind::Gguf, "a GGUF file"),
         };
         let Some(path) = &self.model_path else {
@@ -90,7 +93,7 @@ impl FinetuneOptions {
             }
             return Ok(());
         };
-        let kind = checks::model_path("--model-path", path)?;
+        let kind = checks::model_path_expecting("--model-path", path, what)?;
         if kind != want {
             return Err(format!(
                 "--model-path {}: --model {} expects {what}",

@@ -71,6 +71,8 @@ fn copy_member(
         member: member.to_string(),
     };
     let mut w = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out));
+    // A FIFO would block the open; a device would stream without end.
+    lora_io::check_regular_file(archive).map_err(io_err(archive))?;
     let f = File::open(archive).map_err(io_err(archive))?;
     match kind {
         ArchiveKind::TarGz => {

@@ -10,6 +10,8 @@ use std::path::Path;
 ///
 /// Errors: [`FetchError::Io`] naming the file.
 pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
+    // A FIFO would block the open; a device would stream without end.
+    lora_io::check_regular_file(path).map_err(io_err(path))?;
     let mut f = File::open(path).map_err(io_err(path))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

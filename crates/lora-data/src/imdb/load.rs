@@ -129,7 +129,7 @@ fn drop_seen(reviews: Vec<Review>, conflicting: &HashSet<String>) -> Vec<Review>
 /// file and index), [`DataError::Empty`] if nothing is left.
 pub fn load_imdb(path: impl AsRef<Path>) -> Result<Vec<Review>, DataError> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+    let bytes = lora_io::read_regular_file(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
     })?;

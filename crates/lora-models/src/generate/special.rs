@@ -50,7 +50,7 @@ impl SpecialIds {
         } else {
             path.join("config.json")
         };
-        let text = std::fs::read_to_string(&file).map_err(|source| ModelError::Io {
+        let text = lora_io::read_regular_to_string(&file).map_err(|source| ModelError::Io {
             path: file.clone(),
             source,
         })?;

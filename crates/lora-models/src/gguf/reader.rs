@@ -160,7 +160,7 @@ impl GgufFile {
     /// `general.alignment` is not a positive power of two.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, ModelError> {
         let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+        let bytes = lora_io::read_regular_file(&path).map_err(|source| ModelError::Io {
             path: path.clone(),
             source,
         })?;

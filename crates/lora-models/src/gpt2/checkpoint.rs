@@ -139,7 +139,7 @@ impl<B: Backend> Gpt2<B> {
     /// quantized bases are written dequantized, so the file holds dense f32 weights.
     ///
     /// # Errors
-    /// [`ModelError::Io`] if `dir` cannot be created or a file cannot be written;
+    /// [`ModelError::Write`] if `dir` cannot be created or a file cannot be written;
     /// [`ModelError::Format`] if serialization fails.
     pub fn save_hf(&self, config: &Gpt2Config, dir: &Path) -> Result<(), ModelError> {
         ensure_dir(dir)?;

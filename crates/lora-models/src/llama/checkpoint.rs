@@ -197,7 +197,7 @@ impl<B: Backend> Llama<B> {
     /// quantized bases are written dequantized, so the file holds dense f32 weights.
     ///
     /// # Errors
-    /// [`ModelError::Io`] if `dir` cannot be created or written; [`ModelError::Format`] if
+    /// [`ModelError::Write`] if `dir` cannot be created or written; [`ModelError::Format`] if
     /// serialization fails.
     pub fn save_hf(&self, config: &LlamaConfig, dir: &Path) -> Result<(), ModelError> {
         ensure_dir(dir)?;

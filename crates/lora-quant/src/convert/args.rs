@@ -1,7 +1,9 @@
 //! The command line of a conversion ([`QuantizeArgs`], clap) and its checks ([`Options`]).
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{CommandFactory, Parser};
 
 use super::{err, ConvertError};
@@ -45,11 +47,12 @@ pub struct QuantizeArgs {
         long,
         value_name = "KIND",
         allow_hyphen_values = true,
+        value_parser = Utf8,
         verbatim_doc_comment
     )]
     pub quant: Option<String>,
     /// NF4 values per absmax block: a power of two in 32..4096 (default 64)
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = Utf8)]
     pub blocksize: Option<String>,
     /// comma-separated tensor names to quantize ('*' matches any characters), instead of
     /// the default selection: every floating tensor with >= 2 dimensions. 1-D tensors
@@ -58,6 +61,7 @@ pub struct QuantizeArgs {
         long,
         value_name = "LIST",
         allow_hyphen_values = true,
+        value_parser = Utf8,
         verbatim_doc_comment
     )]
     pub tensors: Option<String>,
@@ -104,14 +108,49 @@ pub enum Command {
     Run(Options),
 }
 
-/// Parses the arguments (without the program name) with clap, then checks them
+/// A text value that names its flag when it is not UTF-8 (clap's own message names neither the
+/// flag nor the value).
+#[derive(Clone)]
+struct Utf8;
+
+impl TypedValueParser for Utf8 {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<String, clap::Error> {
+        value.to_str().map(str::to_string).ok_or_else(|| {
+            let id = arg.map_or("", |a| a.get_id().as_str());
+            let expected = match id {
+                "quant" => "nf4, nf4-dq or int8",
+                "blocksize" => "a power of two in 32..4096",
+                _ => "comma-separated tensor names",
+            };
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                format!("--{id} {value:?}: not valid UTF-8; expected {expected}"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
+/// Parses the arguments (without the program name; `OsString`s, so that paths need not be
+/// UTF-8, as `std::env::args_os` gives them) with clap, then checks them
 /// ([`QuantizeArgs::into_options`]).
 ///
 /// # Errors
-/// A [`ConvertError`] for an unknown option or a missing value (clap's message), or as
-/// [`QuantizeArgs::into_options`].
-pub fn parse_args(args: &[String]) -> Result<Command, ConvertError> {
-    let argv = std::iter::once("quantize".to_string()).chain(args.iter().cloned());
+/// A [`ConvertError`] for an unknown option, a missing value (clap's message) or a text value
+/// that is not UTF-8 (naming the flag), or as [`QuantizeArgs::into_options`].
+pub fn parse_args<I, T>(args: I) -> Result<Command, ConvertError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let argv = std::iter::once(OsString::from("quantize")).chain(args.into_iter().map(Into::into));
     match QuantizeArgs::try_parse_from(argv) {
         Ok(a) => a.into_options().map(Command::Run),
         Err(e) => match e.kind() {

@@ -17,7 +17,8 @@ pub(super) fn display(p: &Path) -> String {
 }
 
 pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, ConvertError> {
-    std::fs::read(path).map_err(|e| ConvertError(format!("cannot read {}: {e}", display(path))))
+    lora_io::read_regular_file(path)
+        .map_err(|e| ConvertError(format!("cannot read {}: {e}", display(path))))
 }
 
 pub(super) fn parse_st<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, ConvertError> {
@@ -171,6 +172,9 @@ pub(super) fn write_out(
         .or_insert_with(|| "pt".into());
     let bytes = lora_io::serialize_safetensors(tensors, Some(metadata))
         .map_err(|e| ConvertError(format!("{}: cannot serialize: {e}", display(path))))?;
-    lora_io::atomic_write(path, &bytes).map_err(|e| ConvertError(format!("cannot write {e}")))?;
+    lora_io::atomic_write(path, &bytes).map_err(|e| {
+        let e = lora_io::without_path_prefix(path, e);
+        ConvertError(format!("cannot write {}: {e}", display(path)))
+    })?;
     Ok(bytes.len())
 }

@@ -53,11 +53,37 @@ pub(crate) fn err<T>(msg: impl Into<String>) -> Result<T, ConvertError> {
 /// unsupported quantization state, a write failure; before any reading, `--input` that is not
 /// a file or `--out` in a place that does not accept files.
 pub fn run(opts: &Options) -> Result<Report, ConvertError> {
-    if !opts.input.is_file() {
-        return err(format!(
-            "--input {}: cannot read it: no such file",
-            opts.input.display()
-        ));
+    match lora_io::check_regular_file(&opts.input) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return err(format!(
+                "--input {}: cannot read it: no such file",
+                opts.input.display()
+            ))
+        }
+        Err(e) => {
+            return err(format!(
+                "--input {}: {e}; expected a safetensors file",
+                opts.input.display()
+            ))
+        }
+    }
+    let inputs = [
+        Some(("--input", &opts.input)),
+        match &opts.mode {
+            Mode::Dequantize { reference: Some(r) } => Some(("--reference", r)),
+            _ => None,
+        },
+    ];
+    for (flag, input) in inputs.into_iter().flatten() {
+        if lora_io::same_file(&opts.out, input) {
+            return err(format!(
+                "--out {}: is the same as {flag} {}; writing there would overwrite the input, \
+                 choose another output",
+                opts.out.display(),
+                input.display()
+            ));
+        }
     }
     lora_io::check_writable_file(&opts.out).map_err(|e| {
         ConvertError(format!(

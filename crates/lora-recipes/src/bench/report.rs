@@ -35,7 +35,7 @@ impl JsonSink {
             Some(p) => {
                 lora_io::check_writable_file(p)
                     .map_err(|e| format!("--json {}: cannot write there ({e})", p.display()))?;
-                let mut old = match std::fs::read(p) {
+                let mut old = match lora_io::read_regular_file(p) {
                     Ok(b) => b,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
                     Err(e) => return Err(format!("--json {}: {e}", p.display())),

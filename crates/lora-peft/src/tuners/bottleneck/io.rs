@@ -201,7 +201,7 @@ pub fn save_bottleneck<B: Backend, M: BottleneckLayers<B>>(
 /// The bytes of `dir/adapter.safetensors` and its path.
 fn read_weights(dir: &Path) -> Result<(PathBuf, Vec<u8>), PeftError> {
     let path = dir.join(ADAPTERHUB_WEIGHTS_NAME);
-    std::fs::read(&path).map(|b| (path.clone(), b)).map_err(|source| {
+    lora_io::read_regular_file(&path).map(|b| (path.clone(), b)).map_err(|source| {
         if dir.join("pytorch_adapter.bin").exists() {
             PeftError::State(format!(
                 "{}: missing; only safetensors adapters are supported (found pytorch_adapter.bin, \
