@@ -6,7 +6,7 @@
 #
 # Builds the finetune example (CPU backend), runs it once uninterrupted into
 # $WORK/full, then TRIALS times: starts the same run into $WORK/trial-<i>, kills it (kill -9)
-# after a random delay between the first checkpoint and the expected end, resumes with
+# after a random delay of 2-47% of the uninterrupted run's time past its first checkpoint, resumes with
 # `--resume <last checkpoint>`, and compares adapter_config.json, adapter_model.safetensors and
 # heldout_logits.safetensors with `cmp`. Prints one line per trial and a summary; exits
 # non-zero on any difference. $WORK defaults to a fresh temporary directory.
