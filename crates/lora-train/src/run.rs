@@ -298,7 +298,13 @@ where
                     &tensors,
                     &state,
                     cfg.save_total_limit,
-                    last_checkpoint.as_deref(),
+                    // Only while bad steps are pending is the last good checkpoint older than
+                    // the one being written; then the rotation keeps it too.
+                    if consecutive_bad > 0 {
+                        last_checkpoint.as_deref()
+                    } else {
+                        None
+                    },
                     |dir| checkpoint_fn(&model, step, dir),
                 )
                 .map_err(|message| TrainError::Checkpoint { step, message })?;

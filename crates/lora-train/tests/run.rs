@@ -42,6 +42,31 @@ fn callbacks_run_on_schedule_and_errors_propagate() {
         .collect();
     names.sort();
     assert_eq!(names, ["checkpoint-3", "checkpoint-6"]);
+
+    // save_total_limit 2 keeps the newest 2.
+    let kept = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        checkpoint_every: Some(1),
+        save_total_limit: Some(2),
+        output_dir: Some(kept.path().to_path_buf()),
+        ..quiet(5)
+    };
+    train(
+        tiny(&[1.0, 1.0, 1.0], [[0.0; 2]; 2]),
+        &cfg,
+        &dev,
+        |_| (),
+        |m: &Tiny<AD>, _: &()| Ok((m.a.val().powi_scalar(2).sum(), 1)),
+        |_, _| String::new(),
+        |_, _, _| Ok(()),
+    )
+    .unwrap();
+    let steps: Vec<usize> = lora_train::list_checkpoints(kept.path())
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(steps, [4, 5]);
     for s in [3, 6] {
         let d = out.path().join(format!("checkpoint-{s}"));
         assert_eq!(
