@@ -45,7 +45,7 @@ fn callbacks_run_on_schedule_and_errors_propagate() {
 
     // save_total_limit 2 keeps the newest 2.
     let kept = tempfile::tempdir().unwrap();
-    let cfg = TrainConfig {
+    let keep2 = TrainConfig {
         checkpoint_every: Some(1),
         save_total_limit: Some(2),
         output_dir: Some(kept.path().to_path_buf()),
@@ -53,7 +53,7 @@ fn callbacks_run_on_schedule_and_errors_propagate() {
     };
     train(
         tiny(&[1.0, 1.0, 1.0], [[0.0; 2]; 2]),
-        &cfg,
+        &keep2,
         &dev,
         |_| (),
         |m: &Tiny<AD>, _: &()| Ok((m.a.val().powi_scalar(2).sum(), 1)),
