@@ -55,7 +55,8 @@ pub(crate) fn check_output_dir(output_dir: &Path) -> Result<(), String> {
 
 /// Writes `checkpoint-<step>` under `output_dir` (module docs): `caller_files(dir)` first, then
 /// `tensors` and `state`; then removes the oldest `checkpoint-*` beyond `keep`, never `protect`
-/// (the last good checkpoint). Returns the checkpoint's path.
+/// (the last good checkpoint). Returns the checkpoint's path. The caller has run
+/// [`check_output_dir`] once before the first one.
 pub(crate) fn write_checkpoint(
     output_dir: &Path,
     step: usize,
@@ -65,7 +66,6 @@ pub(crate) fn write_checkpoint(
     protect: Option<&Path>,
     caller_files: impl FnOnce(&Path) -> Result<(), String>,
 ) -> Result<PathBuf, String> {
-    check_output_dir(output_dir)?;
     let done = checkpoint_path(output_dir, step);
     let partial = output_dir.join(format!(".checkpoint-{step}.partial"));
     if partial.exists() {
