@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::sha;
+use common::{cp_spec, leftover_temp_files, sha, MEMBER};
 use lora_data::fetch::{
     cache_dir, extract_member, fetch_artifact, sha256_file, verify_sha256, ArchiveKind,
     ArtifactSpec, FetchError,
@@ -12,54 +12,15 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MEMBER: &str = "package/reviews.json";
 const CONTENT: &[u8] = br#"[{"t":"good film","s":1},{"t":"bad film","s":0}]"#;
 
 /// Writes `src/pkg-1.0.0.tgz` holding `package/reviews.json` (CONTENT) and `package/x.txt`.
 fn make_tgz(dir: &Path) -> PathBuf {
-    let path = dir.join("pkg-1.0.0.tgz");
-    let gz = flate2::write::GzEncoder::new(
-        fs::File::create(&path).unwrap(),
-        flate2::Compression::default(),
-    );
-    let mut tar = tar::Builder::new(gz);
-    for (name, data) in [("package/x.txt", &b"other"[..]), (MEMBER, CONTENT)] {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, name, data).unwrap();
-    }
-    tar.into_inner().unwrap().finish().unwrap();
-    path
+    common::make_tgz(dir, &[("package/x.txt", b"other"), (MEMBER, CONTENT)])
 }
 
 fn spec(src_archive: &Path, cache: &Path) -> ArtifactSpec {
-    let dir = cache.join("pkg");
-    let bytes = fs::read(src_archive).unwrap();
-    ArtifactSpec {
-        package: "pkg@1.0.0".into(),
-        program: "cp".into(),
-        args: vec![
-            src_archive.to_string_lossy().into_owned(),
-            dir.to_string_lossy().into_owned(),
-        ],
-        archive: dir.join("pkg-1.0.0.tgz"),
-        archive_sha256: sha(&bytes),
-        kind: ArchiveKind::TarGz,
-        member: MEMBER.into(),
-        output: dir.join("reviews.json"),
-        output_sha256: sha(CONTENT),
-    }
-}
-
-fn leftover_temp_files(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        // The artifact's lock file stays (removing it would race with a waiting process).
-        .filter(|n| n.starts_with('.') && !n.ends_with(".lock"))
-        .collect()
+    cp_spec(src_archive, cache, CONTENT)
 }
 
 #[test]

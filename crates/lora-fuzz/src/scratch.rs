@@ -3,6 +3,8 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 
+use crate::targets::text;
+
 thread_local! {
     static SCRATCH: RefCell<Option<tempfile::TempDir>> = const { RefCell::new(None) };
 }
@@ -29,4 +31,16 @@ pub fn scratch_dir() -> Result<PathBuf, String> {
         std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
         Ok(root)
     })
+}
+
+/// [`scratch_dir`] holding `files` (name, bytes): the input of a reader that takes a directory.
+///
+/// # Errors
+/// The text of the I/O error.
+pub fn scratch_files(files: &[(&str, &[u8])]) -> Result<PathBuf, String> {
+    let dir = scratch_dir()?;
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).map_err(text)?;
+    }
+    Ok(dir)
 }

@@ -66,20 +66,25 @@ pub fn run_fingerprint(
     } else {
         model_path.to_path_buf()
     };
-    let size = std::fs::metadata(&file).map_or(0, |m| m.len());
     let name = model_path.file_name().map_or_else(
         || model_path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    f.insert("model".to_string(), format!("{name} ({size} bytes)"));
+    f.insert("model".to_string(), identity(name, &file));
     if let Some(d) = &opts.data_path {
-        let size = std::fs::metadata(d).map_or(0, |m| m.len());
         let name = d
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        f.insert("data".to_string(), format!("{name} ({size} bytes)"));
+        f.insert("data".to_string(), identity(name, d));
     }
     Ok(f)
+}
+
+/// `"<name> (<size of file> bytes)"`: an input as the fingerprint knows it (0 bytes when the
+/// file cannot be read; loading it fails later with its own message).
+fn identity(name: String, file: &Path) -> String {
+    let size = std::fs::metadata(file).map_or(0, |m| m.len());
+    format!("{name} ({size} bytes)")
 }
 
 /// Sets the loop's checkpoint, resume, guard and loss-scaling fields from the options:
@@ -110,13 +115,7 @@ pub fn configure_checkpoints(
 /// # Errors
 /// A message naming the flag and its value (for `--resume`, the file it lacks).
 pub fn check_checkpoint_flags(opts: &FinetuneOptions) -> Result<(), AnyError> {
-    if opts.max_bad_steps == 0 {
-        return Err(
-            "--max-bad-steps 0: must be at least 1 (the run stops after that many \
-                    non-finite steps in a row)"
-                .into(),
-        );
-    }
+    crate::checks::at_least_one("--max-bad-steps", opts.max_bad_steps)?;
     if let Some(dir) = &opts.resume {
         let state = dir.join(lora_train::TRAINER_STATE_FILE);
         if !state.is_file() {
@@ -137,7 +136,7 @@ pub fn check_checkpoint_flags(opts: &FinetuneOptions) -> Result<(), AnyError> {
 /// dies).
 #[derive(Debug)]
 pub struct OutputLock {
-    _file: std::fs::File,
+    _lock: lora_io::FileLock,
 }
 
 /// Takes [`OutputLock`] on `--output-dir` (created if missing).
@@ -145,26 +144,17 @@ pub struct OutputLock {
 /// # Errors
 /// Another run holds it (naming the directory), or the lock file cannot be created.
 pub fn lock_output_dir(opts: &FinetuneOptions) -> Result<OutputLock, AnyError> {
-    // Called as `FileExt::…(&file)`: std's own `File::try_lock` is newer than the MSRV.
-    use fs4::{FileExt, TryLockError};
     let dir = &opts.output_dir;
     std::fs::create_dir_all(dir).map_err(|e| format!("--output-dir {}: {e}", dir.display()))?;
     let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    match FileExt::try_lock(&file) {
-        Ok(()) => Ok(OutputLock { _file: file }),
-        Err(TryLockError::WouldBlock) => Err(format!(
+    match lora_io::FileLock::try_lock(&path).map_err(|e| format!("{}: {e}", path.display()))? {
+        Some(lock) => Ok(OutputLock { _lock: lock }),
+        None => Err(format!(
             "--output-dir {}: another run is writing to it (it holds {}); wait for it or choose \
              another directory",
             dir.display(),
             path.display()
         )
         .into()),
-        Err(TryLockError::Error(e)) => Err(format!("{}: {e}", path.display()).into()),
     }
 }

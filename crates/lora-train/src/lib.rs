@@ -6,8 +6,9 @@
 //! ([`accumulate_grads`]), a progress bar, periodic evaluation and checkpoint callbacks
 //! ([`train()`]), a guard that skips steps with a non-finite loss or gradient, dynamic loss
 //! scaling for f16 ([`LossScaleConfig`], as `torch.amp.GradScaler`), and checkpoints a run
-//! resumes from bit-exactly ([`checkpoint_path`], [`TrainerState`]). It knows nothing of the data or the model: batches come from the caller's
-//! `next_batch`, the loss from its `loss_fn`.
+//! resumes from bit-exactly ([`checkpoint_path`], [`TrainerState`]). It knows nothing of the
+//! data or the model: batches come from the caller's `next_batch`, the loss from its
+//! `loss_fn`.
 
 #![warn(missing_docs)]
 

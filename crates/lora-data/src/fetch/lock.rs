@@ -2,16 +2,15 @@
 //! take turns instead of writing over each other's archive.
 
 use super::error::{io_err, FetchError};
-// Called as `FileExt::…(&file)`: std's own `File::lock` (Rust 1.89) is newer than the MSRV.
-use fs4::{FileExt, TryLockError};
-use std::fs::{File, OpenOptions};
+use lora_io::FileLock;
 use std::path::{Path, PathBuf};
 
-/// An exclusive advisory lock on `<dir>/.<name>.lock`, released when dropped (and by the
-/// operating system when the process dies, so a crash never leaves the cache locked).
+/// An exclusive advisory lock on `<dir>/.<name>.lock` ([`FileLock`]), released when dropped
+/// (and by the operating system when the process dies, so a crash never leaves the cache
+/// locked).
 #[derive(Debug)]
 pub(crate) struct ArtifactLock {
-    file: File,
+    _lock: FileLock,
 }
 
 impl ArtifactLock {
@@ -21,33 +20,18 @@ impl ArtifactLock {
     /// Errors: [`FetchError::Io`] naming the lock file.
     pub(crate) fn acquire(output: &Path) -> Result<Self, FetchError> {
         let path = lock_path(output);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        match FileExt::try_lock(&file) {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
+        let lock = match FileLock::try_lock(&path).map_err(io_err(&path))? {
+            Some(lock) => lock,
+            None => {
                 eprintln!(
                     "waiting for another process fetching {} (lock {})…",
                     output.display(),
                     path.display()
                 );
-                FileExt::lock(&file).map_err(io_err(&path))?;
+                FileLock::lock(&path).map_err(io_err(&path))?
             }
-            Err(TryLockError::Error(e)) => return Err(io_err(&path)(e)),
-        }
-        Ok(Self { file })
-    }
-}
-
-impl Drop for ArtifactLock {
-    fn drop(&mut self) {
-        // Closing the file releases the lock too; unlocking first keeps the order explicit.
-        let _ = FileExt::unlock(&self.file);
+        };
+        Ok(Self { _lock: lock })
     }
 }
 

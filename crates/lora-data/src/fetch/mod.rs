@@ -16,8 +16,8 @@
 //! under the final name.
 //!
 //! Fetching processes take turns per file: an exclusive lock on `.<file name>.lock` beside it
-//! (`fs4`: flock on Unix, LockFileEx on Windows, released by the OS if a process dies) is held
-//! from the second check of the file to its extraction. A missing or failing `npm` / `pip`
+//! (`lora_io::FileLock`: flock on Unix, LockFileEx on Windows, released by the OS if a process
+//! dies) is held from the second check of the file to its extraction. A missing or failing `npm` / `pip`
 //! says which file to place where by hand.
 //!
 //! Cache layout (shared with the other crates): `<cache>/imdb/reviews.json` and

@@ -1,6 +1,7 @@
 //! GGUF: the reader (header, metadata, tensor infos, every dequantized block type), the
 //! tokenizer rebuilt from its metadata, and a Llama built from a whole file.
 
+use super::tokenizer::exercise;
 use super::{text, Target};
 use crate::corpus::{files_under, fixtures_dir, head, real_gguf, seed_dir};
 use lora_models::gguf::GgufFile;
@@ -58,13 +59,7 @@ pub const GGUF: Target = Target {
 fn run_gguf_tokenizer(b: &[u8]) -> Result<(), String> {
     let g = GgufFile::parse(NAME, b.to_vec()).map_err(text)?;
     let t = Tokenizer::from_gguf(&g).map_err(text)?;
-    let ids = t
-        .encode("<|im_start|>user\nHello wörld 1234!<|im_end|>")
-        .map_err(text)?;
-    t.decode(&ids).map_err(text)?;
-    let last = t.vocab_size().saturating_sub(1) as u32;
-    t.decode(&[0, last]).map_err(text)?;
-    Ok(())
+    exercise(&t, "<|im_start|>user\nHello wörld 1234!<|im_end|>")
 }
 
 fn seeds_gguf_tokenizer() -> Vec<Vec<u8>> {

@@ -11,6 +11,7 @@ mod safetensors;
 mod tokenizer;
 
 use crate::exec::TargetFn;
+use std::path::Path;
 
 /// A fuzz target.
 pub struct Target {
@@ -52,4 +53,21 @@ pub fn target(name: &str) -> Option<&'static Target> {
 /// Turns any error into its text.
 pub(crate) fn text<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
+}
+
+/// An input that stands for two files, split at the first `sep`: the first file and the
+/// second (all of `b` and an empty second file when `sep` is absent).
+pub(crate) fn split_pair<'a>(b: &'a [u8], sep: &[u8]) -> (&'a [u8], &'a [u8]) {
+    match b.windows(sep.len()).position(|w| w == sep) {
+        Some(i) => (&b[..i], &b[i + sep.len()..]),
+        None => (b, &b[..0]),
+    }
+}
+
+/// The seed input of two files (`first`, `sep`, `second`), when both can be read.
+pub(crate) fn join_pair(first: &Path, sep: &[u8], second: &Path) -> Option<Vec<u8>> {
+    let mut s = std::fs::read(first).ok()?;
+    s.extend_from_slice(sep);
+    s.extend(std::fs::read(second).ok()?);
+    Some(s)
 }

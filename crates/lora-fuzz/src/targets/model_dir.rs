@@ -1,9 +1,9 @@
 //! Hugging Face model directories (`config.json` + `model.safetensors`) through
 //! `lora_models::load_any` on the CPU backend: the GPT-2 and Llama checkpoint loaders.
 
-use super::{text, Target};
+use super::{join_pair, split_pair, text, Target};
 use crate::corpus::fixtures_dir;
-use crate::scratch::scratch_dir;
+use crate::scratch::scratch_files;
 
 type Cpu = burn_ndarray::NdArray<f32>;
 
@@ -12,16 +12,8 @@ pub const MODEL_SEPARATOR: &[u8] = b"\n--lora-fuzz: model.safetensors follows--\
 
 /// The input split at [`MODEL_SEPARATOR`], written as a model directory and loaded.
 fn run(b: &[u8]) -> Result<(), String> {
-    let (config, weights) = match b
-        .windows(MODEL_SEPARATOR.len())
-        .position(|w| w == MODEL_SEPARATOR)
-    {
-        Some(i) => (&b[..i], &b[i + MODEL_SEPARATOR.len()..]),
-        None => (b, &b[..0]),
-    };
-    let dir = scratch_dir()?;
-    std::fs::write(dir.join("config.json"), config).map_err(text)?;
-    std::fs::write(dir.join("model.safetensors"), weights).map_err(text)?;
+    let (config, weights) = split_pair(b, MODEL_SEPARATOR);
+    let dir = scratch_files(&[("config.json", config), ("model.safetensors", weights)])?;
     lora_models::load_any::<Cpu>(&dir, &Default::default()).map_err(text)?;
     Ok(())
 }
@@ -31,10 +23,11 @@ fn seeds() -> Vec<Vec<u8>> {
         .iter()
         .filter_map(|name| {
             let d = fixtures_dir().join(name);
-            let mut s = std::fs::read(d.join("config.json")).ok()?;
-            s.extend_from_slice(MODEL_SEPARATOR);
-            s.extend(std::fs::read(d.join("model.safetensors")).ok()?);
-            Some(s)
+            join_pair(
+                &d.join("config.json"),
+                MODEL_SEPARATOR,
+                &d.join("model.safetensors"),
+            )
         })
         .collect()
 }

@@ -1,15 +1,14 @@
 //! Hugging Face tokenizer files through `Tokenizer::from_hf_dir` (a path-only API: the input
 //! is written into a per-thread temporary directory first).
 
-use super::{text, Target};
+use super::{join_pair, split_pair, text, Target};
 use crate::corpus::seed_dir;
-use crate::scratch::scratch_dir;
+use crate::scratch::scratch_files;
 use lora_models::tokenizer::Tokenizer;
 
-fn exercise(t: &Tokenizer) -> Result<(), String> {
-    let ids = t
-        .encode("<|endoftext|>The capital of France, 10/10 wörld!")
-        .map_err(text)?;
+/// Encodes `sample`, decodes the result and the ids 0 and vocab − 1, looks up a special token.
+pub(crate) fn exercise(t: &Tokenizer, sample: &str) -> Result<(), String> {
+    let ids = t.encode(sample).map_err(text)?;
     t.decode(&ids).map_err(text)?;
     let last = t.vocab_size().saturating_sub(1) as u32;
     t.decode(&[0, last]).map_err(text)?;
@@ -17,11 +16,12 @@ fn exercise(t: &Tokenizer) -> Result<(), String> {
     Ok(())
 }
 
+const SAMPLE: &str = "<|endoftext|>The capital of France, 10/10 wörld!";
+
 /// The input as `tokenizer.json`.
 fn run_tokenizer_json(b: &[u8]) -> Result<(), String> {
-    let dir = scratch_dir()?;
-    std::fs::write(dir.join("tokenizer.json"), b).map_err(text)?;
-    exercise(&Tokenizer::from_hf_dir(&dir).map_err(text)?)
+    let dir = scratch_files(&[("tokenizer.json", b)])?;
+    exercise(&Tokenizer::from_hf_dir(&dir).map_err(text)?, SAMPLE)
 }
 
 fn seeds_tokenizer_json() -> Vec<Vec<u8>> {
@@ -44,32 +44,20 @@ pub const MERGES_SEPARATOR: &[u8] = b"\n--lora-fuzz: merges.txt follows--\n";
 
 /// The input split at [`MERGES_SEPARATOR`] into `vocab.json` and `merges.txt`.
 fn run_vocab_merges(b: &[u8]) -> Result<(), String> {
-    let (vocab, merges) = match b
-        .windows(MERGES_SEPARATOR.len())
-        .position(|w| w == MERGES_SEPARATOR)
-    {
-        Some(i) => (&b[..i], &b[i + MERGES_SEPARATOR.len()..]),
-        None => (b, &b[..0]),
-    };
-    let dir = scratch_dir()?;
-    std::fs::write(dir.join("vocab.json"), vocab).map_err(text)?;
-    std::fs::write(dir.join("merges.txt"), merges).map_err(text)?;
-    exercise(&Tokenizer::from_hf_dir(&dir).map_err(text)?)
+    let (vocab, merges) = split_pair(b, MERGES_SEPARATOR);
+    let dir = scratch_files(&[("vocab.json", vocab), ("merges.txt", merges)])?;
+    exercise(&Tokenizer::from_hf_dir(&dir).map_err(text)?, SAMPLE)
 }
 
 fn seeds_vocab_merges() -> Vec<Vec<u8>> {
     let d = seed_dir("hf_tokenizer");
-    match (
-        std::fs::read(d.join("vocab.json")),
-        std::fs::read(d.join("merges.txt")),
-    ) {
-        (Ok(mut v), Ok(m)) => {
-            v.extend_from_slice(MERGES_SEPARATOR);
-            v.extend_from_slice(&m);
-            vec![v]
-        }
-        _ => vec![],
-    }
+    join_pair(
+        &d.join("vocab.json"),
+        MERGES_SEPARATOR,
+        &d.join("merges.txt"),
+    )
+    .into_iter()
+    .collect()
 }
 
 /// `vocab.json` + `merges.txt`.

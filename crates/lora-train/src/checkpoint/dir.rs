@@ -23,6 +23,11 @@ pub fn checkpoint_path(output_dir: &Path, step: usize) -> PathBuf {
     output_dir.join(format!("checkpoint-{step}"))
 }
 
+/// The step of a folder named `checkpoint-<step>`, or `None` for any other name.
+fn checkpoint_step(name: &std::ffi::OsStr) -> Option<usize> {
+    name.to_str()?.strip_prefix("checkpoint-")?.parse().ok()
+}
+
 fn io_err(path: &Path, e: impl std::fmt::Display) -> String {
     format!("{}: {e}", path.display())
 }
@@ -37,11 +42,7 @@ pub(crate) fn check_output_dir(output_dir: &Path) -> Result<(), String> {
         return Ok(()); // created on the first checkpoint
     };
     for entry in rd.flatten() {
-        let name = entry.file_name();
-        let is_ckpt_name = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("checkpoint-"))
-            .is_some_and(|n| n.parse::<usize>().is_ok());
+        let is_ckpt_name = checkpoint_step(&entry.file_name()).is_some();
         if is_ckpt_name && !entry.path().join(TRAINER_STATE_FILE).is_file() {
             return Err(format!(
                 "{} is not a checkpoint (no {TRAINER_STATE_FILE}) but has a checkpoint's name: \
@@ -115,12 +116,7 @@ pub fn list_checkpoints(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>, Stri
     let mut out = Vec::new();
     for entry in rd {
         let entry = entry.map_err(|e| io_err(output_dir, e))?;
-        let name = entry.file_name();
-        let step = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("checkpoint-"))
-            .and_then(|n| n.parse::<usize>().ok());
-        if let Some(step) = step {
+        if let Some(step) = checkpoint_step(&entry.file_name()) {
             if entry.path().join(TRAINER_STATE_FILE).is_file() {
                 out.push((step, entry.path()));
             }
@@ -139,7 +135,7 @@ pub fn list_checkpoints(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>, Stri
 /// each names the file.
 pub(crate) fn read_checkpoint(dir: &Path) -> Result<(TrainerState, Vec<u8>), String> {
     let sp = dir.join(TRAINER_STATE_FILE);
-    let text = fs::read(&sp).map_err(|e| io_err(&sp, e))?;
+    let text = lora_io::read_regular_file(&sp).map_err(|e| io_err(&sp, e))?;
     let state: TrainerState = serde_json::from_slice(&text).map_err(|e| {
         format!(
             "{}: not a trainer state written by `finetune --checkpoint-every` ({e})",
@@ -155,11 +151,7 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<(TrainerState, Vec<u8>), Str
         ));
     }
     let n = state.global_step;
-    let folder_step = dir
-        .file_name()
-        .and_then(|f| f.to_str())
-        .and_then(|f| f.strip_prefix("checkpoint-"))
-        .and_then(|f| f.parse::<usize>().ok());
+    let folder_step = dir.file_name().and_then(checkpoint_step);
     let bad = if folder_step.is_some_and(|f| f != n) {
         Some(format!("global_step {n} does not match the folder's name"))
     } else if [state.losses.len(), state.grad_norms.len(), state.lrs.len()] != [n, n, n] {
@@ -180,6 +172,6 @@ pub(crate) fn read_checkpoint(dir: &Path) -> Result<(TrainerState, Vec<u8>), Str
         return Err(format!("{}: {why}", sp.display()));
     }
     let tp = dir.join(TRAINING_STATE_FILE);
-    let bytes = fs::read(&tp).map_err(|e| io_err(&tp, e))?;
+    let bytes = lora_io::read_regular_file(&tp).map_err(|e| io_err(&tp, e))?;
     Ok((state, bytes))
 }
