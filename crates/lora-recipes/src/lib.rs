@@ -7,6 +7,8 @@
 //! benchmark ([`bench`]).
 //!
 //! - [`options`]: the options of a run ([`FinetuneOptions`], also the example's flags);
+//!   [`recipe`]: the same options from a TOML recipe file (`--config`), and the resolved
+//!   `training_config.toml` written beside the adapter;
 //!   [`validate`]: their checks, each naming the flag; [`checks`]: single-value checks the
 //!   examples share (numbers, model paths, output locations).
 //! - [`config`]: the PEFT [`lora_peft::LoraConfig`] built from them; [`method`]: the
@@ -35,6 +37,7 @@ pub mod ids;
 pub mod method;
 pub mod options;
 pub mod output;
+pub mod recipe;
 pub mod run;
 pub mod score;
 pub mod validate;

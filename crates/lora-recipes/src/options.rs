@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::AnyError;
 
 /// The base model family.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
     /// SmolLM2-135M-Instruct (Llama architecture), fetched as GGUF.
@@ -18,7 +18,7 @@ pub enum ModelKind {
 }
 
 /// What the model is trained to do.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
     /// Sentiment classification (SEQ_CLS): accuracy.
@@ -28,7 +28,7 @@ pub enum Task {
 }
 
 /// How the `score` head of a classifier starts.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScoreInit {
     /// Rows of `score` = output embeddings of " negative" / " positive".
@@ -38,7 +38,7 @@ pub enum ScoreInit {
 }
 
 /// Which tokens of a long review are kept.
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Truncation {
     /// Keep the first tokens.
@@ -50,7 +50,7 @@ pub enum Truncation {
 }
 
 /// The adaptation method (`--method`).
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// LoRA (PEFT `LoraConfig`): `--r`, `--lora-alpha`, `--lora-dropout`.
@@ -72,21 +72,21 @@ pub enum Method {
 }
 
 /// AdapterHub's bottleneck architecture (`--bn-config`).
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BnArchitecture {
     /// `seq_bn` (Pfeiffer et al. 2021): after the feed-forward block.
     #[value(name = "seq_bn", alias = "seq-bn")]
-    #[serde(rename = "seq_bn")]
+    #[serde(rename = "seq_bn", alias = "seq-bn")]
     SeqBn,
     /// `double_seq_bn` (Houlsby et al. 2019): after attention and after the feed-forward block.
     #[value(name = "double_seq_bn", alias = "double-seq-bn")]
-    #[serde(rename = "double_seq_bn")]
+    #[serde(rename = "double_seq_bn", alias = "double-seq-bn")]
     DoubleSeqBn,
 }
 
 /// How prompt tuning's virtual tokens start (`--prompt-tuning-init`).
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PromptInit {
     /// PEFT `RANDOM`: N(0, 1) embeddings.
@@ -96,8 +96,9 @@ pub enum PromptInit {
 }
 
 /// Every option of a LoRA fine-tuning run on IMDB; also the command-line flags of the
-/// `finetune` example (`#[command(flatten)]`), with their defaults.
-#[derive(clap::Args, Debug, Clone, serde::Serialize)]
+/// `finetune` example (`#[command(flatten)]`), with their defaults, and the keys of a recipe
+/// file (`finetune --config`, [`crate::recipe`]: each field under its own name).
+#[derive(clap::Args, Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FinetuneOptions {
     /// Base model.
     #[arg(long, value_enum, default_value_t = ModelKind::Smollm2)]

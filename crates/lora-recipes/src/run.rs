@@ -81,7 +81,8 @@ pub struct Prepared {
 /// config, quantizes the frozen base (`--quant`, before any adapter exists: QLoRA order),
 /// then [`crate::classify::run_classify`] or [`crate::causal_lm::run_causal_lm`]. Prints the
 /// quantization report, parameter counts, evaluations and the training summary on stdout,
-/// progress on stderr; writes the adapter to `--output-dir`.
+/// progress on stderr; writes the resolved options (`training_config.toml`, before training)
+/// and the adapter to `--output-dir`.
 ///
 /// # Errors
 /// A tokenizer larger than the model's vocabulary; no training review; the errors of the
@@ -108,6 +109,7 @@ where
         .into());
     }
     let _lock = crate::checkpointing::lock_output_dir(opts)?;
+    crate::recipe::write_training_config(opts)?;
     if let Some(max) = model.max_positions() {
         let virtual_tokens = match opts.method {
             crate::Method::PrefixTuning | crate::Method::PromptTuning => opts.num_virtual_tokens,
