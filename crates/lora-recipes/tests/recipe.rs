@@ -78,7 +78,11 @@ suffix = "\nVerdict:"
     assert_eq!((o.r, o.lora_alpha, o.steps), (4, 32.0, 150));
     // A bool flag typed on the command line stays set.
     let p2 = recipe_file(dir.path(), "f.toml", "prefix_projection = false\n");
-    assert!(with_flags(&["--prefix-projection"], &p2).unwrap().prefix_projection);
+    assert!(
+        with_flags(&["--prefix-projection"], &p2)
+            .unwrap()
+            .prefix_projection
+    );
 }
 
 #[test]
@@ -192,7 +196,9 @@ fn round_trip(o: &FinetuneOptions) -> FinetuneOptions {
 
 /// `o` with every relative path made absolute against the working directory.
 fn absolute(mut o: FinetuneOptions) -> FinetuneOptions {
-    let abs = |p: &PathBuf| std::path::absolute(p).unwrap();
+    fn abs(p: &PathBuf) -> PathBuf {
+        std::path::absolute(p).unwrap()
+    }
     o.output_dir = abs(&o.output_dir);
     o.model_path = o.model_path.as_ref().map(abs);
     o.data_path = o.data_path.as_ref().map(abs);

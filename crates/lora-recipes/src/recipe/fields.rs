@@ -72,13 +72,14 @@ pub fn closest<'a>(fields: &'a [Field], key: &str) -> Option<&'a str> {
 /// A value TOML cannot hold, naming its flag: an integer above 2⁶³ − 1 (TOML's limit), a
 /// path that is not UTF-8.
 pub fn options_table(opts: &FinetuneOptions) -> Result<toml::Table, AnyError> {
-    let json = serde_path_to_error::serialize(opts, serde_json::value::Serializer).map_err(|e| {
-        format!(
-            "--{}: cannot be written as TOML: {}",
-            e.path().to_string().replace('_', "-"),
-            e.inner()
-        )
-    })?;
+    let json =
+        serde_path_to_error::serialize(opts, serde_json::value::Serializer).map_err(|e| {
+            format!(
+                "--{}: cannot be written as TOML: {}",
+                e.path().to_string().replace('_', "-"),
+                e.inner()
+            )
+        })?;
     let serde_json::Value::Object(map) = json else {
         return Err("the options did not serialize as a table".into());
     };

@@ -58,8 +58,8 @@ impl RecipeFile {
             }
             None => path.display().to_string(),
         };
-        let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> = toml::from_str(text)
-            .map_err(|e| {
+        let table: BTreeMap<Spanned<String>, Spanned<toml::Value>> =
+            toml::from_str(text).map_err(|e| {
                 format!(
                     "{}: not valid TOML: {}",
                     at(e.span()),
