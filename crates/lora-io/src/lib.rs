@@ -1,4 +1,6 @@
-//! # lora-io — the workspace's file writing
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! Every file a lora-burn crate writes (adapters, configs, checkpoints, merged models, fetched
 //! inputs) goes through [`atomic_write`] or [`atomic_write_with`], and every safetensors file

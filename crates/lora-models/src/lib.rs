@@ -1,4 +1,6 @@
-//! # lora-models — GPT-2 and Llama-family decoders whose linear layers carry LoRA adapters
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! Every linear layer of these models is a [`lora_core::LoraLinear`] and is addressed by its
 //! Hugging Face module name through [`lora_core::NamedLinears`], so `lora-peft` can apply configs

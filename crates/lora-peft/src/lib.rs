@@ -1,4 +1,6 @@
-//! # lora-peft — Hugging Face PEFT-compatible adapter configs, target matching and files
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! Reads and writes PEFT 0.21's adapter format so adapters move between this workspace and
 //! Python (`peft.PeftModel.from_pretrained` / `save_pretrained`). Shaped like PEFT's tuners:

@@ -1,4 +1,6 @@
-//! # lora-quant — bitsandbytes-exact quantization and a frozen 4-bit base for QLoRA
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! Host-side codecs that reproduce bitsandbytes 0.50 (`bitsandbytes/functional.py`, the CPU backend
 //! in `bitsandbytes/backends/{default,cpu}/ops.py` and `csrc/cpu_ops.cpp`) bit for bit:

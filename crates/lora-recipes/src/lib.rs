@@ -1,10 +1,12 @@
-//! # lora-recipes — the fine-tuning recipes of lora-burn as library code
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! The `finetune` example's logic, generic over burn's backends: LoRA / QLoRA fine-tuning of a
 //! pretrained language model on IMDB reviews, as sentiment classification (transformers'
 //! `*ForSequenceClassification`, PEFT task type SEQ_CLS) or language modelling (CAUSAL_LM),
 //! writing the adapter in PEFT's format; and the `train_bench` example's training-step
-//! benchmark ([`bench`]).
+//! benchmark ([`mod@bench`]).
 //!
 //! - [`options`]: the options of a run ([`FinetuneOptions`], also the example's flags);
 //!   [`recipe`]: the same options from a TOML recipe file (`--config`), and the resolved

@@ -1,4 +1,6 @@
-//! # lora-train — a small, generic training loop
+#![doc = include_str!("../README.md")]
+//!
+//! ## Overview
 //!
 //! AdamW with PyTorch semantics ([`adamw_optimizer`]), transformers' linear warmup/decay
 //! schedule ([`linear_warmup_lr`], [`budget_lr`]), global-norm gradient clipping

@@ -9,11 +9,12 @@ use std::collections::HashSet;
 
 /// Seeded, label-balanced train/test split. Returns `(train, test)`.
 ///
-/// The input is first de-duplicated with [`dedupe`] (a no-op on [`load_imdb`]'s output), so
-/// every text occurs once and lands in exactly one part. The test set holds `test_size / 2`
-/// reviews of label 1 and `test_size - test_size / 2` of label 0, drawn from a per-label
-/// shuffle with `ChaCha8Rng::seed_from_u64(seed)` (portable across platforms and rand
-/// versions); both parts are then shuffled with the same generator.
+/// The input is first de-duplicated with [`dedupe`] (a no-op on
+/// [`load_imdb`](crate::imdb::load_imdb)'s output), so every text occurs once and lands in
+/// exactly one part. The test set holds `test_size / 2` reviews of label 1 and
+/// `test_size - test_size / 2` of label 0, drawn from a per-label shuffle with
+/// `ChaCha8Rng::seed_from_u64(seed)` (portable across platforms and rand versions); both parts
+/// are then shuffled with the same generator.
 ///
 /// Errors: [`DataError::Empty`] for no reviews; [`DataError::Split`] if a label has too few
 /// reviews for its share of the test set, or if nothing would be left for training.

@@ -9,15 +9,15 @@ use std::path::Path;
 /// `GPT2Config`; a missing or `null` field takes transformers' default, given in brackets).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gpt2Config {
-    /// Vocabulary size `V` [50257].
+    /// Vocabulary size `V` (default 50257).
     pub vocab_size: usize,
-    /// Number of learned positions (maximum sequence length) [1024].
+    /// Number of learned positions (maximum sequence length) (default 1024).
     pub n_positions: usize,
-    /// Hidden size `d` [768].
+    /// Hidden size `d` (default 768).
     pub n_embd: usize,
-    /// Number of transformer blocks [12].
+    /// Number of transformer blocks (default 12).
     pub n_layer: usize,
-    /// Attention heads; must divide `n_embd` [12].
+    /// Attention heads; must divide `n_embd` (default 12).
     pub n_head: usize,
     /// Inner size of the MLP (`n_inner`, [`null` → 4·`n_embd`]).
     pub n_inner: usize,

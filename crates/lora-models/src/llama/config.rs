@@ -9,26 +9,27 @@ use std::path::Path;
 /// `config.json` takes transformers' default, given in brackets).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
-    /// Vocabulary size [32000].
+    /// Vocabulary size (default 32000).
     pub vocab_size: usize,
-    /// Hidden size `d` [4096].
+    /// Hidden size `d` (default 4096).
     pub hidden_size: usize,
-    /// MLP inner size [11008].
+    /// MLP inner size (default 11008).
     pub intermediate_size: usize,
-    /// Number of decoder layers [32].
+    /// Number of decoder layers (default 32).
     pub num_hidden_layers: usize,
-    /// Query heads [32].
+    /// Query heads (default 32).
     pub num_attention_heads: usize,
     /// Key/value heads (grouped-query attention); divides `num_attention_heads`
-    /// [`num_attention_heads`].
+    /// (default `num_attention_heads`).
     pub num_key_value_heads: usize,
-    /// Per-head size, even [`hidden_size / num_attention_heads`].
+    /// Per-head size, even (default `hidden_size / num_attention_heads`).
     pub head_dim: usize,
     /// RMSNorm epsilon [1e-6].
     pub rms_norm_eps: f64,
-    /// RoPE base θ (`rope_parameters.rope_theta` in transformers 5, `rope_theta` before) [10000].
+    /// RoPE base θ, default 10000 (`rope_parameters.rope_theta` in transformers 5, `rope_theta`
+    /// before).
     pub rope_theta: f64,
-    /// Context length the model was trained for [2048] (informational; not enforced).
+    /// Context length the model was trained for, default 2048 (informational; not enforced).
     pub max_position_embeddings: usize,
     /// LM head tied to `embed_tokens` [false].
     pub tie_word_embeddings: bool,

@@ -41,10 +41,10 @@ pub fn nf4_dequant_kernel(
     out[2 * w + 1] = hi;
 }
 
-/// Variant of [`nf4_dequant_kernel`] with one thread per half word: four codes → one
+/// Variant of [`fn@nf4_dequant_kernel`] with one thread per half word: four codes → one
 /// `Vector<f32, 4>`, so a warp's stores are one contiguous 512-byte run (the word is read by two
 /// neighbouring threads, from the same cache line). Also launched without CubeCL's per-access
-/// bounds checks ([`Nf4Kernel::HalfWordUnchecked`]) after the host has checked every length.
+/// bounds checks ([`super::Nf4Kernel::HalfWordUnchecked`]) after the host has checked every length.
 #[cube(launch, launch_unchecked)]
 pub fn nf4_dequant_half_kernel(
     words: &Array<u32>,

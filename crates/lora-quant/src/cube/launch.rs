@@ -67,16 +67,16 @@ pub(super) fn elemwise_launch<R: CubeRuntime>(
 /// Which NF4 kernel to launch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nf4Kernel {
-    /// [`nf4_dequant_kernel`]: one thread per word, two 16-byte stores (a warp's stores are
+    /// [`fn@nf4_dequant_kernel`]: one thread per word, two 16-byte stores (a warp's stores are
     /// strided by 32 bytes, so slower than the half-word variant on large weights).
     WordPerThread,
-    /// [`nf4_dequant_half_kernel`]: one thread per half word, one 16-byte store, so a warp's
+    /// [`fn@nf4_dequant_half_kernel`]: one thread per half word, one 16-byte store, so a warp's
     /// stores are contiguous (the default; docs/benchmarks.md has the bandwidths). All variants
     /// are bit-exact.
     HalfWordPerThread,
-    /// [`nf4_dequant_half_kernel`] launched unchecked: no bounds check on each array access (the
-    /// host has checked `out` = 8 per word, `absmax` ≥ one per block and `code` = 16, and the
-    /// kernel keeps its `h < out.len()` guard, so every index is in range). Faster on large
+    /// [`fn@nf4_dequant_half_kernel`] launched unchecked: no bounds check on each array access
+    /// (the host has checked `out` = 8 per word, `absmax` ≥ one per block and `code` = 16, and
+    /// the kernel keeps its `h < out.len()` guard, so every index is in range). Faster on large
     /// weights but slower than the checked launch on small, launch-bound ones, so not the
     /// default.
     HalfWordUnchecked,

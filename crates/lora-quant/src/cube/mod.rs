@@ -5,8 +5,8 @@
 //! (eight shifts and masks, a stack, a `select` into the code table, a broadcast multiply, and for
 //! double quantization the same again for the absmax), each a pass over memory. Here one thread
 //! reads one packed I32 word (eight 4-bit codes, the first code in the most significant nibble,
-//! see [`crate::linear`]), looks the eight codes up in the 16-entry NF4 table, multiplies by its
-//! block's absmax and writes the eight f32 values as two 16-byte vector stores: the minimum
+//! see [`crate::QuantLinear`]), looks the eight codes up in the 16-entry NF4 table, multiplies by
+//! its block's absmax and writes the eight f32 values as two 16-byte vector stores: the minimum
 //! traffic, `n/2` bytes read for the codes, `4·n/blocksize` for the absmax and `4·n` written.
 //!
 //! Double quantization (QLoRA §3) takes a second, tiny kernel ([`nested_absmax_cube`]) that

@@ -29,7 +29,7 @@ where
 /// [`crate::dequantize_nf4`].
 ///
 /// # Errors
-/// As [`nf4_dequantize_into`] and [`nested_absmax_cube`].
+/// As [`super::nf4_dequantize_into`] and [`nested_absmax_cube`].
 pub fn dequantize_weight_cube_into<R, F, I, BT>(
     q: &QuantLinear<Cube<R, F, I, BT>>,
     out: Tensor<Cube<R, F, I, BT>, 1>,
