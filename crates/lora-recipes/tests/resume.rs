@@ -88,7 +88,17 @@ fn adapter_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .filter(|e| e.path().is_file())
         .map(|e| {
             let name = e.file_name().into_string().unwrap();
-            (name, std::fs::read(e.path()).unwrap())
+            let mut bytes = std::fs::read(e.path()).unwrap();
+            if name == lora_recipes::recipe::TRAINING_CONFIG_FILE {
+                // The resolved options name the run's own folder; the rest must be equal.
+                let text = String::from_utf8(bytes).unwrap();
+                let lines: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.starts_with("output_dir = "))
+                    .collect();
+                bytes = lines.join("\n").into_bytes();
+            }
+            (name, bytes)
         })
         .collect();
     v.sort();
