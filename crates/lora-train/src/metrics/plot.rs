@@ -157,7 +157,7 @@ fn draw(records: &[MetricsRecord], rgb: &mut [u8], size: (u32, u32)) -> DrawResu
             .chain(eval_loss.iter().flat_map(|(_, p)| p.iter().map(|q| q.1))),
     );
     let mut chart = ChartBuilder::on(&top)
-        .caption("training loss", (FONT, 22))
+        .caption("loss", (FONT, 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -165,6 +165,7 @@ fn draw(records: &[MetricsRecord], rgb: &mut [u8], size: (u32, u32)) -> DrawResu
     chart
         .configure_mesh()
         .x_desc("step")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("loss")
         .label_style((FONT, 14))
         .draw()?;
@@ -204,6 +205,7 @@ fn draw(records: &[MetricsRecord], rgb: &mut [u8], size: (u32, u32)) -> DrawResu
         chart
             .configure_mesh()
             .x_desc("step")
+            .x_label_formatter(&|v| format!("{v:.0}"))
             .y_desc("metric")
             .label_style((FONT, 14))
             .draw()?;
