@@ -113,6 +113,12 @@ impl MetricsLog {
         &self.path
     }
 
+    /// The figure [`write_plot`](Self::write_plot) draws: `None` without one given or
+    /// without the `plot` feature.
+    pub fn plot_path(&self) -> Option<&Path> {
+        self.plot.as_deref().filter(|_| cfg!(feature = "plot"))
+    }
+
     /// Every record of the run so far (a resumed run's kept ones included), in file order.
     pub fn records(&self) -> &[MetricsRecord] {
         &self.records
