@@ -172,11 +172,10 @@ fn every_method_resumes_to_the_same_adapter() {
         // after the last step.
         let want_metrics = metrics(full.path());
         let mut want_kinds: Vec<(u64, String)> = vec![(0, "eval_accuracy".into())];
-        want_kinds.extend((1..=STEPS as u64)
-            .flat_map(|s| {
-                let eval = (s % 2 == 0).then(|| (s, "eval_accuracy".to_string()));
-                std::iter::once((s, "loss".to_string())).chain(eval)
-            }));
+        want_kinds.extend((1..=STEPS as u64).flat_map(|s| {
+            let eval = (s % 2 == 0).then(|| (s, "eval_accuracy".to_string()));
+            std::iter::once((s, "loss".to_string())).chain(eval)
+        }));
         want_kinds.push((STEPS as u64, "eval_accuracy".into()));
         assert_eq!(kinds(&want_metrics), want_kinds, "{flags:?}");
         assert_eq!(png_size(full.path()), lora_train::LOSS_PLOT_SIZE);

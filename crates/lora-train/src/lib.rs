@@ -39,12 +39,12 @@ pub use checkpoint::{
 pub use clip::{clip_grad_norm, grad_norm};
 pub use config::TrainConfig;
 pub use error::TrainError;
-#[cfg(feature = "plot")]
-pub use metrics::{plot_metrics, LOSS_PLOT_SIZE};
 pub use metrics::{
     ema, EvalRecord, Evaluation, MetricsLog, MetricsRecord, StepRecord, TrainObserver,
     LOSS_PLOT_FILE, LOSS_SMOOTHING, METRICS_FILE,
 };
+#[cfg(feature = "plot")]
+pub use metrics::{plot_metrics, LOSS_PLOT_SIZE};
 pub use optim::{adamw_optimizer, AdamWOptimizer};
 pub use progress::Progress;
 pub use rng::step_seed;

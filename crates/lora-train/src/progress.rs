@@ -31,13 +31,27 @@ impl Progress {
     /// A phase of `total` units (batches, tensors) named `label`, e.g. `"evaluation batch"`.
     pub fn new(label: &str, total: usize) -> Self {
         let style = "{msg_label} [{bar:30}] {pos}/{len} [{elapsed_precise}<{eta_precise}]";
-        Self::build(label, Some(total as u64), true, 10, Duration::from_secs(5), style)
+        Self::build(
+            label,
+            Some(total as u64),
+            true,
+            10,
+            Duration::from_secs(5),
+            style,
+        )
     }
 
     /// A phase of unknown length named `label` (e.g. `"loading model.gguf"`): a spinner with
-    /// the elapsed time on a terminal; otherwise a line when it starts and one when it ends.
+    /// the elapsed time on a terminal; otherwise a line `"<label> ..."` when it starts.
     pub fn spinner(label: &str) -> Self {
-        let p = Self::build(label, None, true, 1, Duration::ZERO, "{spinner} {msg_label} [{elapsed_precise}]");
+        let p = Self::build(
+            label,
+            None,
+            true,
+            1,
+            Duration::ZERO,
+            "{spinner} {msg_label} [{elapsed_precise}]",
+        );
         if p.lines {
             eprintln!("{label} ...");
         } else {
@@ -148,21 +162,9 @@ impl Progress {
         self.bar.suspend(f)
     }
 
-    /// Ends the phase: the bar is cleared; without a terminal, a phase that printed a line (or
-    /// a spinner's) ends with `"<label>: done in <s>s"`.
+    /// Ends the phase: the bar is cleared, and nothing more is printed (the caller says what
+    /// the phase gave: the accuracy, the model loaded).
     pub fn finish(self) {
-        self.bar.finish_and_clear();
-        if self.lines && (self.last_line.is_some() || self.total.is_none()) {
-            eprintln!(
-                "{}: done in {:.1}s",
-                self.label,
-                self.start.elapsed().as_secs_f64()
-            );
-        }
-    }
-
-    /// Clears the bar and prints nothing more (the training loop ends with its own summary).
-    pub(crate) fn clear(self) {
         self.bar.finish_and_clear();
     }
 }

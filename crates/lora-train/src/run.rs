@@ -10,8 +10,8 @@ use crate::checkpoint::{
 use crate::clip::{clip_grad_norm, grad_norm, scale_grads};
 use crate::config::TrainConfig;
 use crate::error::TrainError;
-use crate::optim::{adamw_optimizer, AdamWOptimizer};
 use crate::metrics::{EvalRecord, Evaluation, StepRecord, TrainObserver};
+use crate::optim::{adamw_optimizer, AdamWOptimizer};
 use crate::progress::Progress;
 use crate::rng::step_seed;
 use crate::scaler::LossScaler;
@@ -296,7 +296,7 @@ where
                 ),
             );
             if consecutive_bad >= cfg.max_bad_steps {
-                pb.clear();
+                pb.finish();
                 return Err(TrainError::TooManyBadSteps {
                     step,
                     count: consecutive_bad,
@@ -367,7 +367,7 @@ where
         }
         callback_secs += t_cb.elapsed().as_secs_f64();
     }
-    pb.clear();
+    pb.finish();
     stats.loss_scale = scaler.map(|s| s.scale);
     stats.wall_secs = start_time.elapsed().as_secs_f64();
     stats.tokens_per_sec = stats.tokens as f64 / stats.wall_secs.max(1e-9);

@@ -176,10 +176,18 @@ fn a_resumed_run_writes_the_uninterrupted_file() {
     assert_eq!(a, b);
 
     // A line that is not a record stops a resume, naming the file and line.
-    std::fs::write(part.path().join(METRICS_FILE), "{\"step\": 1, \"loss\": 2}\nnot json\n")
-        .unwrap();
-    let err = MetricsLog::in_dir(part.path(), true).unwrap_err().to_string();
-    assert!(err.contains("metrics.jsonl") && err.contains("line 2"), "{err}");
+    std::fs::write(
+        part.path().join(METRICS_FILE),
+        "{\"step\": 1, \"loss\": 2}\nnot json\n",
+    )
+    .unwrap();
+    let err = MetricsLog::in_dir(part.path(), true)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("metrics.jsonl") && err.contains("line 2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -215,5 +223,8 @@ fn the_figure_decodes_and_shows_its_curves() {
     assert!(count([0xff, 0x7f, 0x0e]) > 20, "no eval_loss points");
     // Mostly white, but not blank: axes, labels and curves.
     let white = count([255, 255, 255]);
-    assert!(white > px.len() / 2 && white < px.len() - 2000, "{white} white");
+    assert!(
+        white > px.len() / 2 && white < px.len() - 2000,
+        "{white} white"
+    );
 }

@@ -117,7 +117,11 @@ fn span(values: impl Iterator<Item = f64>) -> Range<f64> {
     if lo > hi {
         return 0.0..1.0;
     }
-    let pad = if hi > lo { (hi - lo) * 0.05 } else { lo.abs().max(1.0) * 0.05 };
+    let pad = if hi > lo {
+        (hi - lo) * 0.05
+    } else {
+        lo.abs().max(1.0) * 0.05
+    };
     (lo - pad)..(hi + pad)
 }
 

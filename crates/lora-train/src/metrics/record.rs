@@ -149,9 +149,8 @@ impl MetricsRecord {
             .get("step")
             .and_then(Value::as_u64)
             .ok_or("no non-negative integer \"step\"")? as usize;
-        let f = |m: &Map<String, Value>, k: &str| {
-            m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN)
-        };
+        let f =
+            |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
         if map.contains_key("loss") {
             return Ok(Self::Train(StepRecord {
                 step,
