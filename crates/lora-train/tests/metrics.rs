@@ -168,6 +168,11 @@ fn a_resumed_run_writes_the_uninterrupted_file() {
     // The same run, then resumed from step 3: its records after step 3 are replaced.
     let part = tempfile::tempdir().unwrap();
     run(part.path(), 5, 1, None, None).unwrap();
+    // A crash while appending leaves a line without its newline: dropped on resume.
+    let file = part.path().join(METRICS_FILE);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str("{\"step\":6,\"loss\":0.");
+    std::fs::write(&file, text).unwrap();
     let ckpt = part.path().join("checkpoint-3");
     run(part.path(), 5, 1, Some(&ckpt), None).unwrap();
     let a: Vec<_> = lines(whole.path()).into_iter().map(untimed).collect();

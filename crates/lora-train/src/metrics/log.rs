@@ -56,11 +56,13 @@ impl MetricsLog {
     /// now; when the loop starts ([`TrainObserver::on_start`]) those of the steps it will run
     /// again are dropped (the kept prefix rewritten atomically) and new records are appended,
     /// so the file ends as an uninterrupted run's would, timings apart. (Resuming from the
-    /// last step's checkpoint repeats the final evaluation's record.)
+    /// last step's checkpoint repeats the final evaluation's record.) A last line without its
+    /// newline, cut short by a crash, is dropped: it was written after the last checkpoint,
+    /// whose records all precede it.
     ///
     /// # Errors
-    /// [`TrainError::Metrics`]: the file cannot be read, or a line is not a record (naming
-    /// the line).
+    /// [`TrainError::Metrics`]: the file cannot be read, or a complete line is not a record
+    /// (naming the line).
     pub fn resume(path: &Path, plot: Option<PathBuf>) -> Result<Self, TrainError> {
         let mut log = Self::new(path, plot);
         let text = if path.exists() {
@@ -68,8 +70,10 @@ impl MetricsLog {
         } else {
             String::new()
         };
+        // Only whole lines: a crash while appending leaves the last one without its newline.
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
         let mut lines = Vec::new();
-        for (i, line) in text.lines().enumerate() {
+        for (i, line) in whole.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
