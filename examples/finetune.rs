@@ -47,6 +47,7 @@ use lora_models::gpt2::Gpt2;
 use lora_models::llama::Llama;
 use lora_models::tokenizer::Tokenizer;
 use lora_recipes::{run_model, AnyError, FinetuneOptions, Inputs, ModelKind};
+use lora_train::Progress;
 // The IMDB pipeline and input fetching (one import site).
 use lora_data::{fetch_imdb, fetch_smollm2};
 use lora_data::{load_imdb, split};
@@ -120,11 +121,13 @@ fn run() -> Result<(), AnyError> {
                 None => fetch_smollm2()?,
             };
             let t = Instant::now();
+            let loading = Progress::spinner(&format!("loading {}", path.display()));
             let g = GgufFile::open(&path)?;
             let tok = Tokenizer::from_gguf(&g)?;
             args.check_tokenizer(&tok)?;
             let (model, _cfg) = Llama::<TrainBackend>::from_gguf(&g, &device)?;
             drop(g);
+            loading.finish();
             eprintln!(
                 "loaded {} in {:.1}s",
                 path.display(),
@@ -146,7 +149,9 @@ fn run() -> Result<(), AnyError> {
             let dir = args.model_path.clone().unwrap_or_default();
             let tok = Tokenizer::gpt2()?;
             args.check_tokenizer(&tok)?;
+            let loading = Progress::spinner(&format!("loading {}", dir.display()));
             let (model, _cfg) = Gpt2::<TrainBackend>::load(&dir, &device)?;
+            loading.finish();
             if args.max_length > model.n_positions() {
                 return Err(format!(
                     "--max-length {} exceeds this GPT-2's n_positions = {} ({})",

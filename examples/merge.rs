@@ -11,6 +11,7 @@
 use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
 use lora_recipes::checks;
+use lora_train::Progress;
 use std::path::PathBuf;
 
 /// Merge a LoRA adapter into the base weights.
@@ -48,17 +49,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     checks::output_not_input("--out", &args.out, "--adapter", &args.adapter)?;
     checks::output_dir("--out", &args.out)?;
     let device = Default::default();
+    let loading = Progress::spinner(&format!("loading {}", args.model_path.display()));
     let model = load_any::<Backend>(&args.model_path, &device)?;
+    loading.finish();
     match model {
         AnyModel::Gpt2(mut m, cfg) => {
             let a = lora_peft::load_adapter(&mut m, &args.adapter, &device)?;
+            let merging = Progress::spinner("merging the adapter into the base weights");
             let n = lora_peft::merge_and_unload(&mut m)?;
+            merging.finish();
             eprintln!("merged {n} layers (r={}, lora_alpha={})", a.r, a.lora_alpha);
             m.save_hf(&cfg, &args.out)?;
         }
         AnyModel::Llama(mut m, cfg) => {
             let a = lora_peft::load_adapter(&mut m, &args.adapter, &device)?;
+            let merging = Progress::spinner("merging the adapter into the base weights");
             let n = lora_peft::merge_and_unload(&mut m)?;
+            merging.finish();
             eprintln!("merged {n} layers (r={}, lora_alpha={})", a.r, a.lora_alpha);
             m.save_hf(&cfg, &args.out)?;
         }

@@ -6,12 +6,13 @@ use lora_core::count_parameters;
 
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{make_batches, Batch};
-use lora_train::train;
+use lora_train::{train_observed, Evaluation};
+use std::time::Instant;
 
 use crate::encode::encode_lm;
-use crate::eval::{lm_loss_sum, perplexity};
+use crate::eval::{lm_loss_sum, mean_nll};
 use crate::method::{attach, save_method};
-use crate::output::training_line;
+use crate::output::{eval_record, finish_metrics, open_metrics, training_line};
 use crate::run::{set_precision, Inputs, Prepared, RecipeModel};
 use crate::{AnyError, FinetuneOptions};
 
@@ -20,7 +21,8 @@ const EVAL_BATCH: usize = 16;
 
 /// Attaches the adapters, applies `--precision`, tokenizes (first `--max-length` tokens of each
 /// review) and batches, evaluates perplexity, trains on the mean next-token loss of each batch,
-/// evaluates again and writes the adapter to `--output-dir`.
+/// evaluates again and writes the adapter to `--output-dir`, with `metrics.jsonl` (each step,
+/// each `eval_loss` and `eval_perplexity`) and `loss.png`.
 ///
 /// # Errors
 /// LoRA, tokenizer, batching, training and file errors.
@@ -48,14 +50,15 @@ where
     let train_batches = make_batches(&train_ids, &train_zeros, opts.batch_size, ml, pad, None)?;
     let test_zeros = zeros(test_ids.len());
     let test_batches = make_batches(&test_ids, &test_zeros, EVAL_BATCH, ml, pad, None)?;
+    let mut metrics = open_metrics(opts)?;
     // A resumed run's model is only restored inside the loop: nothing to evaluate before.
     if !opts.no_eval_before && opts.resume.is_none() {
-        println!(
-            "held-out perplexity before: {:.3}",
-            perplexity(&model.valid(), &test_batches, device)
-        );
+        let t = Instant::now();
+        let nll = mean_nll(&model.valid(), &test_batches, device);
+        metrics.record_eval(eval_record(0, &lm_metrics(nll), t))?;
+        println!("held-out perplexity before: {:.3}", nll.exp());
     }
-    let (model, stats) = train(
+    let (model, stats) = train_observed(
         model,
         &prep.train,
         device,
@@ -65,21 +68,24 @@ where
             Ok((sum.div_scalar(count.max(1) as f64), count))
         },
         |m, _| {
-            format!(
-                "held-out perplexity {:.3}",
-                perplexity(&m.valid(), &test_batches, device)
-            )
+            let nll = mean_nll(&m.valid(), &test_batches, device);
+            let e = Evaluation::new(format!("held-out perplexity {:.3}", nll.exp()));
+            lm_metrics(nll)
+                .into_iter()
+                .fold(e, |e, (k, v)| e.with(k, v))
         },
         |m, _step, dir| {
             save_method::<B, _, _>(m, m, cfg, None, Some(&model_name), dir)
                 .map_err(|e| e.to_string())
         },
+        &mut metrics,
     )?;
-    println!(
-        "held-out perplexity after: {:.3}",
-        perplexity(&model.valid(), &test_batches, device)
-    );
+    let t = Instant::now();
+    let nll = mean_nll(&model.valid(), &test_batches, device);
+    metrics.record_eval(eval_record(stats.steps, &lm_metrics(nll), t))?;
+    println!("held-out perplexity after: {:.3}", nll.exp());
     println!("{}", training_line(&stats));
+    finish_metrics(&metrics)?;
     save_method::<B, _, _>(
         &model,
         &model,
@@ -90,4 +96,9 @@ where
     )?;
     println!("adapter written to {}", opts.output_dir.display());
     Ok(())
+}
+
+/// transformers' evaluation metrics of a causal LM from its mean next-token loss.
+fn lm_metrics(nll: f64) -> [(&'static str, f64); 2] {
+    [("eval_loss", nll), ("eval_perplexity", nll.exp())]
 }

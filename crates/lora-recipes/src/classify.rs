@@ -10,13 +10,15 @@ use lora_models::classify::SequenceClassifier;
 use lora_peft::merge_and_unload;
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{self as data, make_batches, Batch, Review};
-use lora_train::train;
+use lora_train::{train_observed, Evaluation, Progress};
 use std::time::Instant;
 
 use crate::encode::encode_cls;
 use crate::eval::accuracy;
 use crate::method::{attach, save_method};
-use crate::output::{dump_data, training_line, write_heldout, DumpMeta};
+use crate::output::{
+    dump_data, eval_record, finish_metrics, open_metrics, training_line, write_heldout, DumpMeta,
+};
 use crate::run::{set_precision, Inputs, Prepared, RecipeModel};
 use crate::score::{init_classifier, verbalizer_ids};
 use crate::{AnyError, FinetuneOptions};
@@ -25,7 +27,8 @@ use crate::{AnyError, FinetuneOptions};
 /// classifier ([`init_classifier`]), attaches the adapters, applies `--precision`, evaluates,
 /// trains with cross-entropy, evaluates on merged weights (a quantized base stays unmerged:
 /// merging would requantize it), writes the adapter and `heldout_logits.safetensors` (the
-/// logits of the first held-out batch) to `--output-dir`.
+/// logits of the first held-out batch) to `--output-dir`, with `metrics.jsonl` (each step and
+/// each `eval_accuracy`) and `loss.png`.
 ///
 /// # Errors
 /// A `--suffix` that leaves no room in `--max-length`; tokenizer, batching, LoRA, training and
@@ -87,9 +90,12 @@ where
     set_precision(&mut clf, opts, device)?;
     println!("{}", count_parameters(&clf));
 
+    let mut metrics = open_metrics(opts)?;
     // A resumed run's model is only restored inside the loop: nothing to evaluate before.
     if !opts.no_eval_before && opts.resume.is_none() {
+        let t = Instant::now();
         let (acc, tps) = accuracy(&clf.valid(), &test_batches, device);
+        metrics.record_eval(eval_record(0, &[("eval_accuracy", acc)], t))?;
         println!(
             "held-out accuracy before: {:.2}% on {} reviews ({:.0} tok/s eval)",
             acc * 100.0,
@@ -104,7 +110,7 @@ where
             let logits = m.forward(ids, &b.lengths);
             Ok((ce.forward(logits, labels), b.num_tokens()))
         };
-    let (clf, stats) = train(
+    let (clf, stats) = train_observed(
         clf,
         &prep.train,
         device,
@@ -112,12 +118,14 @@ where
         loss_fn,
         |m, _step| {
             let (acc, _) = accuracy(&m.valid(), &test_batches, device);
-            format!("held-out accuracy {:.2}%", acc * 100.0)
+            Evaluation::new(format!("held-out accuracy {:.2}%", acc * 100.0))
+                .with("eval_accuracy", acc)
         },
         |m, _step, dir| {
             let head = Some(m.score.base_weight());
             save_method(m, &m.model, cfg, head, Some(&model_name), dir).map_err(|e| e.to_string())
         },
+        &mut metrics,
     )?;
     // Inference on merged weights (W + scaling·A·B, PEFT merge_and_unload): one matmul per
     // layer instead of three. A quantized base is left unmerged (merging would requantize
@@ -127,11 +135,15 @@ where
     let eval_model = {
         let mut m = clf.valid();
         if merged {
+            let progress = Progress::spinner("merging the adapters into the base weights");
             merge_and_unload(&mut m)?;
+            progress.finish();
         }
         m
     };
+    let t = Instant::now();
     let (acc, tps) = accuracy(&eval_model, &test_batches, device);
+    metrics.record_eval(eval_record(stats.steps, &[("eval_accuracy", acc)], t))?;
     drop(eval_model);
     println!(
         "held-out accuracy after: {:.2}% on {} reviews ({:.0} tok/s eval{})",
@@ -141,6 +153,7 @@ where
         if merged { ", merged weights" } else { "" }
     );
     println!("{}", training_line(&stats));
+    finish_metrics(&metrics)?;
     let head = Some(clf.score.base_weight());
     save_method(
         &clf,

@@ -1,4 +1,6 @@
-//! Evaluation on held-out batches: classification accuracy and language-model loss.
+//! Evaluation on held-out batches: classification accuracy and language-model loss, with
+//! progress over the batches on stderr (`lora_train::Progress`: a bar on a terminal, a line
+//! about every 10% in a log).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
@@ -6,10 +8,12 @@ use lora_models::classify::SequenceClassifier;
 use lora_models::LanguageModel;
 // The IMDB pipeline's batch type (one import site; the crate that holds it may change).
 use lora_data::imdb::Batch;
+use lora_train::Progress;
 use std::time::Instant;
 
 /// Accuracy of `m` on `batches` (argmax of the logits against each batch's labels) and the
 /// evaluation speed in real tokens per second, `(accuracy in [0, 1], tokens/s)`.
+/// Shows its progress over the batches.
 pub fn accuracy<B: Backend, M: LanguageModel<B>>(
     m: &SequenceClassifier<B, M>,
     batches: &[Batch],
@@ -19,6 +23,7 @@ pub fn accuracy<B: Backend, M: LanguageModel<B>>(
     let mut correct = 0usize;
     let mut n = 0usize;
     let mut tokens = 0usize;
+    let mut progress = Progress::new("evaluation batch", batches.len());
     for b in batches {
         let (ids, _) = b.to_tensors::<B>(device);
         let logits = m.forward(ids, &b.lengths);
@@ -31,7 +36,9 @@ pub fn accuracy<B: Backend, M: LanguageModel<B>>(
         correct += pred.iter().zip(&b.labels).filter(|(p, l)| *p == *l).count();
         n += b.batch;
         tokens += b.num_tokens();
+        progress.inc(1);
     }
+    progress.finish();
     (
         correct as f64 / n as f64,
         tokens as f64 / t.elapsed().as_secs_f64(),
@@ -64,17 +71,31 @@ pub fn lm_loss_sum<B: Backend, M: LanguageModel<B>>(
     ((picked * mask).sum().neg(), count)
 }
 
-/// Perplexity of `m` on `batches`: `exp(Σ nll / Σ predicted tokens)` ([`lm_loss_sum`]).
-pub fn perplexity<B: Backend, M: LanguageModel<B>>(
+/// Mean next-token negative log-likelihood of `m` on `batches` in nats per predicted token,
+/// `Σ nll / Σ predicted tokens` ([`lm_loss_sum`]; transformers' `eval_loss` of a causal LM).
+/// Shows its progress over the batches.
+pub fn mean_nll<B: Backend, M: LanguageModel<B>>(
     m: &M,
     batches: &[Batch],
     device: &B::Device,
 ) -> f64 {
     let (mut nll, mut n) = (0.0f64, 0usize);
+    let mut progress = Progress::new("evaluation batch", batches.len());
     for b in batches {
         let (sum, count) = lm_loss_sum::<B, _>(m, b, device);
         nll += sum.into_scalar().elem::<f64>();
         n += count;
+        progress.inc(1);
     }
-    (nll / n.max(1) as f64).exp()
+    progress.finish();
+    nll / n.max(1) as f64
+}
+
+/// Perplexity of `m` on `batches`: `exp(`[`mean_nll`]`)`.
+pub fn perplexity<B: Backend, M: LanguageModel<B>>(
+    m: &M,
+    batches: &[Batch],
+    device: &B::Device,
+) -> f64 {
+    mean_nll(m, batches, device).exp()
 }

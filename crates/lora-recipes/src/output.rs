@@ -1,5 +1,6 @@
 //! The files and summary line a run writes besides the adapter: held-out logits for the PEFT
-//! comparison, the exact examples for the PEFT side-by-side run, the training summary.
+//! comparison, the exact examples for the PEFT side-by-side run, the training summary, and
+//! the run's metrics (`metrics.jsonl`, `loss.png`).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -7,9 +8,12 @@ use lora_io::{write_safetensors, StTensor};
 use safetensors::Dtype;
 // The IMDB pipeline's batch type (one import site; the crate that holds it may change).
 use lora_data::imdb::Batch;
-use lora_train::TrainStats;
+use lora_train::{EvalRecord, MetricsLog, TrainStats};
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
+
+use crate::options::FinetuneOptions;
 
 use crate::AnyError;
 
@@ -153,4 +157,41 @@ pub fn training_line(stats: &TrainStats) -> String {
             String::new()
         }
     )
+}
+
+/// The run's metrics log in `--output-dir` ([`MetricsLog::in_dir`]): `metrics.jsonl` started
+/// anew, or with `--resume` continued after the checkpoint's step; `loss.png` beside it.
+///
+/// # Errors
+/// The file cannot be written, or (resuming) read back: [`lora_train::TrainError::Metrics`]
+/// naming it.
+pub fn open_metrics(opts: &FinetuneOptions) -> Result<MetricsLog, AnyError> {
+    Ok(MetricsLog::in_dir(&opts.output_dir, opts.resume.is_some())?)
+}
+
+/// The record of an evaluation after `step` (0: before training) that started at `since`,
+/// with `metrics` named as transformers names them (`eval_accuracy`, `eval_loss`, ...).
+pub fn eval_record(step: usize, metrics: &[(&str, f64)], since: Instant) -> EvalRecord {
+    EvalRecord {
+        step,
+        metrics: metrics.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        eval_runtime: since.elapsed().as_secs_f64(),
+    }
+}
+
+/// Draws the run's final `loss.png` and says on stdout where the metrics are.
+///
+/// # Errors
+/// [`lora_train::TrainError::Metrics`] naming the figure that cannot be written.
+pub fn finish_metrics(log: &MetricsLog) -> Result<(), AnyError> {
+    log.write_plot()?;
+    match log.plot_path() {
+        Some(plot) => println!(
+            "metrics written to {} and {}",
+            log.path().display(),
+            plot.display()
+        ),
+        None => println!("metrics written to {}", log.path().display()),
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! `finetune --resume` on every method: a run resumed from any of its checkpoints writes the
-//! very adapter an uninterrupted run writes (bytes compared); a resume with another flag is
-//! refused naming it. A tiny random GPT-2 on a few synthetic reviews, on the CPU.
+//! very adapter an uninterrupted run writes (bytes compared) and the same `metrics.jsonl`
+//! (timings apart); a resume with another flag is refused naming it. A tiny random GPT-2 on a
+//! few synthetic reviews, on the CPU.
 //! One test function: the NdArray random stream is process-global.
 
 mod common;
@@ -11,6 +12,8 @@ use lora_data::imdb::Review;
 use lora_models::gpt2::{Gpt2, Gpt2Config, LORA_TARGETS};
 use lora_models::tokenizer::Tokenizer;
 use lora_recipes::{run_model, Inputs};
+use lora_train::{LOSS_PLOT_FILE, METRICS_FILE};
+use serde_json::Value;
 use std::path::Path;
 
 const STEPS: usize = 5;
@@ -58,7 +61,8 @@ fn run(flags: &[&str], out: &Path, resume: Option<&Path>) -> Result<(), String> 
         "all",
         "--checkpoint-every",
         "1",
-        "--no-eval-before",
+        "--eval-every",
+        "2",
         "--eval-size",
         "4",
         "--output-dir",
@@ -80,12 +84,13 @@ fn run(flags: &[&str], out: &Path, resume: Option<&Path>) -> Result<(), String> 
     run_model(&opts, model, &inputs, &device).map_err(|e| e.to_string())
 }
 
-/// Every file of the adapter `dir` (not the checkpoints), by name.
+/// Every file of the adapter `dir` (not the checkpoints, the metrics or the lock), by name.
 fn adapter_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| e.path().is_file())
+        .filter(|e| ![METRICS_FILE, LOSS_PLOT_FILE].contains(&e.file_name().to_str().unwrap()))
         .map(|e| {
             let name = e.file_name().into_string().unwrap();
             let mut bytes = std::fs::read(e.path()).unwrap();
@@ -103,6 +108,44 @@ fn adapter_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect();
     v.sort();
     v
+}
+
+/// The lines of `<dir>/metrics.jsonl` without their timings, as `(step, fields)`.
+fn metrics(dir: &Path) -> Vec<serde_json::Map<String, Value>> {
+    let text = std::fs::read_to_string(dir.join(METRICS_FILE)).unwrap();
+    text.lines()
+        .map(|l| {
+            let Value::Object(mut m) = serde_json::from_str(l).unwrap() else {
+                panic!("not an object: {l}")
+            };
+            for k in ["tokens_per_second", "elapsed_seconds", "eval_runtime"] {
+                m.remove(k);
+            }
+            m
+        })
+        .collect()
+}
+
+/// The steps and kinds of metrics lines: `(step, "loss" or the eval metric)`.
+fn kinds(lines: &[serde_json::Map<String, Value>]) -> Vec<(u64, String)> {
+    lines
+        .iter()
+        .map(|m| {
+            let key = m.keys().find(|k| *k == "loss" || k.starts_with("eval_"));
+            (m["step"].as_u64().unwrap(), key.unwrap().clone())
+        })
+        .collect()
+}
+
+/// `<dir>/loss.png`'s width and height.
+fn png_size(dir: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(dir.join(LOSS_PLOT_FILE)).unwrap();
+    let info = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap()
+        .info()
+        .clone();
+    (info.width, info.height)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -135,11 +178,29 @@ fn every_method_resumes_to_the_same_adapter() {
         run(flags, full.path(), None).unwrap();
         let want = adapter_files(full.path());
         assert!(want.len() >= 2, "{flags:?}: {want:?}");
+        // The evaluation before, every step with the evaluations of steps 2 and 4, the one
+        // after the last step.
+        let want_metrics = metrics(full.path());
+        let mut want_kinds: Vec<(u64, String)> = vec![(0, "eval_accuracy".into())];
+        want_kinds.extend((1..=STEPS as u64).flat_map(|s| {
+            let eval = (s % 2 == 0).then(|| (s, "eval_accuracy".to_string()));
+            std::iter::once((s, "loss".to_string())).chain(eval)
+        }));
+        want_kinds.push((STEPS as u64, "eval_accuracy".into()));
+        assert_eq!(kinds(&want_metrics), want_kinds, "{flags:?}");
+        assert_eq!(png_size(full.path()), lora_train::LOSS_PLOT_SIZE);
         for k in [1, 3] {
             let dir = tempfile::tempdir().unwrap();
             let ck = dir.path().join(format!("checkpoint-{k}"));
             copy_dir(&full.path().join(format!("checkpoint-{k}")), &ck);
+            // The interrupted run's metrics went on past the checkpoint: they are dropped.
+            std::fs::copy(
+                full.path().join(METRICS_FILE),
+                dir.path().join(METRICS_FILE),
+            )
+            .unwrap();
             run(flags, dir.path(), Some(&ck)).unwrap();
+            assert_eq!(metrics(dir.path()), want_metrics, "{flags:?} from step {k}");
             let got = adapter_files(dir.path());
             assert_eq!(got.len(), want.len(), "{flags:?}");
             for ((n1, b1), (n2, b2)) in got.iter().zip(&want) {

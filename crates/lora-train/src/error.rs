@@ -51,4 +51,12 @@ pub enum TrainError {
         /// Its message.
         message: String,
     },
+    /// The metrics file or figure cannot be read or written.
+    #[error("{}: {message}", path.display())]
+    Metrics {
+        /// `metrics.jsonl` or `loss.png`.
+        path: std::path::PathBuf,
+        /// What failed (the system's error, the line that is not a record).
+        message: String,
+    },
 }

@@ -11,6 +11,12 @@
 //! resumes from bit-exactly ([`checkpoint_path`], [`TrainerState`]). It knows nothing of the
 //! data or the model: batches come from the caller's `next_batch`, the loss from its
 //! `loss_fn`.
+//!
+//! What happens during a run reaches a [`TrainObserver`] ([`train_observed`]): per-step
+//! [`StepRecord`]s and per-evaluation [`EvalRecord`]s, which [`MetricsLog`] appends to
+//! `metrics.jsonl` and draws into `loss.png` ([`plot_metrics`], feature `plot`, on by
+//! default). [`Progress`] is the one progress display of the workspace: a bar on a terminal,
+//! periodic lines in a log.
 
 #![warn(missing_docs)]
 
@@ -19,6 +25,7 @@ mod checkpoint;
 mod clip;
 mod config;
 mod error;
+mod metrics;
 mod optim;
 mod progress;
 mod rng;
@@ -34,8 +41,15 @@ pub use checkpoint::{
 pub use clip::{clip_grad_norm, grad_norm};
 pub use config::TrainConfig;
 pub use error::TrainError;
+pub use metrics::{
+    ema, EvalRecord, Evaluation, MetricsLog, MetricsRecord, StepRecord, TrainObserver,
+    LOSS_PLOT_FILE, LOSS_SMOOTHING, METRICS_FILE,
+};
+#[cfg(feature = "plot")]
+pub use metrics::{plot_metrics, LOSS_PLOT_SIZE};
 pub use optim::{adamw_optimizer, AdamWOptimizer};
+pub use progress::Progress;
 pub use rng::step_seed;
-pub use run::{train, TrainStats};
+pub use run::{train, train_observed, TrainStats};
 pub use scaler::{LossScaleConfig, LossScaler};
 pub use schedule::{budget_lr, linear_warmup_lr};

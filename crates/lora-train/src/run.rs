@@ -10,8 +10,9 @@ use crate::checkpoint::{
 use crate::clip::{clip_grad_norm, grad_norm, scale_grads};
 use crate::config::TrainConfig;
 use crate::error::TrainError;
+use crate::metrics::{EvalRecord, Evaluation, StepRecord, TrainObserver};
 use crate::optim::{adamw_optimizer, AdamWOptimizer};
-use crate::progress::progress_bar;
+use crate::progress::Progress;
 use crate::rng::step_seed;
 use crate::scaler::LossScaler;
 use crate::schedule::budget_lr;
@@ -19,7 +20,6 @@ use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use indicatif::ProgressBar;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -98,13 +98,56 @@ struct Start {
 /// its step + 1: on a deterministic backend the result is bit-identical to an uninterrupted
 /// run (with a time budget, the schedule follows the saved training seconds).
 ///
+/// `eval_fn` returns the summary line to print, or an [`Evaluation`] that also carries named
+/// metrics for an observer ([`train_observed`]).
+///
 /// Progress: an indicatif bar on stderr with step, running-mean loss, lr, grad norm, tokens/s;
-/// when stderr is not a terminal, about 20 log lines instead.
+/// when stderr is not a terminal, about 20 log lines instead. An evaluation runs with the bar
+/// cleared, so that it may show its own.
 ///
 /// Errors: [`TrainError::InvalidConfig`], [`TrainError::Resume`], [`TrainError::Loss`],
 /// [`TrainError::TooManyBadSteps`], [`TrainError::NoGradients`], [`TrainError::Checkpoint`],
 /// each naming the step or checkpoint.
-pub fn train<B, M, T, N, F, E, C>(
+pub fn train<B, M, T, N, F, E, R, C>(
+    model: M,
+    cfg: &TrainConfig,
+    device: &B::Device,
+    next_batch: N,
+    loss_fn: F,
+    eval_fn: E,
+    checkpoint_fn: C,
+) -> Result<(M, TrainStats), TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    N: FnMut(usize) -> T,
+    F: Fn(&M, &T) -> Result<(Tensor<B, 1>, usize), String>,
+    E: FnMut(&M, usize) -> R,
+    R: Into<Evaluation>,
+    C: FnMut(&M, usize, &Path) -> Result<(), String>,
+{
+    train_observed(
+        model,
+        cfg,
+        device,
+        next_batch,
+        loss_fn,
+        eval_fn,
+        checkpoint_fn,
+        &mut (),
+    )
+}
+
+/// [`train`], reporting to `observer`: [`TrainObserver::on_start`] with the first step,
+/// [`TrainObserver::on_step`] with a [`StepRecord`] after every step (the values pushed to
+/// [`TrainStats`]), [`TrainObserver::on_eval`] with an [`EvalRecord`] (the metrics of
+/// `eval_fn`'s [`Evaluation`] and its seconds) after every evaluation, and
+/// [`TrainObserver::on_checkpoint`] after every checkpoint. A
+/// [`MetricsLog`](crate::MetricsLog) observer writes `metrics.jsonl` and `loss.png`.
+///
+/// Errors: [`train`]'s, and the observer's.
+#[allow(clippy::too_many_arguments)] // train's callbacks and the observer, each one concern
+pub fn train_observed<B, M, T, N, F, E, R, C, O>(
     model: M,
     cfg: &TrainConfig,
     device: &B::Device,
@@ -112,14 +155,17 @@ pub fn train<B, M, T, N, F, E, C>(
     loss_fn: F,
     mut eval_fn: E,
     mut checkpoint_fn: C,
+    mut observer: O,
 ) -> Result<(M, TrainStats), TrainError>
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     N: FnMut(usize) -> T,
     F: Fn(&M, &T) -> Result<(Tensor<B, 1>, usize), String>,
-    E: FnMut(&M, usize) -> String,
+    E: FnMut(&M, usize) -> R,
+    R: Into<Evaluation>,
     C: FnMut(&M, usize, &Path) -> Result<(), String>,
+    O: TrainObserver,
 {
     cfg.validate()?;
     if let (Some(_), Some(out)) = (cfg.checkpoint_every, &cfg.output_dir) {
@@ -138,15 +184,10 @@ where
         mut consecutive_bad,
         checkpoint: mut last_checkpoint,
     } = start;
-    let pb = progress_bar(cfg.steps, cfg.progress);
-    pb.set_position(first as u64 - 1);
-    let log_lines = cfg.progress && pb.is_hidden();
-    let log_every = (cfg.steps / 20).max(1);
-    let say = |pb: &ProgressBar, line: String| {
-        if cfg.progress {
-            pb.suspend(|| eprintln!("{line}"));
-        }
-    };
+    observer.on_start(first)?;
+    let mut pb = Progress::steps(cfg.steps, cfg.progress);
+    pb.start_at(first - 1);
+    let say = |pb: &Progress, line: String| pb.println(&line);
     if first > cfg.steps {
         say(
             &pb,
@@ -164,7 +205,6 @@ where
     // Training time, without the eval / checkpoint callbacks (for the time budget).
     let mut callback_secs = 0.0f64;
     let train_secs = |cb: f64| prior_secs + start_time.elapsed().as_secs_f64() - cb;
-    let mut last_log = Instant::now();
     for step in first..=cfg.steps {
         let elapsed = train_secs(callback_secs);
         if cfg.time_budget_secs.is_some_and(|b| elapsed >= b) {
@@ -178,6 +218,7 @@ where
             );
             break;
         }
+        let step_start = Instant::now();
         <B as Backend>::seed(device, step_seed(cfg.seed, step));
         let lr = budget_lr(
             cfg.lr,
@@ -229,6 +270,18 @@ where
         stats.tokens += acc.tokens;
         stats.final_loss = acc.loss;
         stats.running_loss = stats.running();
+        let step_secs = step_start.elapsed().as_secs_f64();
+        observer.on_step(&StepRecord {
+            step,
+            loss: acc.loss,
+            learning_rate: lr,
+            grad_norm: norm,
+            num_tokens: acc.tokens,
+            tokens_per_second: acc.tokens as f64 / step_secs.max(1e-9),
+            skipped: bad.is_some(),
+            loss_scale: scaler.map(|s| s.scale),
+            elapsed_seconds: train_secs(callback_secs),
+        })?;
         if let Some(what) = bad {
             stats.skipped_steps += 1;
             consecutive_bad += 1;
@@ -243,7 +296,7 @@ where
                 ),
             );
             if consecutive_bad >= cfg.max_bad_steps {
-                pb.finish_and_clear();
+                pb.finish();
                 return Err(TrainError::TooManyBadSteps {
                     step,
                     count: consecutive_bad,
@@ -258,21 +311,17 @@ where
             "loss (mean of last 20) {:.4} lr {lr:.2e} gnorm {norm:.3} {tps:.0} tok/s",
             stats.running_loss
         );
-        pb.set_message(msg.clone());
-        pb.set_position(step as u64);
-        if log_lines
-            && (step == first
-                || step % log_every == 0
-                || step == cfg.steps
-                || last_log.elapsed().as_secs_f64() >= 30.0)
-        {
-            last_log = Instant::now();
-            say(&pb, format!("step {step}/{}: {msg}", cfg.steps));
-        }
+        pb.set_message(msg);
+        pb.set_position(step);
         let t_cb = Instant::now();
         if cfg.eval_every.is_some_and(|e| step % e == 0) {
-            let summary = eval_fn(&model, step);
-            say(&pb, format!("eval @ step {step}: {summary}"));
+            let eval: Evaluation = pb.suspend(|| eval_fn(&model, step)).into();
+            say(&pb, format!("eval @ step {step}: {}", eval.summary));
+            observer.on_eval(&EvalRecord {
+                step,
+                metrics: eval.metrics,
+                eval_runtime: t_cb.elapsed().as_secs_f64(),
+            })?;
         }
         if let (Some(every), Some(out)) = (cfg.checkpoint_every, &cfg.output_dir) {
             if step % every == 0 {
@@ -310,6 +359,7 @@ where
                 .map_err(|message| TrainError::Checkpoint { step, message })?;
                 // After skipped steps the weights are those of the last good step, but the
                 // checkpoint to name on failure is one written with no bad step pending.
+                observer.on_checkpoint(step, &dir)?;
                 if consecutive_bad == 0 {
                     last_checkpoint = Some(dir);
                 }
@@ -317,7 +367,7 @@ where
         }
         callback_secs += t_cb.elapsed().as_secs_f64();
     }
-    pb.finish_and_clear();
+    pb.finish();
     stats.loss_scale = scaler.map(|s| s.scale);
     stats.wall_secs = start_time.elapsed().as_secs_f64();
     stats.tokens_per_sec = stats.tokens as f64 / stats.wall_secs.max(1e-9);
