@@ -178,7 +178,11 @@ pub fn resolve_model_path_in(path: &Path, env: &HubEnv) -> Result<PathBuf, Model
     let Some(id) = path.to_str().and_then(HubId::parse) else {
         return Ok(path.to_path_buf());
     };
-    let mut looked = vec![path.to_path_buf()];
+    // The local path as the process saw it (relative to the working directory).
+    let local = std::env::current_dir()
+        .map(|d| d.join(path))
+        .unwrap_or_else(|_| path.to_path_buf());
+    let mut looked = vec![local];
     let cache = env.cache_dir();
     if let Some((dir, _)) = &cache {
         match id.snapshot_in(dir) {
