@@ -116,7 +116,7 @@ fn run() -> Result<(), AnyError> {
         }
         checks::output_file("--out", p)?;
     }
-    let config = with_model_ids(&args, config)?;
+    let config = with_model_ids(&args, &model_path, config)?;
     let (prompts, tokenizer) = match (&args.prompt, &args.input_ids) {
         (Some(text), _) => {
             let tok = Tokenizer::from_model_path(&model_path)?;
@@ -223,8 +223,12 @@ fn flag_config(args: &Args) -> Result<GenerationConfig, AnyError> {
 }
 
 /// `config` with the model's EOS / padding ids (EOS unless `--eos-token-id`).
-fn with_model_ids(args: &Args, config: GenerationConfig) -> Result<GenerationConfig, AnyError> {
-    let special = SpecialIds::from_model_path(&model_path)?;
+fn with_model_ids(
+    args: &Args,
+    model_path: &std::path::Path,
+    config: GenerationConfig,
+) -> Result<GenerationConfig, AnyError> {
+    let special = SpecialIds::from_model_path(model_path)?;
     Ok(GenerationConfig {
         eos_token_ids: if args.eos_token_id.is_empty() {
             special.eos_token_ids

@@ -342,3 +342,33 @@ fn chatml_template_renders_as_the_chatml_path_and_transformers() {
         assert_eq!(chatml.render(None, &m[0].content), want);
     }
 }
+
+#[test]
+fn converted_smollm2_in_the_hub_cache_matches_the_gguf_tokenizer() {
+    // Present once `scripts/smollm2_to_hub_cache.py` has run on this machine.
+    let id = Path::new("HuggingFaceTB/SmolLM2-135M-Instruct");
+    let dir = match lora_models::resolve_model_path(id) {
+        Ok(d) if d.is_dir() => d,
+        _ => {
+            println!("SKIPPED: {} is not in the hub cache", id.display());
+            return;
+        }
+    };
+    let t = Tokenizer::from_hf_dir(&dir).unwrap();
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("smollm2_tokens.json")).unwrap(),
+    )
+    .unwrap();
+    for c in json.as_array().unwrap() {
+        let text = c["text"].as_str().unwrap();
+        assert_eq!(t.encode(text).unwrap(), ids(&c["ids"]), "{text:?}");
+    }
+    assert_eq!((t.bos_id(), t.eos_id(), t.pad_id()), (Some(1), Some(2), Some(2)));
+    let jinja = JinjaChatTemplate::from_tokenizer(&t).unwrap().unwrap();
+    let chatml = ChatTemplate::from_template(t.chat_template().unwrap()).unwrap();
+    let user = "What is the capital of France?";
+    assert_eq!(
+        jinja.render(&[ChatMessage::new("user", user)], true).unwrap(),
+        chatml.render(None, user)
+    );
+}
