@@ -142,7 +142,8 @@ fn run() -> Result<(), AnyError> {
         }
         (ModelFamily::Gpt2, _) => {
             // The directory's own tokenizer files, else GPT-2's compiled-in BPE.
-            let tok = if path.join("tokenizer.json").is_file() || path.join("vocab.json").is_file() {
+            let tok = if path.join("tokenizer.json").is_file() || path.join("vocab.json").is_file()
+            {
                 Tokenizer::from_hf_dir(&path)?
             } else {
                 Tokenizer::gpt2()?

@@ -240,7 +240,12 @@ fn cases(tmp: &Path) -> Vec<Case> {
         case(lg, &[mp, &missing, ii, &ids, o, &out_st], mp, &missing),
         case(lg, &[mp, &not_model, ii, &ids, o, &out_st], mp, &not_model),
         // A hub id in no local cache: the places looked, in one line.
-        case(lg, &[mp, "no-org/no-model", ii, &ids, o, &out_st], mp, "no-org/no-model"),
+        case(
+            lg,
+            &[mp, "no-org/no-model", ii, &ids, o, &out_st],
+            mp,
+            "no-org/no-model",
+        ),
         case(lg, &[mp, &gpt2, ii, &missing, o, &out_st], ii, &missing),
         case(lg, &[mp, &gpt2, ii, &ids, o, &bad_file], o, &bad_file),
         case(mg, &[mp, &missing, ad, &lora, o, &out], mp, &missing),

@@ -76,7 +76,11 @@ fn logits_by_hub_id_and_revision_match_transformers() {
     let snap = hub_cache(&cache);
     let ids = snap.join("io.safetensors");
     let want = StFile::open(&ids).unwrap().f32("logits").unwrap().0;
-    for id in [REPO.to_string(), format!("{REPO}@{HASH}"), format!("{REPO}@main")] {
+    for id in [
+        REPO.to_string(),
+        format!("{REPO}@{HASH}"),
+        format!("{REPO}@main"),
+    ] {
         let out = tmp.path().join("logits.safetensors");
         let args = ["--model-path", &id, "--input-ids"];
         let ids_s = ids.to_string_lossy();
@@ -124,10 +128,18 @@ fn generate_renders_the_checkpoints_chat_template() {
         stderr.contains(&format!("prompt: {n} tokens in the model's chat template")),
         "{stderr}"
     );
-    let raw = run("generate", &[&args[..], &["--raw"]].concat(), &cache, tmp.path());
+    let raw = run(
+        "generate",
+        &[&args[..], &["--raw"]].concat(),
+        &cache,
+        tmp.path(),
+    );
     let n_raw = tok.encode("  Tell me a story.  ").unwrap().len();
     let stderr = String::from_utf8_lossy(&raw.stderr);
-    assert!(stderr.contains(&format!("prompt: {n_raw} tokens\n")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("prompt: {n_raw} tokens\n")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -165,13 +177,19 @@ fn finetune_by_hub_id_uses_the_checkpoints_family_and_tokenizer() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run("finetune", &args, &cache, tmp.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("loaded {}", snap.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("loaded {}", snap.display())),
+        "{stderr}"
+    );
     let cfg: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(out_dir.join("adapter_config.json")).unwrap(),
     )
     .unwrap();
     // Llama's default LoRA targets (not GPT-2's c_attn), on the Llama checkpoint.
     let targets = cfg["target_modules"].to_string();
-    assert!(targets.contains("q_proj") && !targets.contains("c_attn"), "{targets}");
+    assert!(
+        targets.contains("q_proj") && !targets.contains("c_attn"),
+        "{targets}"
+    );
     assert_eq!(cfg["fan_in_fan_out"], false);
 }

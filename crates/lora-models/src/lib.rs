@@ -49,7 +49,7 @@ pub mod weights;
 
 pub use auto::{load_any, AnyModel};
 pub use error::ModelError;
-pub use hub::{resolve_model_path, resolve_model_path_in, HubEnv, HubId};
 pub use export::write_f32_safetensors;
+pub use hub::{resolve_model_path, resolve_model_path_in, HubEnv, HubId};
 pub use language_model::{AttentionShape, LanguageModel};
 pub use layers::{KvCache, LayerKv};

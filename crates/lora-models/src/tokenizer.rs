@@ -328,7 +328,11 @@ impl Tokenizer {
     ///
     /// # Errors
     /// [`ModelError::Format`] if the `tokenizers` crate fails (not expected for valid UTF-8).
-    pub fn encode_with(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, ModelError> {
+    pub fn encode_with(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, ModelError> {
         match &self.inner {
             Inner::Hf {
                 tok,

@@ -61,7 +61,10 @@ impl Weights {
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| {
-                ModelError::format(index, "expected an object `weight_map` (tensor → shard file)")
+                ModelError::format(
+                    index,
+                    "expected an object `weight_map` (tensor → shard file)",
+                )
             })?;
         // Shards in file order, so errors and reads are deterministic.
         let mut by_shard: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -84,14 +87,19 @@ impl Weights {
             let st = StFile::open(dir.join(file)).map_err(|e| {
                 ModelError::format(
                     index,
-                    format!("shard `{file}` (listed for tensor `{}`) cannot be used: {e}", keys[0]),
+                    format!(
+                        "shard `{file}` (listed for tensor `{}`) cannot be used: {e}",
+                        keys[0]
+                    ),
                 )
             })?;
             for key in &keys {
                 if !st.contains(key) {
                     return Err(ModelError::format(
                         &st.path,
-                        format!("has no tensor `{key}`, which {SAFE_WEIGHTS_INDEX_NAME} lists in it"),
+                        format!(
+                            "has no tensor `{key}`, which {SAFE_WEIGHTS_INDEX_NAME} lists in it"
+                        ),
                     ));
                 }
                 of_key.insert(key.to_string(), files.len());

@@ -113,7 +113,12 @@ fn resolves_refs_revisions_and_cache_precedence() {
     };
     assert_eq!(resolve_model_path_in(id, &xdg).unwrap(), snap_x);
     let home_root = tmp.path().join("home");
-    let snap_h = hub_tree(&home_root.join(".cache/huggingface/hub"), REPO, HASH, &fixture());
+    let snap_h = hub_tree(
+        &home_root.join(".cache/huggingface/hub"),
+        REPO,
+        HASH,
+        &fixture(),
+    );
     let only_home = HubEnv {
         home: Some(home_root),
         ..HubEnv::default()
@@ -126,9 +131,15 @@ fn resolves_refs_revisions_and_cache_precedence() {
         ..HubEnv::default()
     };
     let tagged = format!("{REPO}@v1");
-    assert_eq!(resolve_model_path_in(Path::new(&tagged), &env_b).unwrap(), snap_b);
+    assert_eq!(
+        resolve_model_path_in(Path::new(&tagged), &env_b).unwrap(),
+        snap_b
+    );
     let pinned = format!("{REPO}@{other}");
-    assert_eq!(resolve_model_path_in(Path::new(&pinned), &env_b).unwrap(), snap_b);
+    assert_eq!(
+        resolve_model_path_in(Path::new(&pinned), &env_b).unwrap(),
+        snap_b
+    );
 
     // An existing local path always wins; a path that is no hub id passes through unchanged.
     let local = tmp.path().join(REPO);
@@ -150,7 +161,10 @@ fn not_found_names_every_place_looked_and_how_to_get_it() {
         "some-org/absent@v2".to_string(),
         format!(
             "looked at {}, ",
-            std::env::current_dir().unwrap().join("some-org/absent@v2").display()
+            std::env::current_dir()
+                .unwrap()
+                .join("some-org/absent@v2")
+                .display()
         ),
         repo.join("refs/v2").display().to_string(),
         format!("{} (from HF_HUB_CACHE)", cache.display()),
@@ -216,7 +230,10 @@ fn shard_errors_name_the_file_and_the_key() {
     map.insert(key.into(), wrong.into());
     std::fs::write(&idx, v.to_string()).unwrap();
     let e = Weights::open_dir(tmp.path()).err().unwrap().to_string();
-    assert!(e.contains(wrong) && e.contains(&format!("no tensor `{key}`")), "{e}");
+    assert!(
+        e.contains(wrong) && e.contains(&format!("no tensor `{key}`")),
+        "{e}"
+    );
     // A shard name that leaves the folder.
     map_edit(&idx, key, "../model-00001-of-00003.safetensors");
     let e = Weights::open_dir(tmp.path()).err().unwrap().to_string();
@@ -286,9 +303,16 @@ fn tokenizer_from_the_checkpoint_matches_autotokenizer() {
     .unwrap();
     let t = Tokenizer::from_hf_dir(tmp.path()).unwrap();
     assert_eq!((t.pad_id(), t.bos_id()), (Some(2), Some(1)));
-    std::fs::write(tmp.path().join("special_tokens_map.json"), r#"{"pad_token": 7}"#).unwrap();
+    std::fs::write(
+        tmp.path().join("special_tokens_map.json"),
+        r#"{"pad_token": 7}"#,
+    )
+    .unwrap();
     let e = Tokenizer::from_hf_dir(tmp.path()).unwrap_err().to_string();
-    assert!(e.contains("special_tokens_map.json") && e.contains("pad_token"), "{e}");
+    assert!(
+        e.contains("special_tokens_map.json") && e.contains("pad_token"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -302,7 +326,11 @@ fn chat_template_from_the_checkpoint_renders_as_transformers() {
     }
     // The template in tokenizer_config.json when there is no chat_template.jinja.
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture().join("tokenizer.json"), tmp.path().join("tokenizer.json")).unwrap();
+    std::fs::copy(
+        fixture().join("tokenizer.json"),
+        tmp.path().join("tokenizer.json"),
+    )
+    .unwrap();
     let template = std::fs::read_to_string(fixture().join("chat_template.jinja")).unwrap();
     let cfg = serde_json::json!({"bos_token": "<s>", "eos_token": "</s>",
         "chat_template": [{"name": "default", "template": template}]});
@@ -313,7 +341,10 @@ fn chat_template_from_the_checkpoint_renders_as_transformers() {
     let bad = JinjaChatTemplate::new("{% if %}", "x/chat_template.jinja", None, None)
         .unwrap_err()
         .to_string();
-    assert!(bad.contains("x/chat_template.jinja") && bad.contains("chat_template"), "{bad}");
+    assert!(
+        bad.contains("x/chat_template.jinja") && bad.contains("chat_template"),
+        "{bad}"
+    );
     let raised = JinjaChatTemplate::new(
         "{{ raise_exception('roles must alternate') }}",
         "t.jinja",
@@ -363,12 +394,17 @@ fn converted_smollm2_in_the_hub_cache_matches_the_gguf_tokenizer() {
         let text = c["text"].as_str().unwrap();
         assert_eq!(t.encode(text).unwrap(), ids(&c["ids"]), "{text:?}");
     }
-    assert_eq!((t.bos_id(), t.eos_id(), t.pad_id()), (Some(1), Some(2), Some(2)));
+    assert_eq!(
+        (t.bos_id(), t.eos_id(), t.pad_id()),
+        (Some(1), Some(2), Some(2))
+    );
     let jinja = JinjaChatTemplate::from_tokenizer(&t).unwrap().unwrap();
     let chatml = ChatTemplate::from_template(t.chat_template().unwrap()).unwrap();
     let user = "What is the capital of France?";
     assert_eq!(
-        jinja.render(&[ChatMessage::new("user", user)], true).unwrap(),
+        jinja
+            .render(&[ChatMessage::new("user", user)], true)
+            .unwrap(),
         chatml.render(None, user)
     );
 }

@@ -149,11 +149,15 @@ impl JinjaChatTemplate {
         let mut ctx = BTreeMap::new();
         ctx.insert("messages", Value::from(Serde(messages)));
         ctx.insert("add_generation_prompt", Value::from(add_generation_prompt));
-        for (k, v) in [("bos_token", &self.bos_token), ("eos_token", &self.eos_token)] {
+        for (k, v) in [
+            ("bos_token", &self.bos_token),
+            ("eos_token", &self.eos_token),
+        ] {
             if let Some(v) = v {
                 ctx.insert(k, Value::from(v.clone()));
             }
         }
-        t.render(Serde(ctx)).map_err(|e| template_error(&self.origin, &e))
+        t.render(Serde(ctx))
+            .map_err(|e| template_error(&self.origin, &e))
     }
 }

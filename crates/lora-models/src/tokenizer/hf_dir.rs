@@ -117,12 +117,11 @@ impl TokenizerFiles {
         }
         let jinja = dir.join("chat_template.jinja");
         if jinja.exists() {
-            let text = lora_io::read_regular_to_string(&jinja).map_err(|source| {
-                ModelError::Io {
+            let text =
+                lora_io::read_regular_to_string(&jinja).map_err(|source| ModelError::Io {
                     path: jinja.clone(),
                     source,
-                }
-            })?;
+                })?;
             out.chat_template = Some(text);
         }
         Ok(out)
