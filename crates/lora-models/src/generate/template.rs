@@ -14,7 +14,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, ErrorKind, Value};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One turn of a conversation (`{"role": ..., "content": ...}`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -52,7 +52,7 @@ impl std::fmt::Debug for JinjaChatTemplate {
     }
 }
 
-fn template_error(origin: &PathBuf, e: &minijinja::Error) -> ModelError {
+fn template_error(origin: &Path, e: &minijinja::Error) -> ModelError {
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -60,7 +60,7 @@ fn template_error(origin: &PathBuf, e: &minijinja::Error) -> ModelError {
         source = s.source();
     }
     ModelError::Config {
-        path: origin.clone(),
+        path: origin.to_path_buf(),
         key: "chat_template".into(),
         msg,
     }
