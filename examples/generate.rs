@@ -4,15 +4,16 @@
 //! transformers' `generate`.
 //!
 //! ```text
-//! cargo run --release --example generate -- --model-path DIR_OR_GGUF [--adapter DIR ...] \
+//! cargo run --release --example generate -- --model-path DIR_OR_GGUF_OR_HUB_ID [--adapter DIR ...] \
 //!     (--prompt TEXT [--raw] [--system TEXT] | --input-ids in.safetensors --out out.safetensors) \
 //!     [--max-new-tokens N] [--do-sample] [--temperature T] [--top-k K] [--top-p P] \
 //!     [--repetition-penalty R] [--seed S] [--eos-token-id ID ...]
 //! ```
 //! With `--prompt` the text is tokenized (the GGUF's tokenizer, or the directory's
-//! `tokenizer.json` / `vocab.json` + `merges.txt`, or GPT-2's compiled-in BPE), wrapped in the
-//! model's ChatML chat template when its GGUF has one (unless `--raw`), and the reply is
-//! printed. With `--input-ids` (an I64 or I32 tensor `input_ids` `[batch, seq]`, equal-length
+//! `tokenizer.json` / `vocab.json` + `merges.txt` with its special tokens, or GPT-2's
+//! compiled-in BPE), wrapped in the model's own Jinja chat template when it has one (GGUF
+//! `tokenizer.chat_template`, `chat_template.jinja` or `tokenizer_config.json`; unless
+//! `--raw`), and the reply is printed. With `--input-ids` (an I64 or I32 tensor `input_ids` `[batch, seq]`, equal-length
 //! rows) the I64 tensor `output_ids` `[batch, seq + new]` is written to `--out`.
 //! Sampling is on with `--do-sample` or any of `--temperature`, `--top-k`, `--top-p`, `--seed`;
 //! greedy otherwise. EOS ids default to the model's (`generation_config.json` / `config.json`
@@ -21,9 +22,9 @@
 use clap::Parser;
 use lora_burn::{load_any, AnyModel, Backend};
 use lora_models::generate::{
-    generate, ChatTemplate, GenerateError, Generation, GenerationConfig, SpecialIds,
+    generate, ChatMessage, GenerateError, Generation, GenerationConfig, JinjaChatTemplate,
+    SpecialIds,
 };
-use lora_models::gguf::GgufFile;
 use lora_models::tokenizer::Tokenizer;
 use lora_models::LanguageModel;
 use lora_peft::load_adapters;
@@ -38,13 +39,13 @@ use std::path::PathBuf;
     about = "Text generation (greedy or sampled, incremental decoding) with a GPT-2 or Llama checkpoint and optional adapters of any method"
 )]
 struct Args {
-    /// Hugging Face model directory or GGUF file.
+    /// Hugging Face model directory, GGUF file, or hub id org/name[@revision] in the local cache.
     #[arg(long)]
     model_path: PathBuf,
     /// Adapter directory (PEFT or AdapterHub); repeat for several LoRA adapters at once.
     #[arg(long)]
     adapter: Vec<PathBuf>,
-    /// Text to reply to (in the GGUF chat template unless --raw); the reply is printed.
+    /// Text to reply to (in the model's chat template unless --raw); the reply is printed.
     #[arg(
         long,
         conflicts_with = "input_ids",
@@ -101,7 +102,8 @@ fn run() -> Result<(), AnyError> {
     let device = Default::default();
     // Every flag and path is checked before the model is read.
     let config = flag_config(&args)?;
-    checks::model_path("--model-path", &args.model_path)?;
+    // A local path or a hub id in the local Hugging Face cache.
+    let model_path = checks::model_location("--model-path", &args.model_path)?.path;
     for a in &args.adapter {
         checks::input_dir("--adapter", a)?;
     }
@@ -114,12 +116,21 @@ fn run() -> Result<(), AnyError> {
         }
         checks::output_file("--out", p)?;
     }
-    let config = with_model_ids(&args, config)?;
+    let config = with_model_ids(&args, &model_path, config)?;
     let (prompts, tokenizer) = match (&args.prompt, &args.input_ids) {
         (Some(text), _) => {
-            let tok = Tokenizer::from_model_path(&args.model_path)?;
-            let text = chat_prompt(&args, text)?;
-            (vec![tok.encode(&text)?], Some(tok))
+            let tok = Tokenizer::from_model_path(&model_path)?;
+            let (ids, how) = match chat_prompt(&args, &tok, text)? {
+                // The template writes its own special tokens (transformers encodes the rendered
+                // chat with add_special_tokens=False).
+                Some(prompt) => (
+                    tok.encode_with(&prompt, false)?,
+                    " in the model's chat template",
+                ),
+                None => (tok.encode(text)?, ""),
+            };
+            eprintln!("prompt: {} tokens{how}", ids.len());
+            (vec![ids], Some(tok))
         }
         (None, Some(path)) => {
             let ids = InputIds::read(path)?;
@@ -133,7 +144,7 @@ fn run() -> Result<(), AnyError> {
         }
         (None, None) => return Err("give --prompt TEXT or --input-ids FILE --out FILE".into()),
     };
-    let out = match load_any::<Backend>(&args.model_path, &device)? {
+    let out = match load_any::<Backend>(&model_path, &device)? {
         AnyModel::Gpt2(m, _) => decode(
             &load_adapters(m, &args.adapter, false, &device)?,
             &prompts,
@@ -212,8 +223,12 @@ fn flag_config(args: &Args) -> Result<GenerationConfig, AnyError> {
 }
 
 /// `config` with the model's EOS / padding ids (EOS unless `--eos-token-id`).
-fn with_model_ids(args: &Args, config: GenerationConfig) -> Result<GenerationConfig, AnyError> {
-    let special = SpecialIds::from_model_path(&args.model_path)?;
+fn with_model_ids(
+    args: &Args,
+    model_path: &std::path::Path,
+    config: GenerationConfig,
+) -> Result<GenerationConfig, AnyError> {
+    let special = SpecialIds::from_model_path(model_path)?;
     Ok(GenerationConfig {
         eos_token_ids: if args.eos_token_id.is_empty() {
             special.eos_token_ids
@@ -225,14 +240,20 @@ fn with_model_ids(args: &Args, config: GenerationConfig) -> Result<GenerationCon
     })
 }
 
-/// `text` in the GGUF's ChatML template (unless `--raw` or the model has none).
-fn chat_prompt(args: &Args, text: &str) -> Result<String, AnyError> {
-    if args.raw || !args.model_path.is_file() {
-        return Ok(text.to_string());
+/// `text` as the user turn (after `--system`, if given) in the model's own chat template
+/// (GGUF metadata, `chat_template.jinja` or `tokenizer_config.json`), with the assistant turn
+/// opened; `None` with `--raw` or when the model has no template.
+fn chat_prompt(args: &Args, tok: &Tokenizer, text: &str) -> Result<Option<String>, AnyError> {
+    if args.raw {
+        return Ok(None);
     }
-    let g = GgufFile::open(&args.model_path)?;
-    Ok(match ChatTemplate::from_gguf(&g)? {
-        Some(t) => t.render(args.system.as_deref(), text),
-        None => text.to_string(),
-    })
+    let Some(template) = JinjaChatTemplate::from_tokenizer(tok)? else {
+        return Ok(None);
+    };
+    let mut messages = Vec::new();
+    if let Some(s) = &args.system {
+        messages.push(ChatMessage::new("system", s));
+    }
+    messages.push(ChatMessage::new("user", text));
+    Ok(Some(template.render(&messages, true)?))
 }

@@ -32,7 +32,7 @@ use std::path::PathBuf;
     about = "Logits of a GPT-2 or Llama checkpoint (+ adapters of any method, optionally merged), for comparison with transformers + PEFT"
 )]
 struct Args {
-    /// Hugging Face model directory or GGUF file.
+    /// Hugging Face model directory, GGUF file, or hub id org/name[@revision] in the local cache.
     #[arg(long)]
     model_path: PathBuf,
     /// Adapter directory (PEFT or AdapterHub); repeat for several LoRA adapters at once.
@@ -63,7 +63,8 @@ fn run() -> Result<(), AnyError> {
         return Err("--merge needs --adapter DIR".into());
     }
     // Every path is checked before anything is read.
-    checks::model_path("--model-path", &args.model_path)?;
+    // A local path or a hub id in the local Hugging Face cache.
+    let model_path = checks::model_location("--model-path", &args.model_path)?.path;
     for a in &args.adapter {
         checks::input_dir("--adapter", a)?;
     }
@@ -72,7 +73,7 @@ fn run() -> Result<(), AnyError> {
     checks::output_file("--out", &args.out)?;
     let device = Default::default();
     let ids = InputIds::read(&args.input_ids)?;
-    let model = load_any::<Backend>(&args.model_path, &device)?;
+    let model = load_any::<Backend>(&model_path, &device)?;
     let logits = match model {
         AnyModel::Gpt2(m, _) => logits(m, &ids, &args, &device)?,
         AnyModel::Llama(m, _) => logits(m, &ids, &args, &device)?,

@@ -21,7 +21,7 @@ use std::path::PathBuf;
     about = "Merge a PEFT LoRA adapter into its base model and write a Hugging Face directory (PEFT merge_and_unload + save_pretrained)"
 )]
 struct Args {
-    /// Hugging Face model directory or GGUF file.
+    /// Hugging Face model directory, GGUF file, or hub id org/name[@revision] in the local cache.
     #[arg(long)]
     model_path: PathBuf,
     /// PEFT adapter directory.
@@ -42,15 +42,16 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     // Every path is checked before the model is loaded.
-    checks::model_path("--model-path", &args.model_path)?;
+    // A local path or a hub id in the local Hugging Face cache.
+    let model_path = checks::model_location("--model-path", &args.model_path)?.path;
     checks::input_dir_with("--adapter", &args.adapter, lora_peft::CONFIG_NAME)?;
     checks::input_dir("--adapter", &args.adapter)?;
-    checks::output_not_input("--out", &args.out, "--model-path", &args.model_path)?;
+    checks::output_not_input("--out", &args.out, "--model-path", &model_path)?;
     checks::output_not_input("--out", &args.out, "--adapter", &args.adapter)?;
     checks::output_dir("--out", &args.out)?;
     let device = Default::default();
-    let loading = Progress::spinner(&format!("loading {}", args.model_path.display()));
-    let model = load_any::<Backend>(&args.model_path, &device)?;
+    let loading = Progress::spinner(&format!("loading {}", model_path.display()));
+    let model = load_any::<Backend>(&model_path, &device)?;
     loading.finish();
     match model {
         AnyModel::Gpt2(mut m, cfg) => {

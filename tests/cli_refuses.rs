@@ -179,7 +179,13 @@ fn cases(tmp: &Path) -> Vec<Case> {
             "--model-path",
             &not_model,
         ),
-        case(ft, &["--model-path", &gpt2], "--model-path", &gpt2),
+        // The files decide the family; --model gpt2 contradicting a Llama directory is refused.
+        case(
+            ft,
+            &["--model", "gpt2", "--model-path", &llama],
+            "--model-path",
+            &llama,
+        ),
         case(
             ft,
             &["--model", "gpt2", "--model-path", &not_model],
@@ -233,6 +239,13 @@ fn cases(tmp: &Path) -> Vec<Case> {
     c.extend([
         case(lg, &[mp, &missing, ii, &ids, o, &out_st], mp, &missing),
         case(lg, &[mp, &not_model, ii, &ids, o, &out_st], mp, &not_model),
+        // A hub id in no local cache: the places looked, in one line.
+        case(
+            lg,
+            &[mp, "no-org/no-model", ii, &ids, o, &out_st],
+            mp,
+            "no-org/no-model",
+        ),
         case(lg, &[mp, &gpt2, ii, &missing, o, &out_st], ii, &missing),
         case(lg, &[mp, &gpt2, ii, &ids, o, &bad_file], o, &bad_file),
         case(mg, &[mp, &missing, ad, &lora, o, &out], mp, &missing),
@@ -448,7 +461,7 @@ fn every_example_refuses_bad_flags_with_one_line_before_fetching() {
         failures.join("\n")
     );
     // The refusals this test covers (the count is reported in docs/reliability.md).
-    assert_eq!(cases.len(), 72, "update the count in docs/reliability.md");
+    assert_eq!(cases.len(), 73, "update the count in docs/reliability.md");
 }
 
 #[test]

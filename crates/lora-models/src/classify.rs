@@ -7,7 +7,7 @@
 //! position whose id is not `pad_token_id`). Sequences here are right-padded and passed with their
 //! lengths, which picks the same position.
 
-use crate::st::StFile;
+use crate::weights::Weights;
 use crate::{LanguageModel, ModelError};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -60,17 +60,18 @@ impl<B: Backend, M: LanguageModel<B>> SequenceClassifier<B, M> {
     }
 
     /// Reads `score.weight` (`[num_labels, hidden]`, transformers' layout) from a
-    /// `*ForSequenceClassification` checkpoint `dir/model.safetensors`.
+    /// `*ForSequenceClassification` checkpoint `dir/model.safetensors` or its shards
+    /// ([`Weights::open_dir`]).
     ///
     /// # Errors
     /// [`ModelError::Io`], [`ModelError::Format`], [`ModelError::MissingKey`] (not a
     /// classification checkpoint), [`ModelError::Shape`].
     pub fn load_score(model: M, dir: &Path, device: &B::Device) -> Result<Self, ModelError> {
-        let st = StFile::open(dir.join("model.safetensors"))?;
+        let st = Weights::open_dir(dir)?;
         let (vals, shape) = st.f32("score.weight")?;
         if shape.len() != 2 || shape[1] != model.hidden_size() {
             return Err(ModelError::Shape {
-                path: st.path.clone(),
+                path: st.path_of("score.weight").to_path_buf(),
                 key: "score.weight".into(),
                 expected: vec![shape.first().copied().unwrap_or(0), model.hidden_size()],
                 got: shape,

@@ -69,6 +69,25 @@ pub enum ModelError {
         /// What was wrong.
         msg: String,
     },
+    /// A model path read as a hub id `org/name[@rev]` that is neither a local path nor in the
+    /// local hub cache ([`crate::hub::resolve_model_path`]).
+    #[error(
+        "model {repo_id}@{revision} is neither a local path nor in the Hugging Face hub cache \
+         {cache}; looked at {}; on a machine with the hub run `hf download {repo_id}` (or \
+         `huggingface-cli download {repo_id}`) and copy its models--* folder into that cache, \
+         or set HF_HUB_CACHE / HF_HOME to where it is",
+        looked.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NotInHubCache {
+        /// `org/name`.
+        repo_id: String,
+        /// The revision asked for (`main` by default).
+        revision: String,
+        /// Every path looked at, in order: the local path, the ref file, the snapshot folder.
+        looked: Vec<PathBuf>,
+        /// The cache folder and the variable that chose it.
+        cache: String,
+    },
     /// The LoRA layer refused a tensor.
     #[error(transparent)]
     Lora(#[from] lora_core::LoraError),

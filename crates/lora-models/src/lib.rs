@@ -14,10 +14,14 @@
 //! - [`layers`]: the building blocks both families share (norms, RoPE, causal attention, MLP
 //!   activations).
 //! - [`auto`]: [`AnyModel`] / [`load_any`], loading either family from a path.
+//! - [`hub`]: `org/name[@rev]` model paths resolved offline in the local Hugging Face hub cache
+//!   ([`resolve_model_path`]).
 //! - [`classify`]: transformers' `*ForSequenceClassification` head for either family.
 //! - [`generate`]: text generation with incremental decoding (greedy, sampling, EOS, chat
 //!   prompts), over any [`LanguageModel`].
-//! - [`st`]: reading safetensors tensors into burn; checkpoints are written through `lora-io`.
+//! - [`st`]: reading safetensors tensors into burn; [`weights`]: a checkpoint's tensors from
+//!   `model.safetensors` or its shards (`model.safetensors.index.json`); checkpoints are written
+//!   through `lora-io`.
 //!
 //! ## Adding a model family
 //!
@@ -36,15 +40,18 @@ mod export;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
+pub mod hub;
 mod language_model;
 pub mod layers;
 pub mod llama;
 mod panic_guard;
 pub mod st;
 pub mod tokenizer;
+pub mod weights;
 
 pub use auto::{load_any, AnyModel};
 pub use error::ModelError;
 pub use export::write_f32_safetensors;
+pub use hub::{resolve_model_path, resolve_model_path_in, HubEnv, HubId};
 pub use language_model::{AttentionShape, LanguageModel};
 pub use layers::{KvCache, LayerKv};

@@ -10,7 +10,6 @@
 //! `tokenizer.json`: `Sequence[Digits(individual_digits=true), ByteLevel(add_prefix_space=false,
 //! use_regex=true)]` (llama.cpp: `\p{N}` then the GPT-2 regex).
 use crate::gguf::GgufFile;
-use crate::panic_guard::no_panic;
 use crate::ModelError;
 use std::path::{Path, PathBuf};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -21,6 +20,8 @@ use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior};
+
+mod hf_dir;
 
 /// GGUF `tokenizer.ggml.token_type` of control tokens (`<|im_start|>`...), matched as specials.
 pub const TOKEN_TYPE_CONTROL: i64 = 3;
@@ -51,8 +52,12 @@ enum Inner {
         eos: Option<u32>,
         pad: Option<u32>,
         add_bos: bool,
+        /// Append EOS on encode (`add_eos_token` of a `vocab.json` + `merges.txt` directory).
+        add_eos: bool,
         /// Run the tokenizer's own post-processor (a `tokenizer.json`'s BOS/EOS template).
         post_process: bool,
+        /// The Jinja chat template (`tokenizer.chat_template`, `chat_template.jinja`, ...).
+        chat_template: Option<String>,
     },
     /// GPT-2 `r50k_base`.
     Gpt2(Box<tiktoken_rs::CoreBPE>),
@@ -241,6 +246,10 @@ impl Tokenizer {
                 "is absent but tokenizer.ggml.add_bos_token is true".into(),
             ));
         }
+        let chat_template = match g.get(crate::generate::CHAT_TEMPLATE_KEY) {
+            None => None,
+            Some(_) => Some(g.get_str(crate::generate::CHAT_TEMPLATE_KEY)?.to_string()),
+        };
         Ok(Tokenizer {
             inner: Inner::Hf {
                 tok: Box::new(tok),
@@ -250,7 +259,9 @@ impl Tokenizer {
                 eos: id("tokenizer.ggml.eos_token_id")?,
                 pad: id("tokenizer.ggml.padding_token_id")?,
                 add_bos,
+                add_eos: false,
                 post_process: false,
+                chat_template,
             },
         })
     }
@@ -265,58 +276,6 @@ impl Tokenizer {
             .map_err(|e| ModelError::format("tiktoken-rs r50k_base", e.to_string()))?;
         Ok(Tokenizer {
             inner: Inner::Gpt2(Box::new(bpe)),
-        })
-    }
-
-    /// The tokenizer of a Hugging Face model directory: `tokenizer.json` (the `tokenizers`
-    /// serialization, with its post-processor applied on encode as transformers'
-    /// `add_special_tokens=True` does), else `vocab.json` + `merges.txt` (GPT-2's byte-level BPE,
-    /// `<|endoftext|>` matched whole when in the vocabulary). BOS/EOS/padding ids are not read
-    /// from these files (`bos_id` etc. are `None`); the model's `config.json` carries them.
-    ///
-    /// # Errors
-    /// [`ModelError::Format`] naming the file when it cannot be parsed, or naming the
-    /// directory when it has neither `tokenizer.json` nor `vocab.json` + `merges.txt`.
-    pub fn from_hf_dir(dir: &Path) -> Result<Self, ModelError> {
-        let json = dir.join("tokenizer.json");
-        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        let (tok, source, post_process) = if json.is_file() {
-            let tok = no_panic(&json, "cannot load tokenizer", || {
-                tokenizers::Tokenizer::from_file(&json)
-                    .map_err(|e| ModelError::format(&json, format!("cannot load tokenizer: {e}")))
-            })?;
-            (tok, json, true)
-        } else if vocab.is_file() && merges.is_file() {
-            let (v, m) = (vocab.to_string_lossy(), merges.to_string_lossy());
-            let bpe = no_panic(&vocab, "cannot build BPE with merges.txt", || {
-                BPE::from_file(&v, &m).build().map_err(|e| {
-                    ModelError::format(&vocab, format!("cannot build BPE with merges.txt: {e}"))
-                })
-            })?;
-            let mut tok = tokenizers::Tokenizer::new(bpe);
-            tok.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-            tok.with_decoder(Some(ByteLevelDecoder::default()));
-            if tok.token_to_id("<|endoftext|>").is_some() {
-                tok.add_special_tokens(&[AddedToken::from("<|endoftext|>", true)]);
-            }
-            (tok, vocab, false)
-        } else {
-            return Err(ModelError::format(
-                dir,
-                "no tokenizer: expected tokenizer.json, or vocab.json and merges.txt",
-            ));
-        };
-        Ok(Tokenizer {
-            inner: Inner::Hf {
-                vocab: tok.get_vocab_size(true),
-                tok: Box::new(tok),
-                source,
-                bos: None,
-                eos: None,
-                pad: None,
-                add_bos: false,
-                post_process,
-            },
         })
     }
 
@@ -350,31 +309,54 @@ impl Tokenizer {
         }
     }
 
+    /// Text → token ids as transformers' `tokenizer(text)` (`add_special_tokens=True`):
+    /// [`Tokenizer::encode_with`] with special tokens added.
+    ///
+    /// # Errors
+    /// As [`Tokenizer::encode_with`].
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.encode_with(text, true)
+    }
+
     /// Text → token ids. Special/control tokens written in the text (`<|im_start|>`,
-    /// `<|endoftext|>`) become their single ids, as transformers' tokenizers do. No BOS is
-    /// prepended unless the GGUF metadata says `tokenizer.ggml.add_bos_token = true`; no EOS is
-    /// appended.
+    /// `<|endoftext|>`) become their single ids, as transformers' tokenizers do. With
+    /// `add_special_tokens` (transformers' argument of that name) a `tokenizer.json`'s
+    /// post-processor runs (e.g. a Llama BOS), and the BOS / EOS that GGUF metadata
+    /// (`tokenizer.ggml.add_bos_token`) or a `vocab.json` directory's `tokenizer_config.json`
+    /// (`add_bos_token`, `add_eos_token`) ask for are added; without it none is (what
+    /// `apply_chat_template` uses on the rendered text).
     ///
     /// # Errors
     /// [`ModelError::Format`] if the `tokenizers` crate fails (not expected for valid UTF-8).
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+    pub fn encode_with(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, ModelError> {
         match &self.inner {
             Inner::Hf {
                 tok,
                 source,
                 bos,
+                eos,
                 add_bos,
+                add_eos,
                 post_process,
                 ..
             } => {
-                let enc = tok.encode(text, *post_process).map_err(|e| {
-                    ModelError::format(source, format!("tokenizer failed on {text:?}: {e}"))
-                })?;
-                let mut ids = Vec::with_capacity(enc.len() + 1);
-                if *add_bos {
+                let enc = tok
+                    .encode(text, *post_process && add_special_tokens)
+                    .map_err(|e| {
+                        ModelError::format(source, format!("tokenizer failed on {text:?}: {e}"))
+                    })?;
+                let mut ids = Vec::with_capacity(enc.len() + 2);
+                if *add_bos && add_special_tokens {
                     ids.extend(*bos);
                 }
                 ids.extend_from_slice(enc.get_ids());
+                if *add_eos && add_special_tokens {
+                    ids.extend(*eos);
+                }
                 Ok(ids)
             }
             Inner::Gpt2(bpe) => Ok(bpe.encode_with_special_tokens(text)),
@@ -409,6 +391,12 @@ impl Tokenizer {
         }
     }
 
+    /// The file the tokenizer was read from (`tokenizer.json`, `vocab.json`, the GGUF file), or
+    /// `tiktoken-rs r50k_base` for the compiled-in GPT-2 BPE.
+    pub fn source_path(&self) -> PathBuf {
+        self.source()
+    }
+
     fn source(&self) -> PathBuf {
         match &self.inner {
             Inner::Hf { source, .. } => source.clone(),
@@ -440,6 +428,24 @@ impl Tokenizer {
         match &self.inner {
             Inner::Hf { eos, .. } => *eos,
             Inner::Gpt2(_) => Some(GPT2_EOS),
+        }
+    }
+
+    /// The Jinja chat template the model's files carry (GGUF `tokenizer.chat_template`; a
+    /// directory's `chat_template.jinja` or `tokenizer_config.json` `chat_template`), if any.
+    pub fn chat_template(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Hf { chat_template, .. } => chat_template.as_deref(),
+            Inner::Gpt2(_) => None,
+        }
+    }
+
+    /// The text of token `id` as the vocabulary spells it (`"<s>"`, `"<|im_end|>"`), for
+    /// chat templates' `bos_token` / `eos_token`; `None` outside the vocabulary.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        match &self.inner {
+            Inner::Hf { tok, .. } => tok.id_to_token(id),
+            Inner::Gpt2(bpe) => bpe.decode(&[id]).ok(),
         }
     }
 

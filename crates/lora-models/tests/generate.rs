@@ -6,7 +6,8 @@ use burn::tensor::{Tensor, TensorData};
 use lora_core::{LoraLayerConfig, NamedLinears};
 use lora_models::generate::sampling::argmax;
 use lora_models::generate::{
-    generate, ChatTemplate, GenerateError, Generation, GenerationConfig, SpecialIds, StopReason,
+    generate, ChatMessage, ChatTemplate, GenerateError, Generation, GenerationConfig,
+    JinjaChatTemplate, SpecialIds, StopReason,
 };
 use lora_models::gguf::GgufFile;
 use lora_models::gpt2::Gpt2;
@@ -310,6 +311,15 @@ fn smollm2_chat_greedy_matches_transformers() {
         .encode(&chat.render(None, "What is the capital of France?"))
         .unwrap();
     assert_eq!(vec![prompt], c.prompts);
+    // The GGUF's own template rendered by minijinja gives the same prompt ids.
+    let jinja = JinjaChatTemplate::from_tokenizer(&tok).unwrap().unwrap();
+    let text = jinja
+        .render(
+            &[ChatMessage::new("user", "What is the capital of France?")],
+            true,
+        )
+        .unwrap();
+    assert_eq!(tok.encode_with(&text, false).unwrap(), c.prompts[0]);
     assert_eq!(
         c.config.eos_token_ids,
         [tok.token_id("<|im_end|>").unwrap()]

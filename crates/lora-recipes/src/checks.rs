@@ -3,7 +3,7 @@
 //! examples run them before anything is fetched or loaded.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::AnyError;
 
@@ -52,8 +52,70 @@ pub enum ModelPathKind {
     Gguf,
 }
 
+/// The model family a checked model path holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFamily {
+    /// GPT-2 (`config.json` `model_type` "gpt2").
+    Gpt2,
+    /// Llama family (`model_type` "llama", or a GGUF file).
+    Llama,
+}
+
+/// A checked `--model-path`: where it points once a hub id is resolved, and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLocation {
+    /// The local file or directory (a hub id's snapshot folder).
+    pub path: PathBuf,
+    /// A directory or a GGUF file.
+    pub kind: ModelPathKind,
+    /// The family its files declare.
+    pub family: ModelFamily,
+}
+
+/// What every example's `--model-path` accepts, for messages.
+pub const MODEL_PATH_EXPECTED: &str = "a model directory (config.json + model.safetensors or its \
+     shards), a GGUF file, or a Hugging Face hub id org/name[@revision] in the local hub cache";
+
+/// Resolves `given` ([`lora_models::resolve_model_path`]: an existing local path as is, else a
+/// hub id `org/name[@rev]` in the local hub cache), checks it as [`model_path`] does and reads
+/// its family: a GGUF file is Llama; a directory's `config.json` `model_type` decides.
+///
+/// # Errors
+/// One line naming `flag` and `given`: a hub id in no cache (listing the places looked), or
+/// [`model_path`]'s errors, or a `config.json` that cannot be read or whose `model_type` is
+/// neither "gpt2" nor "llama".
+pub fn model_location(flag: &str, given: &Path) -> Result<ModelLocation, AnyError> {
+    let path = lora_models::resolve_model_path(given)
+        .map_err(|e| format!("{flag} {}: {e}", given.display()))?;
+    let kind = model_path_expecting(flag, &path, MODEL_PATH_EXPECTED)?;
+    let family = match kind {
+        ModelPathKind::Gguf => ModelFamily::Llama,
+        ModelPathKind::HfDir => {
+            let cfg = path.join("config.json");
+            let v: serde_json::Value = lora_io::read_regular_to_string(&cfg)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                .map_err(|e| format!("{flag} {}: {}: {e}", given.display(), cfg.display()))?;
+            match v.get("model_type").and_then(|t| t.as_str()) {
+                Some("gpt2") => ModelFamily::Gpt2,
+                Some("llama") => ModelFamily::Llama,
+                other => {
+                    return Err(format!(
+                        "{flag} {}: {} has model_type {other:?}; expected \"gpt2\" or \"llama\"",
+                        given.display(),
+                        cfg.display()
+                    )
+                    .into())
+                }
+            }
+        }
+    };
+    Ok(ModelLocation { path, kind, family })
+}
+
 /// Checks that `path` is a Hugging Face model directory (with `config.json`) or a GGUF file
-/// (first four bytes `GGUF`), and returns which.
+/// (first four bytes `GGUF`), and returns which. A hub id is not resolved here
+/// ([`model_location`] does).
 ///
 /// # Errors
 /// One line naming `flag` and `path`: missing, a directory without `config.json`, or a file

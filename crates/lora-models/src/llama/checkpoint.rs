@@ -1,5 +1,5 @@
-//! Llama from and to a Hugging Face directory (`config.json` + `model.safetensors`), keys
-//! from the table in `names.rs`; [`Llama::build`] also serves the GGUF loader.
+//! Llama from and to a Hugging Face directory (`config.json` + `model.safetensors` or its
+//! shards), keys from the table in `names.rs`; [`Llama::build`] also serves the GGUF loader.
 use super::config::LlamaConfig;
 use super::model::{LayerParts, Llama, LlamaLayer};
 use super::names::{
@@ -9,7 +9,7 @@ use crate::export::{
     ensure_dir, put_tensor, save_json, save_safetensors, transpose_vec, StTensors,
 };
 use crate::layers::{frozen, RmsNorm};
-use crate::st::StFile;
+use crate::weights::Weights;
 use crate::ModelError;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -89,8 +89,9 @@ impl<B: Backend> LayerParts<B> for FetchParts<'_, '_, B> {
 }
 
 impl<B: Backend> Llama<B> {
-    /// Loads `dir/config.json` and `dir/model.safetensors` (transformers `LlamaForCausalLM`
-    /// layout, keys `model.…`, `lm_head.weight` when untied; a `LlamaModel` checkpoint without the
+    /// Loads `dir/config.json` and `dir/model.safetensors`, or the shards of
+    /// `dir/model.safetensors.index.json` ([`Weights::open_dir`]; F32, F16 or BF16 tensors,
+    /// widened to f32) (transformers `LlamaForCausalLM` layout, keys `model.…`, `lm_head.weight` when untied; a `LlamaModel` checkpoint without the
     /// `model.` prefix also works). A classification head `score.weight`, the obsolete
     /// `rotary_emb.inv_freq` buffers and a redundant `lm_head.weight` of a tied model are ignored.
     ///
@@ -100,7 +101,7 @@ impl<B: Backend> Llama<B> {
     /// [`ModelError::Shape`], [`ModelError::Dtype`]; each names the file and key.
     pub fn load_hf(dir: &Path, device: &B::Device) -> Result<(Self, LlamaConfig), ModelError> {
         let config = LlamaConfig::from_file(dir.join("config.json"))?;
-        let st = StFile::open(dir.join("model.safetensors"))?;
+        let st = Weights::open_dir(dir)?;
         let prefix = if !st.contains(EMBED.hf) && st.contains(EMBED.hf.trim_start_matches("model."))
         {
             ""
@@ -116,7 +117,7 @@ impl<B: Backend> Llama<B> {
             let (vals, shape) = st.f32(&key)?;
             if shape != slot.shape {
                 return Err(ModelError::Shape {
-                    path: st.path.clone(),
+                    path: st.path_of(&key).to_path_buf(),
                     key,
                     expected: slot.shape.clone(),
                     got: shape,
@@ -128,7 +129,7 @@ impl<B: Backend> Llama<B> {
         for name in st.names() {
             if !used.contains(&name) && !is_ignored(&name, config.tie_word_embeddings) {
                 return Err(ModelError::format(
-                    &st.path,
+                    st.path_of(&name),
                     format!(
                         "unexpected tensor `{name}` for a Llama model with {} layers",
                         config.num_hidden_layers

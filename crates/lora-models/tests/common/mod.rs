@@ -85,3 +85,26 @@ pub fn real_gguf() -> Option<PathBuf> {
         }
     }
 }
+
+/// Lays `src`'s files out as the Hugging Face hub cache does under `cache`:
+/// `models--{org}--{name}/blobs/<name-derived id>` holding the bytes,
+/// `snapshots/{hash}/<file>` symbolic links to `../../blobs/<id>`, and `refs/main` = `hash`.
+/// Returns the snapshot folder.
+#[cfg(unix)]
+pub fn hub_tree(cache: &Path, repo_id: &str, hash: &str, src: &Path) -> PathBuf {
+    let repo = cache.join(format!("models--{}", repo_id.replace('/', "--")));
+    let (blobs, snap) = (repo.join("blobs"), repo.join("snapshots").join(hash));
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), hash).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        // Blob names are content hashes upstream; any name unique here will do.
+        let blob = format!("{hash}-{}", name.replace('.', "_"));
+        std::fs::copy(e.path(), blobs.join(&blob)).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/{blob}"), snap.join(&name)).unwrap();
+    }
+    snap
+}
