@@ -442,8 +442,7 @@ fn gpt2_split_into_shards_loads_as_the_single_file() {
         index.to_string(),
     )
     .unwrap();
-    let (model, _) =
-        lora_models::gpt2::Gpt2::<B>::load(tmp.path(), &Default::default()).unwrap();
+    let (model, _) = lora_models::gpt2::Gpt2::<B>::load(tmp.path(), &Default::default()).unwrap();
     let (input_ids, want, _) = io(&src, "logits");
     let (got, _) = values(model.forward(input_ids));
     let d = max_diff(&got, &want);
