@@ -188,7 +188,7 @@ fn bf16_sharded_checkpoint_by_hub_id_matches_transformers() {
     let header = std::fs::read(&shard.path).unwrap();
     assert!(String::from_utf8_lossy(&header[..600]).contains("\"BF16\""));
     let (model, c) = Llama::<B>::load_hf(&dir, &Default::default()).unwrap();
-    assert_eq!((c.vocab_size, c.num_hidden_layers), (97, 2));
+    assert_eq!((c.vocab_size, c.num_hidden_layers), (90, 2));
     let (input_ids, want, want_shape) = io(&dir, "logits");
     let (got, shape) = values(model.forward(input_ids));
     assert_eq!(shape, want_shape);
@@ -407,4 +407,44 @@ fn converted_smollm2_in_the_hub_cache_matches_the_gguf_tokenizer() {
             .unwrap(),
         chatml.render(None, user)
     );
+}
+
+#[test]
+fn gpt2_split_into_shards_loads_as_the_single_file() {
+    // gpt2_a's tensors written to two shards with an index: the same logits as transformers'.
+    use safetensors::tensor::{serialize, TensorView};
+    let src = fixtures().join("gpt2_a");
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    let mut map = serde_json::Map::new();
+    for (i, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-0000{}-of-00002.safetensors", i + 1);
+        let views: Vec<(String, TensorView)> = part
+            .iter()
+            .map(|n| {
+                let t = st.tensor(n).unwrap();
+                map.insert(n.clone(), file.clone().into());
+                (
+                    n.clone(),
+                    TensorView::new(t.dtype(), t.shape().to_vec(), t.data()).unwrap(),
+                )
+            })
+            .collect();
+        std::fs::write(tmp.path().join(&file), serialize(views, None).unwrap()).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(
+        tmp.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let (model, _) = lora_models::gpt2::Gpt2::<B>::load(tmp.path(), &Default::default()).unwrap();
+    let (input_ids, want, _) = io(&src, "logits");
+    let (got, _) = values(model.forward(input_ids));
+    let d = max_diff(&got, &want);
+    assert!(d < 1e-4, "max |diff| {d}");
 }
