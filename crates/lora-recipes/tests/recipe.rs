@@ -165,6 +165,10 @@ fn wrong_type_or_value_names_key_and_expectation() {
         let (e, p) = err(text);
         assert_eq!(e, format!("{p}:{want}"));
     }
+    // A multi-line string is shown on the error's one line.
+    let (e, p) = err("r = \"\"\"\nan\neight\"\"\"\n");
+    assert!(e.starts_with(&format!("{p}:1:5: `r` = ")), "{e}");
+    assert!(e.ends_with("expected usize") && !e.contains('\n'), "{e}");
     // A value enum lists the accepted names, as the command line's.
     let (e, p) = err("method = \"lorra\"\n");
     assert!(

@@ -50,14 +50,6 @@ pub fn merge(
 ) -> Result<FinetuneOptions, AnyError> {
     let mut table = options_table(cli)?;
     let dir = file.dir();
-    if dir.to_str().is_none() {
-        return Err(format!(
-            "--config {}: the recipe's folder is not UTF-8, so its relative paths cannot be \
-             resolved; move it",
-            file.path.display()
-        )
-        .into());
-    }
     for (name, entry) in &file.entries {
         // A flag the user typed (or set through the environment) beats the file.
         if !matches!(
@@ -68,6 +60,14 @@ pub fn merge(
         }
         let is_path = find(fields, name).is_some_and(|f| f.is_path);
         let value = if is_path {
+            if dir.to_str().is_none() {
+                return Err(format!(
+                    "{}: the recipe's folder is not UTF-8, so a relative path cannot be \
+                     resolved against it; move the recipe",
+                    file.locate(entry)
+                )
+                .into());
+            }
             relative_to(&entry.value, dir)
         } else {
             entry.value.clone()
@@ -78,7 +78,12 @@ pub fn merge(
         let name = e.path().to_string();
         let why = e.inner().message().trim().replace('\n', "; ");
         match file.entries.get(&name) {
-            Some(entry) => format!("{} = {}: {why}", file.locate(entry), entry.value),
+            Some(entry) => format!(
+                "{} = {}: {why}",
+                file.locate(entry),
+                // One line, even for a multi-line string.
+                entry.value.to_string().replace('\n', "\\n")
+            ),
             None => format!("{}: `{name}`: {why}", file.path.display()),
         }
         .into()
