@@ -123,7 +123,8 @@ impl HubId {
     /// `refs/{revision}` when that file exists, else `revision` itself taken as a commit hash.
     ///
     /// # Errors
-    /// A message naming every place looked when no snapshot folder exists.
+    /// The places looked (the ref file, the snapshot folder), in order, when no snapshot
+    /// folder exists.
     pub fn snapshot_in(&self, cache: &Path) -> Result<PathBuf, Vec<PathBuf>> {
         let repo = cache.join(self.folder_name());
         let ref_file = repo.join("refs").join(&self.revision);
