@@ -68,7 +68,11 @@ pub fn merge(
                 )
                 .into());
             }
-            relative_to(&entry.value, dir)
+            match entry.value.as_str() {
+                // A hub id (`org/name`) names no file: kept as typed unless such a path exists.
+                Some(s) if name == "model_path" && super::is_hub_id(s, dir) => entry.value.clone(),
+                _ => relative_to(&entry.value, dir),
+            }
         } else {
             entry.value.clone()
         };

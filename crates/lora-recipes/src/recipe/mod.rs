@@ -27,3 +27,11 @@ pub mod resolved;
 pub use file::RecipeFile;
 pub use merge::{options_with_recipe, read_recipe};
 pub use resolved::{resolved_toml, write_training_config, TRAINING_CONFIG_FILE};
+
+/// Whether the path value `s` is a Hugging Face hub id (`org/name[@rev]`,
+/// [`lora_models::HubId::parse`]) rather than a file: no such path exists below `dir` (the
+/// recipe's folder, or the working directory for `""`). A hub id is kept as typed in recipes
+/// and in `training_config.toml`, so that a repeated run looks it up in the hub cache again.
+pub(crate) fn is_hub_id(s: &str, dir: &std::path::Path) -> bool {
+    !dir.join(s).exists() && lora_models::HubId::parse(s).is_some()
+}

@@ -41,7 +41,16 @@ pub fn resolved_toml(opts: &FinetuneOptions) -> Result<String, AnyError> {
         }
         match table.get(&field.name) {
             Some(value) if field.is_path => {
-                let value = absolute(value, &field.flag())?;
+                // A hub id is written as typed: a repeated run looks it up in the cache again.
+                let hub_id = field.name == "model_path"
+                    && value
+                        .as_str()
+                        .is_some_and(|s| super::is_hub_id(s, Path::new("")));
+                let value = if hub_id {
+                    value.clone()
+                } else {
+                    absolute(value, &field.flag())?
+                };
                 writeln!(out, "{} = {value}", field.name)?;
             }
             Some(value) => writeln!(out, "{} = {value}", field.name)?,
