@@ -228,7 +228,8 @@ fn training_config_repeats_a_non_trivial_run() {
         "--model",
         "gpt2",
         "--model-path",
-        "models/gpt2",
+        // `models/gpt2` would read as a hub id (no such folder exists): spelled as a path.
+        "./models/gpt2",
         "--data-path",
         "/data/reviews.json",
         "--task",
@@ -332,5 +333,17 @@ fn a_seed_toml_cannot_hold_is_named() {
     assert!(
         e.starts_with("--seed 18446744073709551615: cannot be written as TOML"),
         "{e}"
+    );
+}
+
+/// A hub id as `--model-path` is written as typed, so that a repeated run resolves it in the
+/// hub cache again (a path of that name does not exist here).
+#[test]
+fn training_config_keeps_a_hub_id() {
+    let o = opts(&["--model-path", "HuggingFaceTB/SmolLM2-135M-Instruct"]);
+    let back = round_trip(&o);
+    assert_eq!(
+        back.model_path.as_deref(),
+        Some(std::path::Path::new("HuggingFaceTB/SmolLM2-135M-Instruct"))
     );
 }
