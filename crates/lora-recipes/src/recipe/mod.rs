@@ -14,7 +14,7 @@
 //! working directory.
 //!
 //! - [`fields`]: the option fields as clap declares them (names, path-valued ones, help);
-//! - [`file`]: reading and checking a recipe file (syntax, unknown keys);
+//! - [`mod@file`]: reading and checking a recipe file (syntax, unknown keys);
 //! - [`merge`]: the file merged with the command line ([`options_with_recipe`],
 //!   [`read_recipe`]);
 //! - [`resolved`]: `training_config.toml` ([`write_training_config`], [`resolved_toml`]).
