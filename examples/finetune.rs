@@ -158,6 +158,7 @@ fn run() -> Result<(), AnyError> {
                 train_set: &train_set,
                 test_set: &test_set,
                 model_path: &path,
+                model_name: &loc.name,
             };
             run_model(&args, model, &inputs, &device)?;
         }
@@ -190,6 +191,7 @@ fn run() -> Result<(), AnyError> {
                 train_set: &train_set,
                 test_set: &test_set,
                 model_path: &path,
+                model_name: &loc.name,
             };
             run_model(&args, model, &inputs, &device)?;
         }

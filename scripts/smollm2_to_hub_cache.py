@@ -70,10 +70,28 @@ def chat_template_of(gguf_path):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--gguf", default=default_gguf())
-    p.add_argument("--cache", default=default_hub_cache())
-    p.add_argument("--max-shard-size", default="100MB")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0]
+        + " Takes a few minutes (the GGUF is dequantized on the CPU).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--gguf",
+        default=default_gguf(),
+        help="the SmolLM2 GGUF that `cargo run --release --example finetune` fetched",
+    )
+    p.add_argument(
+        "--cache",
+        default=default_hub_cache(),
+        help="the hub cache to write into ($HF_HUB_CACHE, else $HF_HOME/hub, else "
+        "$XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub)",
+    )
+    p.add_argument(
+        "--max-shard-size",
+        default="100MB",
+        help="largest safetensors shard, as save_pretrained takes it (small, so the "
+        "checkpoint is sharded)",
+    )
     args = p.parse_args()
     if not os.path.isfile(args.gguf):
         raise SystemExit(

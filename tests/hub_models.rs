@@ -192,4 +192,6 @@ fn finetune_by_hub_id_uses_the_checkpoints_family_and_tokenizer() {
         "{targets}"
     );
     assert_eq!(cfg["fan_in_fan_out"], false);
+    // The hub id, as PEFT records the id given to from_pretrained (not this machine's snapshot).
+    assert_eq!(cfg["base_model_name_or_path"], REPO);
 }

@@ -173,20 +173,21 @@ fn training_config_toml_repeats_and_resumes_the_run() {
     let copy = root.join("copy");
     std::fs::create_dir(&copy).unwrap();
     std::fs::copy(&resolved, copy.join("run.toml")).unwrap();
-    let ck = root.join("out/checkpoint-2");
-    let out2 = root.join("out2");
-    let out = finetune(
-        &[
-            "--config",
-            copy.join("run.toml").to_str().unwrap(),
-            "--resume",
-            ck.to_str().unwrap(),
-            "--output-dir",
-            out2.to_str().unwrap(),
-        ],
-        elsewhere.path(),
-        cache.path(),
+    let (recipe, ck, out2) = (
+        copy.join("run.toml"),
+        root.join("out/checkpoint-2"),
+        root.join("out2"),
     );
+    let [recipe_arg, ck_arg, out2_arg] = [&recipe, &ck, &out2].map(|p| p.to_str().unwrap());
+    let resume = [
+        "--config",
+        recipe_arg,
+        "--resume",
+        ck_arg,
+        "--output-dir",
+        out2_arg,
+    ];
+    let out = finetune(&resume, elsewhere.path(), cache.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("resumed at step 3"), "{stderr}");
@@ -196,20 +197,8 @@ fn training_config_toml_repeats_and_resumes_the_run() {
     #[cfg(not(feature = "ndarray"))]
     drop(adapter);
     // Another option is refused by the checkpoint's fingerprint, naming it.
-    let out = finetune(
-        &[
-            "--config",
-            copy.join("run.toml").to_str().unwrap(),
-            "--resume",
-            ck.to_str().unwrap(),
-            "--output-dir",
-            out2.to_str().unwrap(),
-            "--lr",
-            "0.002",
-        ],
-        elsewhere.path(),
-        cache.path(),
-    );
+    let other_lr = [&resume[..], &["--lr", "0.002"]].concat();
+    let out = finetune(&other_lr, elsewhere.path(), cache.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("--lr"), "{stderr}");

@@ -17,7 +17,7 @@ pub enum AnyModel<B: Backend> {
 }
 
 /// Loads a model from a Hugging Face directory (`config.json` `model_type` "gpt2" or "llama"
-/// plus `model.safetensors`) or from a `.gguf` file (Llama family).
+/// plus `model.safetensors`, or the shards `model.safetensors.index.json` lists) or from a `.gguf` file (Llama family).
 ///
 /// # Errors
 /// [`ModelError::Io`] / [`ModelError::Format`] naming the file when it cannot be read or

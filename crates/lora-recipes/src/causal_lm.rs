@@ -38,7 +38,7 @@ where
     M: RecipeModel<B>,
 {
     let (tok, pad, cfg) = (inputs.tok, prep.pad, &prep.method);
-    let model_name = inputs.model_path.display().to_string();
+    let model_name = inputs.model_name;
     eprintln!("{}", attach(&mut model, cfg, device)?);
     set_precision(&mut model, opts, device)?;
     println!("{}", count_parameters(&model));
@@ -75,7 +75,7 @@ where
                 .fold(e, |e, (k, v)| e.with(k, v))
         },
         |m, _step, dir| {
-            save_method::<B, _, _>(m, m, cfg, None, Some(&model_name), dir)
+            save_method::<B, _, _>(m, m, cfg, None, Some(model_name), dir)
                 .map_err(|e| e.to_string())
         },
         &mut metrics,
@@ -91,7 +91,7 @@ where
         &model,
         cfg,
         None,
-        Some(&model_name),
+        Some(model_name),
         &opts.output_dir,
     )?;
     println!("adapter written to {}", opts.output_dir.display());

@@ -70,6 +70,10 @@ pub struct ModelLocation {
     pub kind: ModelPathKind,
     /// The family its files declare.
     pub family: ModelFamily,
+    /// What an adapter records as `base_model_name_or_path`: the hub id `org/name` when the
+    /// path was found in the hub cache (as PEFT records the id given to `from_pretrained`;
+    /// the snapshot folder exists on this machine only), else the path as given.
+    pub name: String,
 }
 
 /// What every example's `--model-path` accepts, for messages.
@@ -110,7 +114,16 @@ pub fn model_location(flag: &str, given: &Path) -> Result<ModelLocation, AnyErro
             }
         }
     };
-    Ok(ModelLocation { path, kind, family })
+    let name = match given.to_str().and_then(lora_models::HubId::parse) {
+        Some(id) if path != given => id.repo_id,
+        _ => given.display().to_string(),
+    };
+    Ok(ModelLocation {
+        path,
+        kind,
+        family,
+        name,
+    })
 }
 
 /// Checks that `path` is a Hugging Face model directory (with `config.json`) or a GGUF file

@@ -45,9 +45,10 @@ where
     M: RecipeModel<B>,
 {
     let (tok, test_set, pad, cfg) = (inputs.tok, inputs.test_set, prep.pad, &prep.method);
-    let model_name = inputs.model_path.display().to_string();
+    let model_name = inputs.model_name;
     let train_slice: &[Review] = &prep.train_slice;
-    let suffix = tok.encode(&opts.suffix)?;
+    // Appended after the review's own tokens: no BOS/EOS of its own.
+    let suffix = tok.encode_with(&opts.suffix, false)?;
     if suffix.len() >= opts.max_length {
         return Err(format!(
             "--suffix {:?} is {} tokens, so no review token fits in --max-length {}",
@@ -123,7 +124,7 @@ where
         },
         |m, _step, dir| {
             let head = Some(m.score.base_weight());
-            save_method(m, &m.model, cfg, head, Some(&model_name), dir).map_err(|e| e.to_string())
+            save_method(m, &m.model, cfg, head, Some(model_name), dir).map_err(|e| e.to_string())
         },
         &mut metrics,
     )?;
@@ -160,7 +161,7 @@ where
         &clf.model,
         cfg,
         head,
-        Some(&model_name),
+        Some(model_name),
         &opts.output_dir,
     )?;
     println!("adapter written to {}", opts.output_dir.display());

@@ -1,7 +1,6 @@
 //! The PEFT [`LoraConfig`] of a run, built from its options.
 
 use lora_peft::{LayersToTransform, LoraConfig, TargetModules};
-use std::path::Path;
 
 use crate::options::{FinetuneOptions, ModelKind, Task};
 use crate::AnyError;
@@ -68,8 +67,8 @@ pub fn count_layers(names: &[String]) -> usize {
 
 /// The LoRA config of a run: rank, alpha and dropout from the options; target modules from
 /// `--target-modules` (a comma list or a single plain name → names, anything else → one regex)
-/// or `default_targets`; `--layers` ("all", "top-half" of `n_layers`, or indices); base model
-/// `path`; `fan_in_fan_out` for GPT-2 (Conv1D weights); task type and `modules_to_save`
+/// or `default_targets`; `--layers` ("all", "top-half" of `n_layers`, or indices);
+/// `base_model_name_or_path` = `base_model` (a hub id or a path); `fan_in_fan_out` for GPT-2 (Conv1D weights); task type and `modules_to_save`
 /// (`score` for classification).
 ///
 /// # Errors
@@ -77,7 +76,7 @@ pub fn count_layers(names: &[String]) -> usize {
 pub fn lora_config(
     opts: &FinetuneOptions,
     default_targets: &[&str],
-    path: &Path,
+    base_model: &str,
     n_layers: usize,
 ) -> Result<LoraConfig, AnyError> {
     let mut cfg = LoraConfig::new(opts.r, opts.lora_alpha, default_targets);
@@ -99,7 +98,7 @@ pub fn lora_config(
         }
         l => cfg.layers_to_transform = Some(LayersToTransform::List(parse_layers(l)?)),
     }
-    cfg.base_model_name_or_path = Some(path.display().to_string());
+    cfg.base_model_name_or_path = Some(base_model.to_string());
     cfg.fan_in_fan_out = opts.model == ModelKind::Gpt2;
     match opts.task {
         Task::Classify => {

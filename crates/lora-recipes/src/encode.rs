@@ -79,7 +79,8 @@ pub fn encode_lm(
 /// The tokenizer's error; a message naming `text` and its token count when it is not exactly
 /// one token (pointing at `--score-init random`).
 pub fn single_token(tok: &Tokenizer, text: &str) -> Result<u32, AnyError> {
-    let ids = tok.encode(text)?;
+    // A word's id in the vocabulary: no BOS/EOS around it.
+    let ids = tok.encode_with(text, false)?;
     match ids.as_slice() {
         [id] => Ok(*id),
         _ => Err(format!(

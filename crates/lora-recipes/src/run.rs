@@ -58,8 +58,11 @@ pub struct Inputs<'a> {
     pub train_set: &'a [Review],
     /// Held-out reviews.
     pub test_set: &'a [Review],
-    /// Where the model came from (recorded as `base_model_name_or_path`, named in errors).
+    /// The model's local file or directory (named in errors, fingerprinted in checkpoints).
     pub model_path: &'a Path,
+    /// Recorded as the adapter's `base_model_name_or_path`: a hub id, or the path
+    /// ([`crate::checks::ModelLocation::name`]).
+    pub model_name: &'a str,
 }
 
 /// The shared preparation of a run, handed to the task's recipe.
@@ -132,7 +135,7 @@ where
     B::seed(device, opts.seed);
     let names = model.linear_names();
     let n_layers = count_layers(&names);
-    let cfg = lora_config(opts, inputs.default_targets, inputs.model_path, n_layers)?;
+    let cfg = lora_config(opts, inputs.default_targets, inputs.model_name, n_layers)?;
     let keep_f32 = cfg.effective_modules_to_save();
     let encode = |t: &str| -> Result<Vec<u32>, AnyError> { Ok(tok.encode(t)?) };
     let method = method_config(opts, cfg, &names, n_layers, &encode)?;

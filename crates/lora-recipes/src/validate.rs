@@ -157,7 +157,7 @@ impl FinetuneOptions {
         if self.task != Task::Classify {
             return Ok(());
         }
-        let n = tok.encode(&self.suffix)?.len();
+        let n = tok.encode_with(&self.suffix, false)?.len();
         if n >= self.max_length {
             return Err(format!(
                 "--max-length {}: must exceed the {n} tokens of --suffix {:?} (at least one \
@@ -187,7 +187,8 @@ impl FinetuneOptions {
             return Ok(());
         }
         let n_layers = crate::config::count_layers(names);
-        let mut cfg = lora_config(self, default_targets, model_path, n_layers)?;
+        let base_model = model_path.display().to_string();
+        let mut cfg = lora_config(self, default_targets, &base_model, n_layers)?;
         // The classifier's `score` head is added later, so it cannot be matched yet.
         cfg.modules_to_save = None;
         cfg.task_type = None;

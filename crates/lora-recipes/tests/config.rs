@@ -5,7 +5,6 @@ mod common;
 use common::finetune_opts;
 use lora_peft::{LayersToTransform, TargetModules};
 use lora_recipes::{count_layers, lora_config, parse_layers};
-use std::path::Path;
 
 #[test]
 fn parse_layers_ranges_and_lists() {
@@ -48,7 +47,7 @@ fn count_layers_from_llama_and_gpt2_names() {
 #[test]
 fn default_config_is_top_half_seq_cls() {
     let opts = finetune_opts(&[]);
-    let cfg = lora_config(&opts, &["q_proj", "v_proj"], Path::new("m.gguf"), 30).unwrap();
+    let cfg = lora_config(&opts, &["q_proj", "v_proj"], "m.gguf", 30).unwrap();
     assert_eq!(cfg.r, 8);
     assert_eq!(cfg.lora_alpha, 16.0);
     assert_eq!(cfg.lora_dropout, 0.05);
@@ -82,7 +81,7 @@ fn gpt2_causal_lm_all_layers_and_targets() {
         "--lora-alpha",
         "8",
     ]);
-    let cfg = lora_config(&opts, &["c_attn"], Path::new("dir"), 12).unwrap();
+    let cfg = lora_config(&opts, &["c_attn"], "dir", 12).unwrap();
     assert!(cfg.fan_in_fan_out);
     assert_eq!(cfg.layers_to_transform, None);
     assert_eq!(cfg.task_type.as_deref(), Some("CAUSAL_LM"));
@@ -97,7 +96,7 @@ fn gpt2_causal_lm_all_layers_and_targets() {
 #[test]
 fn single_name_is_a_list_and_anything_else_a_regex() {
     let one = finetune_opts(&["--target-modules", "q_proj", "--layers", "1,3"]);
-    let cfg = lora_config(&one, &["x"], Path::new("m"), 4).unwrap();
+    let cfg = lora_config(&one, &["x"], "m", 4).unwrap();
     assert_eq!(
         cfg.target_modules,
         Some(TargetModules::from(&["q_proj"][..]))
@@ -108,7 +107,7 @@ fn single_name_is_a_list_and_anything_else_a_regex() {
     );
     // A regex selects layers itself: PEFT refuses layers_to_transform beside it.
     let re = finetune_opts(&["--target-modules", r".*\.(q|v)_proj", "--layers", "all"]);
-    let cfg = lora_config(&re, &["x"], Path::new("m"), 4).unwrap();
+    let cfg = lora_config(&re, &["x"], "m", 4).unwrap();
     assert_eq!(
         cfg.target_modules,
         Some(TargetModules::Pattern(r".*\.(q|v)_proj".into()))
@@ -118,6 +117,6 @@ fn single_name_is_a_list_and_anything_else_a_regex() {
 #[test]
 fn bad_layers_flag_fails_the_config() {
     let opts = finetune_opts(&["--layers", "9-2"]);
-    let e = lora_config(&opts, &["q_proj"], Path::new("m"), 10).unwrap_err();
+    let e = lora_config(&opts, &["q_proj"], "m", 10).unwrap_err();
     assert!(e.to_string().contains("--layers"), "{e}");
 }

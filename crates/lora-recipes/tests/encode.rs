@@ -73,3 +73,17 @@ fn verbalizer_words_are_single_gpt2_tokens() {
         .to_string();
     assert!(e.contains("expected 1; use --score-init random"), "{e}");
 }
+
+/// With a tokenizer that adds a BOS (the Llama fixture's, written by transformers), a
+/// verbalizer word is still its one vocabulary id: ids from transformers,
+/// `tokenizer("g")` = [1, 20] and `tokenizer("g", add_special_tokens=False)` = [20].
+#[test]
+fn single_token_adds_no_bos() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama_hub");
+    let tok = Tokenizer::from_model_path(&dir).unwrap();
+    assert_eq!(tok.encode("g").unwrap(), [1, 20]);
+    assert_eq!(single_token(&tok, "g").unwrap(), 20);
+    let err = single_token(&tok, "good").unwrap_err().to_string();
+    assert!(err.contains("is 3 tokens"), "{err}");
+}

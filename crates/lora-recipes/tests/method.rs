@@ -7,7 +7,6 @@ use common::finetune_opts;
 use lora_peft::tuners::bottleneck::ReductionFactor;
 use lora_peft::{LoraConfig, TargetModules};
 use lora_recipes::{count_layers, lora_config, method_config, MethodConfig};
-use std::path::Path;
 
 /// A 4-layer Llama's linear names.
 fn names() -> Vec<String> {
@@ -22,8 +21,7 @@ fn names() -> Vec<String> {
 fn config(flags: &[&str]) -> MethodConfig {
     let opts = finetune_opts(flags);
     let n = count_layers(&names());
-    let lora: LoraConfig =
-        lora_config(&opts, &["q_proj", "v_proj", "down_proj"], Path::new("m"), n).unwrap();
+    let lora: LoraConfig = lora_config(&opts, &["q_proj", "v_proj", "down_proj"], "m", n).unwrap();
     let encode = |t: &str| -> Result<Vec<u32>, lora_recipes::AnyError> {
         Ok(t.bytes().map(u32::from).collect())
     };

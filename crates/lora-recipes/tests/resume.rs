@@ -80,6 +80,7 @@ fn run(flags: &[&str], out: &Path, resume: Option<&Path>) -> Result<(), String> 
         train_set: &train,
         test_set: &test,
         model_path: Path::new("tiny-gpt2"),
+        model_name: "tiny-gpt2",
     };
     run_model(&opts, model, &inputs, &device).map_err(|e| e.to_string())
 }

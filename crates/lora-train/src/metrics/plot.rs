@@ -3,6 +3,7 @@
 
 use super::record::MetricsRecord;
 use super::smooth::{ema, LOSS_SMOOTHING};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::ops::Range;
 use std::sync::Once;
@@ -42,7 +43,8 @@ fn register_font() -> Result<(), String> {
 /// line, both blue `#1f77b4`; evaluations' `eval_loss`, when any, as orange points joined by
 /// a line. Bottom panel, when an evaluation has any other metric (`eval_accuracy`,
 /// `eval_perplexity`, ...): each of them against step, in matplotlib's tab10 colors after blue.
-/// Axis labels and a legend on each panel. Skipped steps (non-finite loss) are left out.
+/// Axis labels (the bottom panel's y axis named after its metric when it has one) and a
+/// legend on each panel, in the corner its curves cross least. Skipped steps (non-finite loss) are left out.
 ///
 /// # Errors
 /// The drawing or PNG encoding failed (a message saying which).
@@ -184,22 +186,21 @@ fn draw(records: &[MetricsRecord], rgb: &mut [u8], size: (u32, u32)) -> DrawResu
         .label(format!("loss, smoothed (EMA {LOSS_SMOOTHING})"))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], bold));
     for (name, pts) in &eval_loss {
-        let s = ShapeStyle::from(EVAL_COLORS[0]).stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), s).point_size(4))?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s));
+        eval_series(&mut chart, name, pts, EVAL_COLORS[0])?;
     }
-    chart
-        .configure_series_labels()
-        .label_font((FONT, 14))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()?;
+    let loss_points: Vec<(f64, f64)> = finite(&c.steps, &c.loss)
+        .into_iter()
+        .chain(eval_loss.iter().flat_map(|(_, p)| p.iter().copied()))
+        .collect();
+    draw_legend(&mut chart, &loss_points)?;
 
     if let Some(bottom) = bottom {
         let y = span(others.iter().flat_map(|(_, p)| p.iter().map(|q| q.1)));
+        // One metric: its own name on the axis; several: the legend names them.
+        let y_desc = match others.as_slice() {
+            [(name, _)] => name.clone(),
+            _ => "value".to_string(),
+        };
         let mut chart = ChartBuilder::on(&bottom)
             .caption("evaluation", (FONT, 22))
             .margin(12)
@@ -210,25 +211,91 @@ fn draw(records: &[MetricsRecord], rgb: &mut [u8], size: (u32, u32)) -> DrawResu
             .configure_mesh()
             .x_desc("step")
             .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_desc("metric")
+            .y_desc(y_desc)
             .label_style((FONT, 14))
             .draw()?;
         for (i, (name, pts)) in others.iter().enumerate() {
-            let color = EVAL_COLORS[(i + 1) % EVAL_COLORS.len()];
-            let s = ShapeStyle::from(color).stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(pts.iter().copied(), s).point_size(4))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s));
+            eval_series(
+                &mut chart,
+                name,
+                pts,
+                EVAL_COLORS[(i + 1) % EVAL_COLORS.len()],
+            )?;
         }
-        chart
-            .configure_series_labels()
-            .label_font((FONT, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw()?;
+        let points: Vec<(f64, f64)> = others.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+        draw_legend(&mut chart, &points)?;
     }
     root.present()?;
     Ok(())
+}
+
+type Chart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One evaluation metric: a line through its points, marked, with a legend entry.
+fn eval_series(chart: &mut Chart, name: &str, pts: &[(f64, f64)], color: RGBColor) -> DrawResult {
+    let s = ShapeStyle::from(color).stroke_width(2);
+    chart
+        .draw_series(LineSeries::new(pts.iter().copied(), s).point_size(4))?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], s));
+    Ok(())
+}
+
+/// The legend in the corner of the plot that the curves cross least, so it hides no data.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, points: &[(f64, f64)]) -> DrawResult {
+    let position = emptiest_corner(chart.x_range(), chart.y_range(), points);
+    chart
+        .configure_series_labels()
+        .label_font((FONT, 14))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(position)
+        .draw()?;
+    Ok(())
+}
+
+/// Of the four corner boxes (the outer 40% of each axis), the one holding the fewest points;
+/// ties go to upper right, then upper left, lower right, lower left.
+fn emptiest_corner(x: Range<f64>, y: Range<f64>, points: &[(f64, f64)]) -> SeriesLabelPosition {
+    let frac = |v: f64, r: &Range<f64>| (v - r.start) / (r.end - r.start).max(f64::MIN_POSITIVE);
+    let count = |right: bool, upper: bool| {
+        points
+            .iter()
+            .filter(|(px, py)| {
+                let (fx, fy) = (frac(*px, &x), frac(*py, &y));
+                (if right { fx >= 0.6 } else { fx <= 0.4 })
+                    && (if upper { fy >= 0.6 } else { fy <= 0.4 })
+            })
+            .count()
+    };
+    [
+        (SeriesLabelPosition::UpperRight, count(true, true)),
+        (SeriesLabelPosition::UpperLeft, count(false, true)),
+        (SeriesLabelPosition::LowerRight, count(true, false)),
+        (SeriesLabelPosition::LowerLeft, count(false, false)),
+    ]
+    .into_iter()
+    .min_by_key(|(_, n)| *n)
+    .map(|(p, _)| p)
+    .unwrap_or(SeriesLabelPosition::UpperRight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A falling loss runs from the upper left to the lower right: the upper right is free.
+    /// A rising accuracy runs from the lower left to the upper right: the upper left is free.
+    #[test]
+    fn legend_goes_where_the_curve_is_not() {
+        let falling: Vec<_> = (0..10).map(|i| (i as f64, 10.0 - i as f64)).collect();
+        let rising: Vec<_> = (0..10).map(|i| (i as f64, i as f64)).collect();
+        let pos = |pts: &[(f64, f64)]| emptiest_corner(0.0..9.0, 0.0..10.0, pts);
+        assert!(matches!(pos(&falling), SeriesLabelPosition::UpperRight));
+        assert!(matches!(pos(&rising), SeriesLabelPosition::UpperLeft));
+        // A curve crowding the upper corners leaves the lower right (first lower one) free.
+        let high: Vec<_> = (0..10).map(|i| (i as f64, 9.5)).collect();
+        assert!(matches!(pos(&high), SeriesLabelPosition::LowerRight));
+    }
 }
