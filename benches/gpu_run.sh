@@ -45,6 +45,8 @@ stage=${1:?usage: gpu_run.sh parity|speed|profile|imdb|imdb-ours|imdb-peft}
 
 unpack() { bash benches/unpack_bundle.sh; }
 
+source benches/cuda_libs.sh
+
 # cubecl.toml (repo root) turns on the PTX cache and logs one line per kernel compilation and per
 # autotuned key under target/; the caches are packed into $LOGS/cubecl-cache-<stage>.tar.xz so
 # that a later run of the same binaries on another host can unpack them into target/ and skip

@@ -41,6 +41,16 @@ pub fn matmul<R: CubeRuntime>(
     strategy: MatmulStrategy,
     out_dtype: DType,
 ) -> Result<CubeTensor<R>, MatmulSetupError> {
+    // lora-burn patch (vendor/PATCHES.md): cuBLASLt first on CUDA (cublaslt.rs), with or
+    // without autotune; CubeCL for what it cannot take.
+    #[cfg(feature = "cublaslt")]
+    let out = {
+        let out = out.unwrap_or_else(|| init_matmul_output(&lhs, &rhs, out_dtype));
+        if super::cublaslt::try_matmul(&lhs, &rhs, &out) {
+            return Ok(out);
+        }
+        Some(out)
+    };
     match strategy {
         MatmulStrategy::Cube => {
             let out = out.unwrap_or_else(|| init_matmul_output(&lhs, &rhs, out_dtype));
@@ -99,7 +109,8 @@ fn launch_matmul_static<R: CubeRuntime>(
             rhs.try_scheme(),
         );
         if matches!(key.analysis.kind, MatmulKind::General) {
-            let tma = key.definition.lhs_stride_factor >= 4 && key.definition.rhs_stride_factor >= 4;
+            let tma =
+                key.definition.lhs_stride_factor >= 4 && key.definition.rhs_stride_factor >= 4;
             let simple_tma = Strategy::SimpleTmaMma(BlueprintStrategy::Inferred(SimpleArgs {
                 multi_rows: true,
                 tile_matmul: TileMatmulKind::Mma,
@@ -113,10 +124,12 @@ fn launch_matmul_static<R: CubeRuntime>(
                 }
                 candidates.push(simple_tma);
             }
-            candidates.push(Strategy::SimpleCyclicCmma(BlueprintStrategy::Inferred(SimpleArgs {
-                multi_rows: true,
-                tile_matmul: TileMatmulKind::Cmma,
-            })));
+            candidates.push(Strategy::SimpleCyclicCmma(BlueprintStrategy::Inferred(
+                SimpleArgs {
+                    multi_rows: true,
+                    tile_matmul: TileMatmulKind::Cmma,
+                },
+            )));
             for strategy in candidates {
                 if launch_matmul(&strategy, lhs.clone(), rhs.clone(), out.clone()).is_ok() {
                     return Ok(());

@@ -1,4 +1,6 @@
 mod base;
+#[cfg(feature = "cublaslt")]
+mod cublaslt;
 mod tune;
 
 /// Contains utilities for matmul operation
