@@ -89,13 +89,13 @@ struct Operand {
 }
 
 /// A product as cuBLASLt takes it: `D[n, m] = op(A)[n, k] · op(B)[k, m]`, `batch` times; A
-/// holds `rhs`, B holds `lhs`, D (column-major, leading dimension n) is the row-major output.
+/// holds `rhs`, B holds `lhs`, D (column-major `n × m`, leading dimension the output's row
+/// pitch) is the row-major output.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct Geometry {
     a: Operand,
     b: Operand,
-    n: u64,
-    m: u64,
+    d: Operand,
     batch: i32,
 }
 
@@ -116,13 +116,13 @@ fn geometry(
     }
     let batch_dims = &out.0[..r - 2];
     let batch: usize = batch_dims.iter().product();
-    // The output: contiguous row-major, batches m·n apart.
-    if batch_stride(batch_dims, out.0, out.1)? != (m * n) as i64 && batch > 1 {
+    // The output: row-major, rows `ldd ≥ n` apart (CubeCL pitches the rows of some
+    // allocations), batches at one stride.
+    let ldd = if m == 1 { n } else { out.1[r - 2] };
+    if (n > 1 && out.1[r - 1] != 1) || ldd < n {
         return None;
     }
-    if (n > 1 && out.1[r - 1] != 1) || (m > 1 && out.1[r - 2] != n) {
-        return None;
-    }
+    let out_batch = batch_stride(batch_dims, out.0, out.1)?;
     let (sm, slk) = (lhs.1[r - 2], lhs.1[r - 1]);
     let (srk, sn) = (rhs.1[r - 2], rhs.1[r - 1]);
     let lhs_batch = batch_stride(batch_dims, lhs.0, lhs.1)?;
@@ -146,11 +146,15 @@ fn geometry(
     };
     // A weight broadcast over the batch, rows of lhs evenly spaced across batches: one product
     // of batch · m rows.
-    let fold = batch > 1 && rhs_batch == 0 && !b.3 && lhs_batch == (m * b.2) as i64;
-    let (rows, batch, lhs_batch) = if fold {
-        (m * batch, 1, 0)
+    let fold = batch > 1
+        && rhs_batch == 0
+        && !b.3
+        && lhs_batch == (m * b.2) as i64
+        && out_batch == (m * ldd) as i64;
+    let (rows, batch, lhs_batch, out_batch) = if fold {
+        (m * batch, 1, 0, 0)
     } else {
-        (m, batch, lhs_batch)
+        (m, batch, lhs_batch, out_batch)
     };
     let b = if b.3 { b } else { (b.0, rows as u64, b.2, b.3) };
     let operand = |(rows, cols, ld, trans): (u64, u64, usize, bool), batch_stride: i64| {
@@ -165,8 +169,7 @@ fn geometry(
     Some(Geometry {
         a: operand(a, rhs_batch)?,
         b: operand(b, lhs_batch)?,
-        n: n as u64,
-        m: rows as u64,
+        d: operand((n as u64, rows as u64, ldd, false), out_batch)?,
         batch: i32::try_from(batch).ok()?,
     })
 }
@@ -477,13 +480,7 @@ unsafe fn prepare(handle: sys::cublasLtHandle_t, key: Key) -> LtResult<Prepared>
         };
         let a = layout(g.a)?;
         let b = layout(g.b)?;
-        let d = layout(Operand {
-            rows: g.n,
-            cols: g.m,
-            ld: g.n as i64,
-            trans: false,
-            batch_stride: (g.n * g.m) as i64,
-        })?;
+        let d = layout(g.d)?;
         let pref = lt::create_matmul_pref()?;
         let ws = WORKSPACE_BYTES as u64;
         lt::set_matmul_pref_attribute(
@@ -526,7 +523,7 @@ mod tests {
             (&[4, 16, 8], &[128, 8, 1]),
         )
         .unwrap();
-        assert_eq!((g.n, g.m, g.batch), (8, 64, 1));
+        assert_eq!((g.d.rows, g.d.cols, g.d.ld, g.batch), (8, 64, 8, 1));
         assert_eq!((g.a.rows, g.a.cols, g.a.ld, g.a.trans), (8, 32, 8, false));
         assert_eq!((g.b.rows, g.b.cols, g.b.ld, g.b.trans), (32, 64, 32, false));
     }
@@ -540,7 +537,10 @@ mod tests {
             (&[2, 32, 8], &[256, 8, 1]),
         )
         .unwrap();
-        assert_eq!((g.n, g.m, g.batch), (8, 32, 2));
+        assert_eq!(
+            (g.d.rows, g.d.cols, g.d.batch_stride, g.batch),
+            (8, 32, 256, 2)
+        );
         assert_eq!(
             (g.a.rows, g.a.cols, g.a.ld, g.a.trans, g.a.batch_stride),
             (8, 16, 8, false, 128)
@@ -556,9 +556,26 @@ mod tests {
         let kt = (&[b, h, d, s][..], &[s * h * d, d, 1, h * d][..]);
         let scores = (&[b, h, s, s][..], &[h * s * s, s * s, s, 1][..]);
         let (g, offsets) = plan(q, kt, scores).unwrap();
-        assert_eq!((g.n, g.m, g.batch), (5, 5, 3));
+        assert_eq!((g.d.rows, g.d.cols, g.batch), (5, 5, 3));
         assert_eq!((g.a.ld, g.a.trans, g.a.batch_stride), (12, true, 4));
         assert_eq!(offsets, [[0, 0, 0], [s * h * d, s * h * d, h * s * s]]);
+        // GPT-2's head: x [8, 1024, 768] · wteᵀ (a view of [50257, 768]) into rows pitched to
+        // 50260: one product of 8192 rows with leading dimension 50260.
+        let (v, p) = (50257, 50260);
+        let g = geometry(
+            (&[8, 1024, 768], &[786432, 768, 1]),
+            (&[1, 768, v], &[v * 768, 1, 768]),
+            (&[8, 1024, v], &[1024 * p, p, 1]),
+        )
+        .unwrap();
+        assert_eq!(
+            (g.d.rows, g.d.cols, g.d.ld, g.batch),
+            (v as u64, 8192, p as i64, 1)
+        );
+        assert_eq!(
+            (g.a.rows, g.a.cols, g.a.ld, g.a.trans),
+            (768, v as u64, 768, true)
+        );
         // Neither dim of a matrix unit-strided: no cuBLASLt form.
         assert!(geometry((&[4, 4], &[8, 2]), (&[4, 4], &[4, 1]), (&[4, 4], &[4, 1])).is_none());
     }
