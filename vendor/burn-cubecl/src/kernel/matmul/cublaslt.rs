@@ -351,43 +351,123 @@ pub(crate) fn try_matmul<R: CubeRuntime>(
     let Some(state) = state() else {
         return false;
     };
-    let resource = |t: &CubeTensor<CudaRuntime>| t.client.get_resource(t.handle.clone()).ok();
-    let (Some(a), Some(b), Some(d)) = (resource(rhs), resource(lhs), resource(out)) else {
-        return false;
+    // The plan for the smallest alignment cuBLASLt accepts exists for any pointers of this
+    // geometry: once it is known, later products of the geometry are enqueued from CubeCL's
+    // server thread without waiting for it; the first one is resolved here, and decides.
+    let any_align = Key {
+        geometry,
+        elem,
+        align: [elem.bytes() as u32; 3],
     };
-    let (a, b, d) = (a.resource(), b.resource(), d.resource());
-    if d.stream.is_null() {
-        return false;
+    let known = state
+        .lock()
+        .ok()
+        .and_then(|s| s.plans.get(&any_align).map(Option::is_some));
+    match known {
+        Some(false) => false,
+        Some(true) => {
+            let handles = vec![rhs.handle.clone(), lhs.handle.clone(), out.handle.clone()];
+            out.client.submit_with_resources(handles, move |resources| {
+                let launched = resources.map_err(|e| format!("{e:?}")).and_then(|r| {
+                    let [a, b, d] = [0, 1, 2].map(|i| r[i].resource());
+                    let ptrs = pointers(&offsets, [a.ptr, b.ptr, d.ptr], elem);
+                    let mut st = state.lock().map_err(|e| e.to_string())?;
+                    let key = key_for(&mut st, any_align, &ptrs);
+                    // SAFETY: as in the first launch below; on the server thread, in order.
+                    unsafe { launch(&mut st, key, &ptrs, d.stream) }.map_err(|e| e.to_string())
+                });
+                if let Err(e) = launched {
+                    // Not expected once the geometry's plan exists; the product is missing.
+                    panic!("cuBLASLt product failed on the server thread: {e}");
+                }
+            });
+            true
+        }
+        None => {
+            let resource =
+                |t: &CubeTensor<CudaRuntime>| t.client.get_resource(t.handle.clone()).ok();
+            let (Some(a), Some(b), Some(d)) = (resource(rhs), resource(lhs), resource(out)) else {
+                return false;
+            };
+            let (a, b, d) = (a.resource(), b.resource(), d.resource());
+            if d.stream.is_null() {
+                return false;
+            }
+            let Ok(mut st) = state.lock() else {
+                return false;
+            };
+            let ptrs = pointers(&offsets, [a.ptr, b.ptr, d.ptr], elem);
+            // SAFETY: the pointers are live buffers of the shapes checked above (held by the
+            // managed resources until after the enqueue), on the stream that orders them.
+            unsafe {
+                if set_context(d.stream).is_err() {
+                    return false;
+                }
+                let usable = prepare(st.handle, any_align).ok();
+                let usable = st.plans.entry(any_align).or_insert(usable).is_some();
+                if !usable {
+                    report_fallback(format!("no cuBLASLt algorithm: {any_align:?}"));
+                    return false;
+                }
+                let key = key_for(&mut st, any_align, &ptrs);
+                launch(&mut st, key, &ptrs, d.stream).is_ok()
+            }
+        }
     }
-    let Ok(mut state) = state.lock() else {
-        return false;
-    };
+}
+
+/// The pointers `[a, b, d]` of each launch: the buffers' base addresses `[rhs, lhs, out]`
+/// plus each launch's element offsets `[lhs, rhs, out]`.
+fn pointers(offsets: &[[usize; 3]], [a, b, d]: [u64; 3], elem: Elem) -> Vec<[u64; 3]> {
     let bytes = elem.bytes() as u64;
-    let ptrs: Vec<[u64; 3]> = offsets
+    offsets
         .iter()
         .map(|[l, r, o]| {
             [
-                a.ptr + *r as u64 * bytes,
-                b.ptr + *l as u64 * bytes,
-                d.ptr + *o as u64 * bytes,
+                a + *r as u64 * bytes,
+                b + *l as u64 * bytes,
+                d + *o as u64 * bytes,
             ]
         })
-        .collect();
+        .collect()
+}
+
+/// The cached key of these pointers' actual alignment when its plan exists (prepared on first
+/// use), else `any_align`'s.
+fn key_for(state: &mut State, any_align: Key, ptrs: &[[u64; 3]]) -> Key {
     let align = |i: usize| ptrs.iter().map(|p| alignment(p[i])).min().unwrap_or(1);
     let key = Key {
-        geometry,
-        elem,
         align: [align(0), align(1), align(2)],
+        ..any_align
     };
-    // SAFETY: the pointers are live buffers of the shapes checked above (held by the managed
-    // resources until after the enqueue), and the product runs on the stream that orders them.
-    unsafe { launch(&mut state, key, &ptrs, d.stream) }.is_ok()
+    if !state.plans.contains_key(&key) {
+        // SAFETY: descriptors only; the context is current on this thread (set by the caller).
+        let plan = unsafe { prepare(state.handle, key) }.ok();
+        state.plans.insert(key, plan);
+    }
+    if state.plans[&key].is_some() {
+        key
+    } else {
+        any_align
+    }
+}
+
+/// Makes `stream`'s context current on this thread (CubeCL's server thread has it; the
+/// caller's thread may not).
+unsafe fn set_context(stream: drv::CUstream) -> LtResult<()> {
+    unsafe {
+        let mut ctx = core::ptr::null_mut();
+        drv::cuStreamGetCtx(stream, &mut ctx).result()?;
+        if cudarc::driver::result::ctx::get_current()? != Some(ctx) {
+            cudarc::driver::result::ctx::set_current(ctx)?;
+        }
+        Ok(())
+    }
 }
 
 type LtResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// Makes the stream's context current on this thread (the caller's thread is not CubeCL's
-/// server thread), then enqueues the product.
+/// Enqueues the product of `key` (its plan already cached) for each pointer triple on `stream`.
 unsafe fn launch(
     state: &mut State,
     key: Key,
@@ -395,11 +475,7 @@ unsafe fn launch(
     stream: drv::CUstream,
 ) -> LtResult<()> {
     unsafe {
-        let mut ctx = core::ptr::null_mut();
-        drv::cuStreamGetCtx(stream, &mut ctx).result()?;
-        if cudarc::driver::result::ctx::get_current()? != Some(ctx) {
-            cudarc::driver::result::ctx::set_current(ctx)?;
-        }
+        set_context(stream)?;
         let workspace = match state.workspaces.get(&(stream as usize)) {
             Some(ws) => *ws,
             None => {
@@ -409,13 +485,8 @@ unsafe fn launch(
             }
         };
         let handle = state.handle;
-        if !state.plans.contains_key(&key) {
-            let p = prepare(handle, key).ok();
-            state.plans.insert(key, p);
-        }
-        let Some(p) = &state.plans[&key] else {
-            report_fallback(format!("no cuBLASLt algorithm: {key:?}"));
-            return Err("no cuBLASLt algorithm for this geometry".into());
+        let Some(Some(p)) = state.plans.get(&key) else {
+            return Err("no cuBLASLt plan for this geometry".into());
         };
         let (alpha, beta) = (1.0f32, 0.0f32);
         for &[a, b, d] in ptrs {
