@@ -19,9 +19,11 @@
 //! stream that resolved the output buffer (vendored cubecl-cuda exposes it), so it stays ordered
 //! with CubeCL's kernels without a host synchronization.
 //!
-//! `LORA_BURN_CUBLASLT` (read once): `0` turns it off; `verbose` prints each distinct product
-//! left to CubeCL (shapes, strides, dtypes) once. Without the library (`libcublasLt.so.<major>`,
-//! found on the loader's search path), every product stays on CubeCL, with one line saying so.
+//! `LORA_BURN_CUBLASLT` (read once): `0` turns it off; `blocking` resolves every product's
+//! pointers from the caller's thread (the first version, for A/B runs); `verbose` prints each
+//! distinct product left to CubeCL (shapes, strides, dtypes) once. Without the library
+//! (`libcublasLt.so.<major>`, found on the loader's search path), every product stays on CubeCL,
+//! with one line saying so.
 
 use crate::{CubeRuntime, tensor::CubeTensor};
 use burn_backend::DType;
@@ -292,6 +294,13 @@ fn state() -> Option<&'static Mutex<State>> {
         .as_ref()
 }
 
+/// `LORA_BURN_CUBLASLT=blocking`: every product resolves its pointers from the caller's thread
+/// (the first version; an A/B of the server-thread path).
+fn blocking() -> bool {
+    static BLOCKING: OnceLock<bool> = OnceLock::new();
+    *BLOCKING.get_or_init(|| std::env::var("LORA_BURN_CUBLASLT").as_deref() == Ok("blocking"))
+}
+
 /// With `LORA_BURN_CUBLASLT=verbose`, prints a product left to CubeCL the first time it is seen.
 fn report_fallback(what: String) {
     static VERBOSE: OnceLock<Option<Mutex<std::collections::HashSet<String>>>> = OnceLock::new();
@@ -362,7 +371,8 @@ pub(crate) fn try_matmul<R: CubeRuntime>(
     let known = state
         .lock()
         .ok()
-        .and_then(|s| s.plans.get(&any_align).map(Option::is_some));
+        .and_then(|s| s.plans.get(&any_align).map(Option::is_some))
+        .filter(|usable| !usable || !blocking());
     match known {
         Some(false) => false,
         Some(true) => {
@@ -403,9 +413,11 @@ pub(crate) fn try_matmul<R: CubeRuntime>(
                 if set_context(d.stream).is_err() {
                     return false;
                 }
-                let usable = prepare(st.handle, any_align).ok();
-                let usable = st.plans.entry(any_align).or_insert(usable).is_some();
-                if !usable {
+                if !st.plans.contains_key(&any_align) {
+                    let plan = prepare(st.handle, any_align).ok();
+                    st.plans.insert(any_align, plan);
+                }
+                if st.plans[&any_align].is_none() {
                     report_fallback(format!("no cuBLASLt algorithm: {any_align:?}"));
                     return false;
                 }
