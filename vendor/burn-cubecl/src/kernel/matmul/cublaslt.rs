@@ -19,8 +19,8 @@
 //! stream that resolved the output buffer (vendored cubecl-cuda exposes it), so it stays ordered
 //! with CubeCL's kernels without a host synchronization.
 //!
-//! `LORA_BURN_CUBLASLT` (read once): `0` turns it off; `blocking` resolves every product's
-//! pointers from the caller's thread (the first version, for A/B runs); `verbose` prints each
+//! `LORA_BURN_CUBLASLT` (read once): `0` turns it off; `async` enqueues the later products of
+//! a known geometry from CubeCL's server thread (not yet measured on a GPU); `verbose` prints each
 //! distinct product left to CubeCL (shapes, strides, dtypes) once. Without the library
 //! (`libcublasLt.so.<major>`, found on the loader's search path), every product stays on CubeCL,
 //! with one line saying so.
@@ -294,11 +294,12 @@ fn state() -> Option<&'static Mutex<State>> {
         .as_ref()
 }
 
-/// `LORA_BURN_CUBLASLT=blocking`: every product resolves its pointers from the caller's thread
-/// (the first version; an A/B of the server-thread path).
+/// Every product resolves its pointers from the caller's thread (the version measured on a
+/// GPU) unless `LORA_BURN_CUBLASLT=async`: later products of a known geometry are then enqueued
+/// from CubeCL's server thread (not yet measured on a GPU, so not the default).
 fn blocking() -> bool {
     static BLOCKING: OnceLock<bool> = OnceLock::new();
-    *BLOCKING.get_or_init(|| std::env::var("LORA_BURN_CUBLASLT").as_deref() == Ok("blocking"))
+    *BLOCKING.get_or_init(|| std::env::var("LORA_BURN_CUBLASLT").as_deref() != Ok("async"))
 }
 
 /// With `LORA_BURN_CUBLASLT=verbose`, prints a product left to CubeCL the first time it is seen.
