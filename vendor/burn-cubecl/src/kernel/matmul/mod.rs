@@ -1,6 +1,8 @@
 mod base;
 #[cfg(feature = "cublaslt")]
 mod cublaslt;
+#[cfg(feature = "cublaslt")]
+mod cublaslt_geometry;
 mod tune;
 
 /// Contains utilities for matmul operation
