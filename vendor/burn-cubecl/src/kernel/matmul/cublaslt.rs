@@ -19,9 +19,10 @@
 //! stream that resolved the output buffer (vendored cubecl-cuda exposes it), so it stays ordered
 //! with CubeCL's kernels without a host synchronization.
 //!
-//! `LORA_BURN_CUBLASLT` (read once): `0` turns it off; `async` enqueues the later products of
-//! a known geometry from CubeCL's server thread (not yet measured on a GPU); `verbose` prints each
-//! distinct product left to CubeCL (shapes, strides, dtypes) once. Without the library
+//! `LORA_BURN_CUBLASLT` (read once; any other value than these panics): unset or `1` is on;
+//! `0` turns it off; `async` enqueues the later products of a known geometry from CubeCL's
+//! server thread (not yet measured on a GPU); `verbose` prints each distinct product left to
+//! CubeCL (shapes, strides, dtypes) once. Without the library
 //! (`libcublasLt.so.<major>`, found on the loader's search path), every product stays on CubeCL,
 //! with one line saying so.
 
@@ -110,7 +111,7 @@ fn state() -> Option<&'static Mutex<State>> {
     static STATE: OnceLock<Option<Mutex<State>>> = OnceLock::new();
     STATE
         .get_or_init(|| {
-            if std::env::var("LORA_BURN_CUBLASLT").as_deref() == Ok("0") {
+            if setting() == "0" {
                 return None;
             }
             // SAFETY: only probes whether the shared library can be opened.
@@ -137,16 +138,29 @@ fn state() -> Option<&'static Mutex<State>> {
 /// from CubeCL's server thread (not yet measured on a GPU, so not the default).
 fn blocking() -> bool {
     static BLOCKING: OnceLock<bool> = OnceLock::new();
-    *BLOCKING.get_or_init(|| std::env::var("LORA_BURN_CUBLASLT").as_deref() != Ok("async"))
+    *BLOCKING.get_or_init(|| setting() != "async")
+}
+
+/// `LORA_BURN_CUBLASLT`, read once: unset or `1` (on, blocking), `0`, `async` or `verbose`; any
+/// other value panics at the first product with this list, as `LORA_BURN_MATMUL` does.
+fn setting() -> &'static str {
+    static SETTING: OnceLock<&'static str> = OnceLock::new();
+    SETTING.get_or_init(|| match std::env::var("LORA_BURN_CUBLASLT").as_deref() {
+        Err(_) | Ok("1") => "1",
+        Ok("0") => "0",
+        Ok("async") => "async",
+        Ok("verbose") => "verbose",
+        Ok(other) => {
+            panic!("LORA_BURN_CUBLASLT={other:?}: expected 1 (or unset), 0, async or verbose")
+        }
+    })
 }
 
 /// With `LORA_BURN_CUBLASLT=verbose`, prints a product left to CubeCL the first time it is seen.
 fn report_fallback(what: String) {
     static VERBOSE: OnceLock<Option<Mutex<std::collections::HashSet<String>>>> = OnceLock::new();
-    let verbose = VERBOSE.get_or_init(|| {
-        (std::env::var("LORA_BURN_CUBLASLT").as_deref() == Ok("verbose"))
-            .then(|| Mutex::new(Default::default()))
-    });
+    let verbose =
+        VERBOSE.get_or_init(|| (setting() == "verbose").then(|| Mutex::new(Default::default())));
     if let Some(seen) = verbose {
         if seen
             .lock()
