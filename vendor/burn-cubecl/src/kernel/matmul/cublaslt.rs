@@ -157,11 +157,13 @@ fn setting() -> &'static str {
 }
 
 /// With `LORA_BURN_CUBLASLT=verbose`, prints a product left to CubeCL the first time it is seen.
-fn report_fallback(what: String) {
+fn report_fallback(what: impl FnOnce() -> String) {
     static VERBOSE: OnceLock<Option<Mutex<std::collections::HashSet<String>>>> = OnceLock::new();
     let verbose =
         VERBOSE.get_or_init(|| (setting() == "verbose").then(|| Mutex::new(Default::default())));
+    // The description is built only when it will be printed: a product CubeCL runs is common.
     if let Some(seen) = verbose {
+        let what = what();
         if seen
             .lock()
             .map(|mut s| s.insert(what.clone()))
@@ -200,14 +202,16 @@ pub(crate) fn try_matmul<R: CubeRuntime>(
         (&t.meta.shape()[..], &t.meta.strides()[..])
     }
     let Some((geometry, offsets)) = plan(dims(lhs), dims(rhs), dims(out)) else {
-        report_fallback(format!(
-            "{:?} {:?} x {:?} {:?} ({:?})",
-            dims(lhs).0,
-            dims(lhs).1,
-            dims(rhs).0,
-            dims(rhs).1,
-            lhs.dtype
-        ));
+        report_fallback(|| {
+            format!(
+                "{:?} {:?} x {:?} {:?} ({:?})",
+                dims(lhs).0,
+                dims(lhs).1,
+                dims(rhs).0,
+                dims(rhs).1,
+                lhs.dtype
+            )
+        });
         return false;
     };
     let Some(state) = state() else {
@@ -271,7 +275,7 @@ pub(crate) fn try_matmul<R: CubeRuntime>(
                     st.plans.insert(any_align, plan);
                 }
                 if st.plans[&any_align].is_none() {
-                    report_fallback(format!("no cuBLASLt algorithm: {any_align:?}"));
+                    report_fallback(|| format!("no cuBLASLt algorithm: {any_align:?}"));
                     return false;
                 }
                 let key = key_for(&mut st, any_align, &ptrs);
@@ -436,12 +440,23 @@ unsafe fn prepare(handle: sys::cublasLtHandle_t, key: Key) -> LtResult<Prepared>
         }
         let heuristic = lt::get_matmul_algo_heuristic(handle, desc, a, b, d, d, pref);
         lt::destroy_matmul_pref(pref)?;
+        let algo = match heuristic {
+            Ok(h) => h.algo,
+            Err(e) => {
+                // A geometry without an algorithm is cached as such: free what it made.
+                for l in [a, b, d] {
+                    lt::destroy_matrix_layout(l)?;
+                }
+                lt::destroy_matmul_desc(desc)?;
+                return Err(e.into());
+            }
+        };
         Ok(Prepared {
             desc,
             a,
             b,
             d,
-            algo: heuristic?.algo,
+            algo,
         })
     }
 }
