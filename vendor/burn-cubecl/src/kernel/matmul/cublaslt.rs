@@ -19,10 +19,11 @@
 //! stream that resolved the output buffer (vendored cubecl-cuda exposes it), so it stays ordered
 //! with CubeCL's kernels without a host synchronization.
 //!
-//! `LORA_BURN_CUBLASLT` (read once; any other value than these panics): unset or `1` is on;
-//! `0` turns it off; `async` enqueues the later products of a known geometry from CubeCL's
-//! server thread (not yet measured on a GPU); `verbose` prints each distinct product left to
-//! CubeCL (shapes, strides, dtypes) once. Without the library
+//! `LORA_BURN_CUBLASLT` (read once; any other value than these panics): unset, `1` or `async`
+//! is on, with the later products of a known geometry enqueued from CubeCL's server thread;
+//! `blocking` resolves every product's pointers from the caller's thread (the first version);
+//! `0` turns it off; `verbose` (blocking) prints each distinct product left to CubeCL (shapes,
+//! strides, dtypes) once. Without the library
 //! (`libcublasLt.so.<major>`, found on the loader's search path), every product stays on CubeCL,
 //! with one line saying so.
 
@@ -133,25 +134,29 @@ fn state() -> Option<&'static Mutex<State>> {
         .as_ref()
 }
 
-/// Every product resolves its pointers from the caller's thread (the version measured on a
-/// GPU) unless `LORA_BURN_CUBLASLT=async`: later products of a known geometry are then enqueued
-/// from CubeCL's server thread (not yet measured on a GPU, so not the default).
+/// By default only the first product of a geometry resolves its pointers from the caller's
+/// thread; later ones are enqueued from CubeCL's server thread (0–47% faster steps than
+/// resolving every product, docs/gpu_notes.md). `blocking` and `verbose` resolve every product
+/// from the caller's thread, the first version, kept for the A/B.
 fn blocking() -> bool {
     static BLOCKING: OnceLock<bool> = OnceLock::new();
-    *BLOCKING.get_or_init(|| setting() != "async")
+    *BLOCKING.get_or_init(|| matches!(setting(), "blocking" | "verbose"))
 }
 
-/// `LORA_BURN_CUBLASLT`, read once: unset or `1` (on, blocking), `0`, `async` or `verbose`; any
-/// other value panics at the first product with this list, as `LORA_BURN_MATMUL` does.
+/// `LORA_BURN_CUBLASLT`, read once: unset, `1` or `async` (on, later products enqueued from
+/// the server thread), `blocking`, `0` or `verbose`; any other value panics at the first product
+/// with this list, as `LORA_BURN_MATMUL` does.
 fn setting() -> &'static str {
     static SETTING: OnceLock<&'static str> = OnceLock::new();
     SETTING.get_or_init(|| match std::env::var("LORA_BURN_CUBLASLT").as_deref() {
-        Err(_) | Ok("1") => "1",
+        Err(_) | Ok("1") | Ok("async") => "async",
+        Ok("blocking") => "blocking",
         Ok("0") => "0",
-        Ok("async") => "async",
         Ok("verbose") => "verbose",
         Ok(other) => {
-            panic!("LORA_BURN_CUBLASLT={other:?}: expected 1 (or unset), 0, async or verbose")
+            panic!(
+                "LORA_BURN_CUBLASLT={other:?}: expected 1 (or unset), async, blocking, 0 or verbose"
+            )
         }
     })
 }
