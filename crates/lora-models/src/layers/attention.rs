@@ -2,8 +2,9 @@
 //! grouped-query attention folds the query heads sharing a key head into the row axis. Keys and
 //! values of earlier positions (a PEFT prefix, or the tokens already generated) come first on
 //! the key axis and are visible to every query.
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Tensor, TensorData};
 
 /// Additive causal mask over `past` earlier key positions and `seq` new ones: row `r` is query
@@ -33,6 +34,11 @@ pub fn causal_mask<B: Backend>(
 /// Causal scaled dot-product attention, `softmax(q·kᵀ + mask)·v`; `q` is already multiplied by
 /// the score scale.
 ///
+/// Runs as burn's attention op with `mask` as its additive bias, so a training backend computes
+/// the gradient without keeping the scores or probabilities: the workspace's patched autodiff
+/// (vendor/PATCHES.md) saves only the output and the row log-sum-exp and recomputes the
+/// probabilities in the backward pass (FlashAttention-2, Dao 2023, §3.1.2).
+///
 /// # Shapes
 /// `q` `[batch, kv_heads, groups·seq, head_dim]`; `k`, `v` `[batch, kv_heads, past + seq,
 /// head_dim]`; `mask` from [`causal_mask`] with the same `groups` and `past`. Returns
@@ -43,6 +49,10 @@ pub fn causal_attention<B: Backend>(
     v: Tensor<B, 4>,
     mask: Tensor<B, 4>,
 ) -> Tensor<B, 4> {
-    let scores = q.matmul(k.swap_dims(2, 3)) + mask;
-    softmax(scores, 3).matmul(v)
+    let options = AttentionModuleOptions {
+        scale: Some(1.0),
+        softcap: None,
+        is_causal: false,
+    };
+    attention(q, k, v, None, Some(mask), options)
 }
