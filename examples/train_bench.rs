@@ -32,6 +32,7 @@ struct Args {
 }
 
 fn main() {
+    lora_recipes::allocator::tune_host_allocator();
     let args = Args::parse();
     if let Err(e) = run_bench::<TrainBackend>(&args.opts, backend_name()) {
         eprintln!("error: {e}");

@@ -74,6 +74,43 @@ fn grouped_query_rows_match_torch() {
     check_case("gqa", 1e-5);
 }
 
+/// burn's attention op with the causal mask given as a bool mask (`true` = hidden) instead of
+/// a bias: the same output and gradients as torch's.
+#[test]
+fn bool_mask_matches_torch() {
+    use burn::tensor::module::attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+    let st = StFile::open(fixtures().join("attention/io.safetensors")).unwrap();
+    let case = "prefix";
+    let q = load::<AB>(&st, case, "q").require_grad();
+    let k = load::<AB>(&st, case, "k").require_grad();
+    let v = load::<AB>(&st, case, "v").require_grad();
+    let hidden = load::<AB>(&st, case, "mask").equal_elem(f32::NEG_INFINITY);
+    let [b, h, rows, _] = q.dims();
+    let keys = k.dims()[2];
+    let options = AttentionModuleOptions {
+        scale: Some(1.0),
+        softcap: None,
+        is_causal: false,
+    };
+    let out = attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        Some(hidden.expand([b, h, rows, keys])),
+        None,
+        options,
+    );
+    let d = max_diff(&vals(out.clone()), &want(&st, case, "out"));
+    assert!(d <= 1e-5, "output off by {d}");
+    let grads = (out * load::<AB>(&st, case, "dout")).sum().backward();
+    for (name, t) in [("grad_q", &q), ("grad_k", &k), ("grad_v", &v)] {
+        let d = max_diff(&vals(t.grad(&grads).unwrap()), &want(&st, case, name));
+        println!("bool mask: {name} vs torch, max abs diff {d:.2e}");
+        assert!(d <= 1e-5, "{name} off by {d}");
+    }
+}
+
 /// The causal mask as the models build it: row `r` sees keys `0..=past + r mod seq`.
 #[test]
 fn causal_mask_matches_fixture() {

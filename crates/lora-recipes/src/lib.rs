@@ -21,11 +21,13 @@
 //! - [`checkpointing`]: checkpoints, `--resume`, the non-finite guard and f16 loss scaling
 //!   handed to the training loop.
 //! - [`run`]: the shared steps of a run; [`classify`] and [`causal_lm`]: the two recipes.
+//! - [`allocator`]: glibc allocator settings for training processes.
 //! - [`output`]: held-out logits, the examples for the PEFT side-by-side run, the summary line,
 //!   single F32 tensors; [`ids`]: token ids from a file (the `logits` example).
 
 #![warn(missing_docs)]
 
+pub mod allocator;
 pub mod bench;
 pub mod causal_lm;
 pub mod checkpointing;

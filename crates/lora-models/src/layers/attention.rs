@@ -36,8 +36,11 @@ pub fn causal_mask<B: Backend>(
 ///
 /// Runs as burn's attention op with `mask` as its additive bias, so a training backend computes
 /// the gradient without keeping the scores or probabilities: the workspace's patched autodiff
-/// (vendor/PATCHES.md) saves only the output and the row log-sum-exp and recomputes the
-/// probabilities in the backward pass (FlashAttention-2, Dao 2023, §3.1.2).
+/// (vendor/PATCHES.md) keeps `q`, `k`, `v`, the mask, the output and the row log-sum-exp, and
+/// recomputes the probabilities in the backward pass (FlashAttention-2, Dao 2023, §3.1.2).
+/// Float tensors of the backend's float dtype (f32 in the models: scores and softmax stay f32
+/// under bf16 compute). Panics at the first call if `LORA_BURN_ATTENTION` is set to a value
+/// other than `recompute` or `fallback` (burn's decomposed path).
 ///
 /// # Shapes
 /// `q` `[batch, kv_heads, groups·seq, head_dim]`; `k`, `v` `[batch, kv_heads, past + seq,

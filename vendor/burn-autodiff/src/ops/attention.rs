@@ -15,8 +15,9 @@
 //! The score-sized tensors now live only inside one layer's forward or backward. The price is
 //! one more `q·kᵀ` product and one `exp` per layer in the backward pass. A bool mask and a
 //! constant additive bias are applied exactly as the fallback applies them; a softcap,
-//! `is_causal` (callers pass their causal mask as a bias or a bool mask) or a bias that needs
-//! its own gradient still take the fallback.
+//! `is_causal` (callers pass their causal mask as a bias or a bool mask), a bias that needs its
+//! own gradient, broadcast batch or head dims, and inputs narrower than f32 (the log-sum-exp is
+//! kept in the input dtype) still take the fallback.
 //! `LORA_BURN_ATTENTION=fallback` (read once) takes the fallback everywhere, for A/B runs.
 
 use crate::Autodiff;
@@ -26,6 +27,7 @@ use crate::grads::Gradients;
 use crate::ops::{Backward, Ops, OpsKind};
 
 use burn_backend::Backend;
+use burn_backend::DType;
 use burn_backend::TensorMetadata;
 use burn_backend::ops::AttentionModuleOptions;
 use burn_backend::ops::attention::attention_fallback;
@@ -160,7 +162,8 @@ impl<B: Backend> Backward<B, 3> for RecomputeAttention {
 }
 
 /// `ModuleOps::attention` for the autodiff backend: the recomputing op above, or burn's
-/// fallback for a softcap, `is_causal`, a bias that needs a gradient, or
+/// fallback for a softcap, `is_causal`, a bias that needs a gradient, `q`, `k`, `v` whose batch
+/// or head dims differ (broadcast), inputs other than f32 / f64, or
 /// `LORA_BURN_ATTENTION=fallback`.
 ///
 /// # Shapes
@@ -178,7 +181,23 @@ pub(crate) fn attention<B: Backend, C: CheckpointStrategy>(
     let bias_tracked = attn_bias
         .as_ref()
         .is_some_and(|b| !b.node.requirement.is_none());
-    if options.softcap.is_some() || options.is_causal || bias_tracked || use_fallback() {
+    // The backward's products assume one batch and head layout for q, k and v (no broadcast),
+    // and the log-sum-exp kept in the input dtype is exact enough only in f32 or f64.
+    let dims = |t: &FloatTensor<B>| t.shape().dims::<4>();
+    let (dq, dk, dv) = (
+        dims(&query.primitive),
+        dims(&key.primitive),
+        dims(&value.primitive),
+    );
+    let same_layout = dq[..2] == dk[..2] && dk[..2] == dv[..2];
+    let wide = matches!(query.primitive.dtype(), DType::F32 | DType::F64);
+    if options.softcap.is_some()
+        || options.is_causal
+        || bias_tracked
+        || !same_layout
+        || !wide
+        || use_fallback()
+    {
         return attention_fallback::<Autodiff<B, C>>(query, key, value, mask, attn_bias, options);
     }
     let scale = scale_of::<B>(&query.primitive, &options);

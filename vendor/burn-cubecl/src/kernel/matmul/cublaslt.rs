@@ -135,7 +135,7 @@ fn state() -> Option<&'static Mutex<State>> {
 }
 
 /// By default only the first product of a geometry resolves its pointers from the caller's
-/// thread; later ones are enqueued from CubeCL's server thread (0–47% faster steps than
+/// thread; later ones are enqueued from CubeCL's server thread (steps 0.5–45% shorter than
 /// resolving every product, docs/gpu_notes.md). `blocking` and `verbose` resolve every product
 /// from the caller's thread, the first version, kept for the A/B.
 fn blocking() -> bool {
