@@ -51,6 +51,9 @@ pub enum TrainError {
         /// Its message.
         message: String,
     },
+    /// burn's collective (the data-parallel all-reduce) failed, or a replica's thread panicked.
+    #[error("data-parallel collective failed: {0}")]
+    Collective(String),
     /// The metrics file or figure cannot be read or written.
     #[error("{}: {message}", path.display())]
     Metrics {

@@ -17,6 +17,10 @@
 //! `metrics.jsonl` and draws into `loss.png` ([`plot_metrics`], feature `plot`, on by
 //! default). [`Progress`] is the one progress display of the workspace: a bar on a terminal,
 //! periodic lines in a log.
+//!
+//! [`DataParallel`] (feature `parallel`, on by default) trains replicas of a model on several
+//! devices in lockstep, averaging the trainable parameters' gradients with burn's collective
+//! all-reduce.
 
 #![warn(missing_docs)]
 
@@ -27,6 +31,8 @@ mod config;
 mod error;
 mod metrics;
 mod optim;
+#[cfg(feature = "parallel")]
+mod parallel;
 mod progress;
 mod rng;
 mod run;
@@ -48,6 +54,8 @@ pub use metrics::{
 #[cfg(feature = "plot")]
 pub use metrics::{plot_metrics, LOSS_PLOT_SIZE};
 pub use optim::{adamw_optimizer, AdamWOptimizer};
+#[cfg(feature = "parallel")]
+pub use parallel::{DataParallel, ParallelStep};
 pub use progress::Progress;
 pub use rng::step_seed;
 pub use run::{train, train_observed, TrainStats};
