@@ -11,9 +11,14 @@
 //! DDP does the same); with equal shards it equals one step on the concatenated batch.
 //!
 //! Every peer takes part in every collective call, whatever happens to it: a shard whose loss
-//! fails or is not finite still sends its flag, and then every replica skips the step together.
-//! A peer that stopped early would leave the others waiting forever (the collective has no
-//! timeouts).
+//! fails, panics or is not finite still sends its flag, and then every replica skips the step
+//! together; a trainable parameter the shard's loss did not reach gets a zero gradient, so every
+//! peer all-reduces the same tensors in the same order. A peer that stopped early would leave
+//! the others waiting forever (the collective has no timeouts).
+//!
+//! Sources: the averaging of PyTorch's `DistributedDataParallel` (gradients averaged over the
+//! ranks before the optimizer step); burn-train 0.21's DDP worker (`strategies/ddp`), which also
+//! forks one learner per device and steps each optimizer with the synchronised gradients.
 
 use crate::clip::{clip_grad_norm, grad_norm};
 use crate::config::TrainConfig;
@@ -23,10 +28,10 @@ use burn::collective::{
     all_reduce, finish_collective, register, reset_collective, CollectiveConfig, PeerId,
     ReduceOperation,
 };
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor, TensorPrimitive};
+use burn::tensor::{ElementConversion, Tensor, TensorData, TensorPrimitive};
 
 /// One device's copy of the model and its optimizer.
 struct Replica<B: AutodiffBackend, M: AutodiffModule<B>> {
@@ -62,8 +67,11 @@ where
     AdamWOptimizer<B, M>: Send,
 {
     /// Forks `model` onto each of `devices` (the same device may repeat: several peers on one
-    /// device, as on the CPU backend) with a fresh AdamW from `cfg` each, and resets this
-    /// process's collective for the inner backend (one data-parallel group at a time).
+    /// device, as on the CPU backend) with a fresh AdamW from `cfg` each (its β1, β2, eps,
+    /// weight decay and `max_grad_norm`; the schedule, accumulation and loss scaling stay with
+    /// the caller), and resets this process's collective for the inner backend: one group per
+    /// process at a time, so a second `DataParallel` ends the first one's group. Lazily
+    /// initialised parameters are initialised once before the copies are made.
     ///
     /// Errors: [`TrainError::InvalidConfig`] if `devices` is empty or `cfg` is invalid.
     pub fn new(model: M, devices: &[B::Device], cfg: &TrainConfig) -> Result<Self, TrainError> {
@@ -74,6 +82,7 @@ where
             ));
         }
         reset_collective::<B::InnerBackend>();
+        model.visit(&mut Materialize);
         let replicas = devices
             .iter()
             .map(|d| Replica {
@@ -204,8 +213,12 @@ where
             for r in results {
                 match r {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(TrainError::Collective(format!("{e:?}"))),
-                    Err(_) => return Err(TrainError::Collective("finish panicked".into())),
+                    Ok(Err(e)) => return Err(collective_error("leaving the collective", e)),
+                    Err(_) => {
+                        return Err(TrainError::Collective(
+                            "a replica's thread panicked while leaving the collective".into(),
+                        ))
+                    }
                 }
             }
         }
@@ -213,23 +226,92 @@ where
     }
 }
 
-/// A `[len]` f32 tensor averaged (`Mean`) or summed over the peers, as host values.
-fn reduce_values<B: AutodiffBackend>(
+/// A `[len]` tensor summed over the peers, as host values.
+fn sum_values<B: AutodiffBackend>(
     id: PeerId,
     values: &[f32],
     device: &B::Device,
-    op: ReduceOperation,
-) -> Result<Vec<f32>, TrainError> {
-    let t = Tensor::<B::InnerBackend, 1>::from_floats(values, device);
-    let reduced = all_reduce::<B::InnerBackend>(id, t.into_primitive().tensor(), op)
-        .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
-    Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reduced))
-        .into_data()
-        .to_vec::<f32>()
-        .map_err(|e| TrainError::Collective(format!("{e:?}")))
+) -> Result<Vec<f64>, TrainError> {
+    let t = Tensor::<B::InnerBackend, 1>::from_data(TensorData::from(values), device);
+    let reduced =
+        all_reduce::<B::InnerBackend>(id, t.into_primitive().tensor(), ReduceOperation::Sum)
+            .map_err(|e| collective_error("the loss all-reduce", e))?;
+    Ok(
+        Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(reduced))
+            .into_data()
+            .iter::<f64>()
+            .collect(),
+    )
 }
 
-/// One replica's part of a step (runs on its own thread; see [`DataParallel::step`]).
+/// A collective error, naming the call that failed.
+fn collective_error(what: &str, e: impl core::fmt::Debug) -> TrainError {
+    TrainError::Collective(format!("{what} failed: {e:?}"))
+}
+
+/// Collects a zero gradient for every trainable parameter the backward pass did not reach, so
+/// that every replica all-reduces the same set of tensors in the same order.
+struct FillMissing<'a> {
+    grads: &'a mut GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for FillMissing<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let value = param.val();
+        if value.is_require_grad() && self.grads.get::<B::InnerBackend, D>(param.id).is_none() {
+            let zeros = Tensor::<B::InnerBackend, D>::zeros(value.shape(), &value.device());
+            self.grads.register::<B::InnerBackend, D>(param.id, zeros);
+        }
+    }
+}
+
+/// Reads every float parameter once, so that lazily initialised ones take their value before
+/// the model is cloned (each clone would otherwise draw its own).
+struct Materialize;
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+/// The local half of a replica's step: the shard's loss and the averaged-to-be gradients, or
+/// why the shard failed. Never panics: a panic in `loss_fn` or the backward pass is a failure.
+fn local_grads<B, M, T, F>(
+    model: &M,
+    shard: &T,
+    loss_fn: &F,
+) -> (f64, usize, Result<GradientsParams, String>)
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    F: Fn(&M, &T) -> Result<(Tensor<B, 1>, usize), String>,
+{
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (loss, tokens) = loss_fn(model, shard)?;
+        let value: f64 = loss.clone().into_scalar().elem();
+        if !value.is_finite() {
+            return Ok((value, tokens, None));
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), model);
+        model.visit(&mut FillMissing { grads: &mut grads });
+        Ok((value, tokens, Some(grads)))
+    }));
+    match run {
+        Ok(Ok((value, tokens, Some(grads)))) => (value, tokens, Ok(grads)),
+        Ok(Ok((value, tokens, None))) => (value, tokens, Err(String::new())),
+        Ok(Err(message)) => (f64::NAN, 0, Err(message)),
+        Err(_) => (
+            f64::NAN,
+            0,
+            Err("the loss or its backward pass panicked".into()),
+        ),
+    }
+}
+
+/// One replica's part of a step (runs on its own thread; see [`DataParallel::step`]). Every
+/// replica makes the same collective calls whatever happens locally: one for the losses and
+/// failure flags, then, unless a shard failed, one per trainable tensor.
 #[allow(clippy::too_many_arguments)]
 fn replica_step<B, M, T, F>(
     rep: &mut Replica<B, M>,
@@ -251,59 +333,52 @@ where
     if register_first {
         let cfg = CollectiveConfig::default().with_num_devices(n);
         register::<B::InnerBackend>(id, rep.device.clone(), cfg)
-            .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
+            .map_err(|e| collective_error("registering the replica", e))?;
+    }
+    let model = rep
+        .model
+        .as_ref()
+        .expect("replica model present between steps");
+    let (value, tokens, local) = local_grads(model, shard, loss_fn);
+    let failed = local.as_ref().is_err_and(|m| !m.is_empty());
+    let bad = local.is_err();
+    let totals = sum_values::<B>(
+        id,
+        &[value as f32, tokens as f32, bad as u8 as f32],
+        &rep.device,
+    )?;
+    let loss = totals[0] / n as f64;
+    let tokens = totals[1].round() as usize;
+    let skipped = |grad_norm| ParallelStep {
+        loss,
+        grad_norm,
+        tokens,
+        skipped: true,
+    };
+    if totals[2] > 0.0 {
+        return match local {
+            Err(message) if failed => Err(TrainError::Loss { step, message }),
+            _ => Ok(skipped(f64::NAN)),
+        };
+    }
+    let mut grads = local
+        .expect("no shard failed")
+        .all_reduce::<B::InnerBackend>(id, ReduceOperation::Mean)
+        .map_err(|e| collective_error("the gradient all-reduce", e))?;
+    if grads.is_empty() {
+        return Err(TrainError::NoGradients { step });
+    }
+    let norm = match max_norm {
+        Some(max) => clip_grad_norm::<B, M>(model, &mut grads, max),
+        None => grad_norm::<B, M>(model, &grads),
+    };
+    if !norm.is_finite() {
+        return Ok(skipped(norm));
     }
     let model = rep
         .model
         .take()
         .expect("replica model present between steps");
-    let outcome = loss_fn(&model, shard);
-    let (value, tokens, failed) = match &outcome {
-        Ok((loss, tokens)) => {
-            let v: f64 = loss.clone().into_scalar().elem();
-            (v, *tokens, !v.is_finite())
-        }
-        Err(_) => (f64::NAN, 0, true),
-    };
-    // One collective for the loss, the tokens and the failure flags of every shard.
-    let totals = reduce_values::<B>(
-        id,
-        &[value as f32, tokens as f32, failed as u8 as f32],
-        &rep.device,
-        ReduceOperation::Sum,
-    )?;
-    let loss = totals[0] as f64 / n as f64;
-    let tokens = totals[1].round() as usize;
-    if totals[2] > 0.0 {
-        rep.model = Some(model);
-        if let Err(message) = outcome {
-            return Err(TrainError::Loss { step, message });
-        }
-        return Ok(ParallelStep {
-            loss,
-            grad_norm: f64::NAN,
-            tokens,
-            skipped: true,
-        });
-    }
-    let (shard_loss, _) = outcome.map_err(|message| TrainError::Loss { step, message })?;
-    let grads = GradientsParams::from_grads(shard_loss.backward(), &model)
-        .all_reduce::<B::InnerBackend>(id, ReduceOperation::Mean)
-        .map_err(|e| TrainError::Collective(format!("{e:?}")))?;
-    let mut grads = grads;
-    let norm = match max_norm {
-        Some(max) => clip_grad_norm::<B, M>(&model, &mut grads, max),
-        None => grad_norm::<B, M>(&model, &grads),
-    };
-    if !norm.is_finite() {
-        rep.model = Some(model);
-        return Ok(ParallelStep {
-            loss,
-            grad_norm: norm,
-            tokens,
-            skipped: true,
-        });
-    }
     rep.model = Some(rep.optim.step(lr, model, grads));
     Ok(ParallelStep {
         loss,

@@ -100,12 +100,33 @@ fn max_diff(x: &[f64], y: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Runs `body` on its own thread and fails if it takes longer than a minute: a collective
+/// that waits for a peer forever must fail the test, not hang the test run.
+fn within_a_minute(body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the test body panicked"),
+        Err(e) => panic!("data-parallel test hung: {e}"),
+    }
+}
+
 #[test]
 fn two_replicas_equal_one_model_on_the_whole_batch() {
+    within_a_minute(check_two_replicas);
+}
+
+fn check_two_replicas() {
+    // The clipping threshold is below step 1's gradient norm (0.0996), so clipping acts.
+    let max_norm = 0.08;
     let cfg = TrainConfig {
         lr: 0.05,
         weight_decay: 0.01,
-        max_grad_norm: Some(0.5),
+        max_grad_norm: Some(max_norm),
         ..quiet(2)
     };
     let lr = cfg.lr;
@@ -113,20 +134,35 @@ fn two_replicas_equal_one_model_on_the_whole_batch() {
     // One model, the whole batch.
     let mut single = model();
     let mut optim = adamw_optimizer::<AD, Lora<AD>>(&cfg);
+    let mut single_steps = Vec::new();
     for step in 1..=2 {
         let (l, _) = loss(&single, &batch(step)).unwrap();
+        let value: f64 = l.clone().into_scalar() as f64;
         let mut grads = burn::optim::GradientsParams::from_grads(l.backward(), &single);
-        lora_train::clip_grad_norm::<AD, _>(&single, &mut grads, 0.5);
+        let norm = lora_train::clip_grad_norm::<AD, _>(&single, &mut grads, max_norm);
+        single_steps.push((value, norm));
         single = optim.step(lr, single, grads);
     }
+    assert!(single_steps[0].1 > max_norm, "clipping must act in step 1");
 
     // Two replicas, half the batch each.
     let dev = burn::backend::ndarray::NdArrayDevice::Cpu;
     let mut dp = DataParallel::new(model(), &[dev, dev], &cfg).unwrap();
     for step in 1..=2 {
         let r = dp.step(&halves(&batch(step)), &loss, lr, step).unwrap();
-        assert!(!r.skipped && r.grad_norm.is_finite(), "step {step}: {r:?}");
+        assert!(!r.skipped, "step {step}: {r:?}");
         assert_eq!(r.tokens, 4);
+        let (want_loss, want_norm) = single_steps[step - 1];
+        assert!(
+            (r.loss - want_loss).abs() <= 1e-6,
+            "step {step} loss {} vs {want_loss}",
+            r.loss
+        );
+        assert!(
+            (r.grad_norm - want_norm).abs() <= 1e-6,
+            "step {step} norm {} vs {want_norm}",
+            r.grad_norm
+        );
     }
 
     for k in 0..2 {
@@ -157,5 +193,43 @@ fn two_replicas_equal_one_model_on_the_whole_batch() {
     // A wrong shard count is refused before any collective call.
     let one = [batch(3)];
     assert!(dp.step(&one, &loss, lr, 3).is_err());
+
+    // A non-finite loss on one shard: every replica skips, nothing moves.
+    let before = vals(dp.model(0).a.val().inner());
+    let nan_on_second = |m: &Lora<AD>, b: &Batch| {
+        let (l, n) = loss(m, b)?;
+        Ok(if b.0[0][1] > 0.3 {
+            (l * f32::NAN, n)
+        } else {
+            (l, n)
+        })
+    };
+    let r = dp.step(&halves(&batch(3)), &nan_on_second, lr, 3).unwrap();
+    assert!(r.skipped && r.loss.is_nan(), "{r:?}");
+    for k in 0..2 {
+        assert_eq!(
+            vals(dp.model(k).a.val().inner()),
+            before,
+            "replica {k} moved on a skipped step"
+        );
+    }
+    // A failing loss on one shard: the step fails with its message, the replicas stay usable.
+    let fail_on_first = |m: &Lora<AD>, b: &Batch| {
+        if b.0[0][1] == 0.0 {
+            Err("no such shard".to_string())
+        } else {
+            loss(m, b)
+        }
+    };
+    let e = dp
+        .step(&halves(&batch(3)), &fail_on_first, lr, 3)
+        .unwrap_err();
+    assert!(e.to_string().contains("no such shard"), "{e}");
+    let r = dp.step(&halves(&batch(3)), &loss, lr, 3).unwrap();
+    assert!(!r.skipped);
+    assert_eq!(
+        vals(dp.model(0).a.val().inner()),
+        vals(dp.model(1).a.val().inner())
+    );
     dp.finish().unwrap();
 }
