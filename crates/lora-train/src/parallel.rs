@@ -275,13 +275,19 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Materialize {
     }
 }
 
-/// The local half of a replica's step: the shard's loss and the averaged-to-be gradients, or
-/// why the shard failed. Never panics: a panic in `loss_fn` or the backward pass is a failure.
-fn local_grads<B, M, T, F>(
-    model: &M,
-    shard: &T,
-    loss_fn: &F,
-) -> (f64, usize, Result<GradientsParams, String>)
+/// What a replica's shard gave before any collective call.
+enum Local {
+    /// A finite loss and its gradients, one for every trainable parameter.
+    Grads(GradientsParams),
+    /// The loss was NaN or infinite: the step is skipped, not an error.
+    NonFinite,
+    /// `loss_fn` failed or panicked, with its message.
+    Failed(String),
+}
+
+/// The local half of a replica's step: the shard's loss value, its tokens and [`Local`].
+/// Never panics: a panic in `loss_fn` or the backward pass is a [`Local::Failed`].
+fn local_grads<B, M, T, F>(model: &M, shard: &T, loss_fn: &F) -> (f64, usize, Local)
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
@@ -291,20 +297,19 @@ where
         let (loss, tokens) = loss_fn(model, shard)?;
         let value: f64 = loss.clone().into_scalar().elem();
         if !value.is_finite() {
-            return Ok((value, tokens, None));
+            return Ok((value, tokens, Local::NonFinite));
         }
         let mut grads = GradientsParams::from_grads(loss.backward(), model);
         model.visit(&mut FillMissing { grads: &mut grads });
-        Ok((value, tokens, Some(grads)))
+        Ok((value, tokens, Local::Grads(grads)))
     }));
     match run {
-        Ok(Ok((value, tokens, Some(grads)))) => (value, tokens, Ok(grads)),
-        Ok(Ok((value, tokens, None))) => (value, tokens, Err(String::new())),
-        Ok(Err(message)) => (f64::NAN, 0, Err(message)),
+        Ok(Ok(done)) => done,
+        Ok(Err(message)) => (f64::NAN, 0, Local::Failed(message)),
         Err(_) => (
             f64::NAN,
             0,
-            Err("the loss or its backward pass panicked".into()),
+            Local::Failed("the loss or its backward pass panicked".into()),
         ),
     }
 }
@@ -340,8 +345,7 @@ where
         .as_ref()
         .expect("replica model present between steps");
     let (value, tokens, local) = local_grads(model, shard, loss_fn);
-    let failed = local.as_ref().is_err_and(|m| !m.is_empty());
-    let bad = local.is_err();
+    let bad = !matches!(local, Local::Grads(_));
     let totals = sum_values::<B>(
         id,
         &[value as f32, tokens as f32, bad as u8 as f32],
@@ -355,14 +359,13 @@ where
         tokens,
         skipped: true,
     };
-    if totals[2] > 0.0 {
-        return match local {
-            Err(message) if failed => Err(TrainError::Loss { step, message }),
-            _ => Ok(skipped(f64::NAN)),
-        };
-    }
-    let mut grads = local
-        .expect("no shard failed")
+    let grads = match local {
+        Local::Failed(message) => return Err(TrainError::Loss { step, message }),
+        Local::Grads(grads) if totals[2] == 0.0 => grads,
+        // This shard's loss was not finite, or another shard failed: every replica skips.
+        _ => return Ok(skipped(f64::NAN)),
+    };
+    let mut grads = grads
         .all_reduce::<B::InnerBackend>(id, ReduceOperation::Mean)
         .map_err(|e| collective_error("the gradient all-reduce", e))?;
     if grads.is_empty() {
