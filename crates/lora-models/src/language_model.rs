@@ -81,6 +81,13 @@ pub trait LanguageModel<B: Backend>: Module<B> + NamedLinears<B> {
     /// Hidden states `[batch, seq, hidden]` → logits `[batch, seq, vocab]` (the LM head, tied to
     /// the token embedding for both families here).
     fn lm_logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3>;
+    /// The LM head as one weight `[vocab, hidden]` when [`LanguageModel::lm_logits`] is exactly
+    /// `hidden · weightᵀ` in f32 (no bias, adapter, quantized or narrowed base weight): what a
+    /// loss needs to avoid holding the whole `[batch, seq, vocab]` logits (lora-train's
+    /// `linear_cross_entropy_sum`). `None` (the default) when the head is anything else.
+    fn lm_head_weight(&self) -> Option<Tensor<B, 2>> {
+        None
+    }
     /// Rows `ids` of the output embedding (the LM head weight in `[vocab, hidden]` orientation;
     /// the token embedding when tied) → `[ids.len(), hidden]` f32. Used to initialise a
     /// classification head from verbalizer tokens. Ids must be `< vocab_size()`.

@@ -386,6 +386,10 @@ impl<B: Backend, M: LanguageModel<B> + ModuleDisplay> LanguageModel<B> for PeftM
         self.base_model.lm_logits(hidden)
     }
 
+    fn lm_head_weight(&self) -> Option<Tensor<B, 2>> {
+        self.base_model.lm_head_weight()
+    }
+
     fn output_embedding_rows(&self, ids: &[u32]) -> Tensor<B, 2> {
         self.base_model.output_embedding_rows(ids)
     }

@@ -10,7 +10,8 @@ use lora_train::{train_observed, Evaluation};
 use std::time::Instant;
 
 use crate::encode::encode_lm;
-use crate::eval::{lm_loss_sum, mean_nll};
+use crate::eval::mean_nll;
+use crate::lm_loss::{next_token_loss_sum, next_token_mask, LmLoss};
 use crate::method::{attach, save_method};
 use crate::output::{eval_record, finish_metrics, open_metrics, training_line};
 use crate::run::{set_precision, Inputs, Prepared, RecipeModel};
@@ -64,7 +65,9 @@ where
         device,
         |i| train_batches[i % train_batches.len()].clone(),
         |m: &M, b: &Batch| {
-            let (sum, count) = lm_loss_sum::<B, _>(m, b, device);
+            let (ids, _) = b.to_tensors::<B>(device);
+            let (mask, count) = next_token_mask::<B>(b, device);
+            let sum = next_token_loss_sum(m, ids, mask, LmLoss::Chunked)?;
             Ok((sum.div_scalar(count.max(1) as f64), count))
         },
         |m, _| {

@@ -38,6 +38,7 @@ pub mod encode;
 pub mod error;
 pub mod eval;
 pub mod ids;
+pub mod lm_loss;
 pub mod method;
 pub mod options;
 pub mod output;

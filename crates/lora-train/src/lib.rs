@@ -29,6 +29,7 @@ mod checkpoint;
 mod clip;
 mod config;
 mod error;
+mod loss;
 mod metrics;
 mod optim;
 #[cfg(feature = "parallel")]
@@ -47,6 +48,7 @@ pub use checkpoint::{
 pub use clip::{clip_grad_norm, grad_norm};
 pub use config::TrainConfig;
 pub use error::TrainError;
+pub use loss::{default_chunk_rows, linear_cross_entropy_sum};
 pub use metrics::{
     ema, EvalRecord, Evaluation, MetricsLog, MetricsRecord, StepRecord, TrainObserver,
     LOSS_PLOT_FILE, LOSS_SMOOTHING, METRICS_FILE,

@@ -232,6 +232,11 @@ impl<B: Backend> LanguageModel<B> for Gpt2<B> {
         burn::tensor::module::linear(hidden, self.wte.val().transpose(), None)
     }
 
+    /// `wte` `[vocab, n_embd]`: the head is tied to it.
+    fn lm_head_weight(&self) -> Option<Tensor<B, 2>> {
+        Some(self.wte.val())
+    }
+
     fn output_embedding_rows(&self, ids: &[u32]) -> Tensor<B, 2> {
         let device = self.wte.device();
         let idx: Vec<i64> = ids.iter().map(|&i| i as i64).collect();

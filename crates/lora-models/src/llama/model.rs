@@ -9,7 +9,7 @@ use crate::{AttentionShape, LanguageModel, ModelError};
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{FloatDType, Int, Tensor};
 use lora_core::{BottleneckAdapter, LoraLinear};
 
 /// Self-attention (`LlamaAttention`) with RoPE and grouped-query attention; no biases.
@@ -239,6 +239,21 @@ impl<B: Backend> LanguageModel<B> for Llama<B> {
         match &self.lm_head {
             Some(h) => h.forward(hidden),
             None => burn::tensor::module::linear(hidden, self.embed_tokens.val().transpose(), None),
+        }
+    }
+
+    /// `embed_tokens` when tied; an untied `lm_head` only while it has no adapter, bias or
+    /// quantized base and computes in f32 (its weight transposed to `[vocab, hidden]`).
+    fn lm_head_weight(&self) -> Option<Tensor<B, 2>> {
+        match &self.lm_head {
+            None => Some(self.embed_tokens.val()),
+            Some(h) => {
+                let plain = h.attached_adapter().is_none()
+                    && h.bias().is_none()
+                    && !h.is_quantized()
+                    && h.compute_dtype() == FloatDType::F32;
+                plain.then(|| h.base_weight().transpose())
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! The options of a benchmark run (the `train_bench` example's flags).
 
+use crate::lm_loss::LmLoss;
 use std::path::PathBuf;
 
 /// Every option of the training-step benchmark; also the command-line flags of the
@@ -43,6 +44,10 @@ pub struct BenchOptions {
     /// Peak rate for MFU in TFLOP/s: one number for every precision, or "f32=X,bf16=Y".
     #[arg(long)]
     pub peak_tflops: Option<String>,
+    /// The next-token loss: "chunked" (the LM head in row chunks, never the whole
+    /// `[batch, seq, vocab]` logits) or "full" (logits, `log_softmax`, `gather`).
+    #[arg(long, value_enum, default_value_t = LmLoss::Chunked)]
+    pub lm_loss: LmLoss,
     /// AdamW learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,

@@ -6,10 +6,11 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use lora_core::{count_parameters, NamedLinears};
 use lora_models::gpt2::{Gpt2, Gpt2Config};
-use lora_models::LanguageModel;
 use lora_peft::{apply_lora, quantize_model, LoraConfig};
 use lora_train::{adamw_optimizer, TrainConfig};
 use std::time::Instant;
+
+use crate::lm_loss::{next_token_loss_sum, LmLoss};
 
 use super::config::{BenchConfig, BenchPrecision, LORA_ALPHA, R};
 use super::options::BenchOptions;
@@ -60,15 +61,23 @@ fn set_precision<B: AutodiffBackend>(
     }
 }
 
-/// Causal-LM loss: mean over `batch·(seq−1)` positions of `−log softmax(logits[t])[ids[t+1]]`.
+/// Causal-LM loss of `model` on `ids`: the mean over `batch·(seq−1)` positions of
+/// `−log softmax(logits[t])[ids[t+1]]`, computed as `how` says ([`next_token_loss_sum`]).
 ///
 /// # Shapes
-/// `logits` `[batch, seq, vocab]`, `ids` `[batch, seq]` → `[1]`.
-pub fn lm_loss<B: AutodiffBackend>(logits: Tensor<B, 3>, ids: Tensor<B, 2, Int>) -> Tensor<B, 1> {
-    let [b, s, v] = logits.dims();
-    let logp = burn::tensor::activation::log_softmax(logits.slice([0..b, 0..s - 1, 0..v]), 2);
-    let target = ids.slice([0..b, 1..s]).reshape([b, s - 1, 1]);
-    logp.gather(2, target).mean().neg()
+/// `ids` `[batch, seq]` (seq ≥ 2) → `[1]`.
+///
+/// # Errors
+/// `seq < 2`, as text.
+pub fn lm_loss<B: AutodiffBackend>(
+    model: &Gpt2<B>,
+    ids: Tensor<B, 2, Int>,
+    how: LmLoss,
+) -> Result<Tensor<B, 1>, String> {
+    let [b, s] = ids.dims();
+    let mask = Tensor::ones([b, s.saturating_sub(1)], &ids.device());
+    let sum = next_token_loss_sum(model, ids, mask, how)?;
+    Ok(sum.div_scalar((b * s.saturating_sub(1)).max(1) as f64))
 }
 
 /// Random token ids `[batch, seq]` in `[0, vocab)` from a host generator (splitmix64).
@@ -145,18 +154,17 @@ pub fn run_config<B: AutodiffBackend>(
     sync::<B>(device)?;
     let setup_s = t0.elapsed().as_secs_f64();
 
-    let mut step = |model: Gpt2<B>, i: usize| -> (Gpt2<B>, Tensor<B, 1>) {
+    let mut step = |model: Gpt2<B>, i: usize| -> Result<(Gpt2<B>, Tensor<B, 1>), String> {
         let ids = batches[i % batches.len()].clone();
-        let logits = model.forward(ids.clone());
-        let loss = lm_loss(logits, ids);
+        let loss = lm_loss(&model, ids, opts.lm_loss)?;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optim.step(opts.lr, model, grads);
-        (model, loss.detach())
+        Ok((model, loss.detach()))
     };
     let t1 = Instant::now();
     let mut loss_first = f64::NAN;
     for i in 0..opts.warmup {
-        let (m, loss) = step(model, i);
+        let (m, loss) = step(model, i)?;
         model = m;
         if i == 0 {
             loss_first = loss.into_scalar().elem::<f64>();
@@ -175,7 +183,7 @@ pub fn run_config<B: AutodiffBackend>(
     let mut last = None;
     for i in 0..opts.steps {
         let t = Instant::now();
-        let (m, loss) = step(model, opts.warmup + i);
+        let (m, loss) = step(model, opts.warmup + i)?;
         model = m;
         sync::<B>(device)?;
         step_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -189,7 +197,7 @@ pub fn run_config<B: AutodiffBackend>(
         for i in 0..opts.steps {
             let ids = batches[i % batches.len()].clone();
             let t = Instant::now();
-            let loss = lm_loss(model.forward(ids.clone()), ids);
+            let loss = lm_loss(&model, ids, opts.lm_loss)?;
             sync::<B>(device)?;
             fwd.push(ms(t));
             let t = Instant::now();
@@ -208,7 +216,7 @@ pub fn run_config<B: AutodiffBackend>(
         for i in 0..opts.steps {
             let ids = batches[i % batches.len()].clone();
             let t = Instant::now();
-            let loss = lm_loss(model.forward(ids.clone()), ids);
+            let loss = lm_loss(&model, ids, opts.lm_loss)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(opts.lr, model, grads);
             enq.push(ms(t));
