@@ -30,7 +30,7 @@
 #
 # Environment (defaults in brackets): BIN [bundle/run/train_bench-cuda], PY [python3], LOGS [out/gpu_bench],
 # DEVICE [cuda], MODEL [gpt2-124m], BATCH [8], SEQ [1024], WARMUP [3], STEPS [10],
-# OURS_CONFIGS, PEFT_CONFIGS, OURS_TIMEOUT [330], PEFT_TIMEOUT [150], GPU_INDEX [0] (the GPU nvidia-smi
+# OURS_CONFIGS, OURS_ARGS (more train_bench flags, e.g. "--lm-loss full"), PEFT_CONFIGS, OURS_TIMEOUT [330], PEFT_TIMEOUT [150], GPU_INDEX [0] (the GPU nvidia-smi
 # polls; on a machine of several GPUs also set CUDA_VISIBLE_DEVICES to it).
 # CPU smoke test (python3 with torch, transformers, peft): cargo build --release --example train_bench;
 # BIN=target/release/examples/train_bench PY=python3 \
@@ -106,7 +106,7 @@ if [ -x "$BIN" ]; then
     [ -z "$group" ] && continue
     echo "   ($prec: $group)"
     timeout "$OURS_TIMEOUT" "$BIN" --config "$MODEL" --batch "$BATCH" --seq "$SEQ" --warmup "$WARMUP" --steps "$STEPS" \
-      --configs "$group" --json "$LOGS/ours.jsonl" ${PEAK:+--peak-tflops "$PEAK"} >>"$LOGS/ours.log" 2>&1
+      --configs "$group" --json "$LOGS/ours.jsonl" ${PEAK:+--peak-tflops "$PEAK"} ${OURS_ARGS:-} >>"$LOGS/ours.log" 2>&1
     rc=$?
     [ $rc -ne 0 ] && { echo "ours ($prec) exited with rc $rc (124 = timeout); last lines:"; tail -5 "$LOGS/ours.log"; }
   done

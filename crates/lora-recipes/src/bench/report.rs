@@ -221,6 +221,7 @@ pub fn run_bench<B: AutodiffBackend>(opts: &BenchOptions, backend: &str) -> Resu
             "quant": bc.quant_name,
             "precision": bc.precision.name(),
             "matmul": matmul,
+            "lm_loss": format!("{:?}", args.lm_loss).to_lowercase(),
             "batch": args.batch,
             "seq": args.seq,
             "r": R,
