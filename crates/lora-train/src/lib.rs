@@ -28,6 +28,7 @@ mod accumulate;
 mod checkpoint;
 mod clip;
 mod config;
+mod engine;
 mod error;
 mod loss;
 mod metrics;
@@ -35,6 +36,7 @@ mod optim;
 #[cfg(feature = "parallel")]
 mod parallel;
 mod progress;
+mod resume;
 mod rng;
 mod run;
 mod scaler;
@@ -60,6 +62,8 @@ pub use optim::{adamw_optimizer, AdamWOptimizer};
 pub use parallel::{DataParallel, ParallelStep};
 pub use progress::Progress;
 pub use rng::step_seed;
+#[cfg(feature = "parallel")]
+pub use run::train_data_parallel;
 pub use run::{train, train_observed, TrainStats};
 pub use scaler::{LossScaleConfig, LossScaler};
 pub use schedule::{budget_lr, linear_warmup_lr};

@@ -20,7 +20,8 @@
 //! ranks before the optimizer step); burn-train 0.21's DDP worker (`strategies/ddp`), which also
 //! forks one learner per device and steps each optimizer with the synchronised gradients.
 
-use crate::clip::{clip_grad_norm, grad_norm};
+use crate::accumulate::accumulate_grads;
+use crate::clip::{clip_grad_norm, grad_norm, scale_grads};
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::optim::{adamw_optimizer, AdamWOptimizer};
@@ -31,7 +32,7 @@ use burn::collective::{
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
 /// One device's copy of the model and its optimizer.
 struct Replica<B: AutodiffBackend, M: AutodiffModule<B>> {
@@ -73,8 +74,24 @@ where
     /// process at a time, so a second `DataParallel` ends the first one's group. Lazily
     /// initialised parameters are initialised once before the copies are made.
     ///
-    /// Errors: [`TrainError::InvalidConfig`] if `devices` is empty or `cfg` is invalid.
+    /// Errors: [`TrainError::InvalidConfig`] if `devices` is empty, `cfg` is invalid, or a
+    /// device cannot take the model (a GPU index the machine does not have), naming it.
     pub fn new(model: M, devices: &[B::Device], cfg: &TrainConfig) -> Result<Self, TrainError> {
+        let optim = adamw_optimizer::<B, M>(cfg);
+        Self::with_optimizer(model, &optim, devices, cfg)
+    }
+
+    /// [`DataParallel::new`] with every replica's AdamW state loaded from `optim` (a run
+    /// resumed from a checkpoint): the moments are moved to each replica's device by the
+    /// optimizer's first step.
+    ///
+    /// Errors: those of [`DataParallel::new`].
+    pub fn with_optimizer(
+        model: M,
+        optim: &AdamWOptimizer<B, M>,
+        devices: &[B::Device],
+        cfg: &TrainConfig,
+    ) -> Result<Self, TrainError> {
         cfg.validate()?;
         if devices.is_empty() {
             return Err(TrainError::InvalidConfig(
@@ -83,14 +100,23 @@ where
         }
         reset_collective::<B::InnerBackend>();
         model.visit(&mut Materialize);
-        let replicas = devices
-            .iter()
-            .map(|d| Replica {
+        let mut replicas = Vec::with_capacity(devices.len());
+        for d in devices {
+            // Opening a device the machine lacks panics inside the backend.
+            let copy =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.clone().fork(d)))
+                    .map_err(|p| {
+                        TrainError::InvalidConfig(format!(
+                            "device {d:?} cannot take the model: {}",
+                            panic_text(p.as_ref())
+                        ))
+                    })?;
+            replicas.push(Replica {
                 device: d.clone(),
-                model: Some(model.clone().fork(d)),
-                optim: adamw_optimizer::<B, M>(cfg),
-            })
-            .collect();
+                model: Some(copy),
+                optim: adamw_optimizer::<B, M>(cfg).load_record(optim.to_record()),
+            });
+        }
         Ok(Self {
             replicas,
             max_grad_norm: cfg.max_grad_norm,
@@ -147,11 +173,42 @@ where
         T: Sync,
         F: Fn(&M, &T) -> Result<(Tensor<B, 1>, usize), String> + Sync,
     {
+        let micro: Vec<&[T]> = shards.iter().map(std::slice::from_ref).collect();
+        self.step_micro(&micro, loss_fn, lr, 1.0, step)
+    }
+
+    /// [`DataParallel::step`] with gradient accumulation and loss scaling: replica `k`
+    /// accumulates the gradients of its micro-batches `shards[k]` (each loss times
+    /// `loss_scale / shards[k].len()`, as [`accumulate_grads`](crate::accumulate_grads) does),
+    /// the averaged gradients are divided by `loss_scale` before clipping. Every replica must
+    /// have the same number of micro-batches; the reported loss is the mean over all of them.
+    ///
+    /// Errors: those of [`DataParallel::step`]; [`TrainError::InvalidConfig`] also when the
+    /// replicas' micro-batch counts differ or are 0.
+    pub fn step_micro<T, F>(
+        &mut self,
+        shards: &[&[T]],
+        loss_fn: &F,
+        lr: f64,
+        loss_scale: f64,
+        step: usize,
+    ) -> Result<ParallelStep, TrainError>
+    where
+        T: Sync,
+        F: Fn(&M, &T) -> Result<(Tensor<B, 1>, usize), String> + Sync,
+    {
         let n = self.replicas.len();
         if shards.len() != n {
             return Err(TrainError::InvalidConfig(format!(
                 "{} shards for {n} devices: give one shard per device",
                 shards.len()
+            )));
+        }
+        let micro = shards[0].len();
+        if micro == 0 || shards.iter().any(|s| s.len() != micro) {
+            let counts: Vec<usize> = shards.iter().map(|s| s.len()).collect();
+            return Err(TrainError::InvalidConfig(format!(
+                "micro-batches per device {counts:?}: every device needs the same number, ≥ 1"
             )));
         }
         let register_first = !self.registered;
@@ -171,9 +228,12 @@ where
                             register_first,
                             shard,
                             loss_fn,
-                            lr,
-                            max_norm,
-                            step,
+                            Settings {
+                                lr,
+                                loss_scale,
+                                max_norm,
+                                step,
+                            },
                         )
                     })
                 })
@@ -244,6 +304,14 @@ fn sum_values<B: AutodiffBackend>(
     )
 }
 
+/// The text of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the backend panicked".into())
+}
+
 /// A collective error, naming the call that failed.
 fn collective_error(what: &str, e: impl core::fmt::Debug) -> TrainError {
     TrainError::Collective(format!("{what} failed: {e:?}"))
@@ -285,27 +353,40 @@ enum Local {
     Failed(String),
 }
 
-/// The local half of a replica's step: the shard's loss value, its tokens and [`Local`].
-/// Never panics: a panic in `loss_fn` or the backward pass is a [`Local::Failed`].
-fn local_grads<B, M, T, F>(model: &M, shard: &T, loss_fn: &F) -> (f64, usize, Local)
+/// The local half of a replica's step: the mean loss of its micro-batches, their tokens and
+/// [`Local`] (gradients of `loss_scale ·` that mean). Never panics: a panic in `loss_fn` or
+/// the backward pass is a [`Local::Failed`].
+fn local_grads<B, M, T, F>(
+    model: &M,
+    shard: &[T],
+    loss_fn: &F,
+    loss_scale: f64,
+) -> (f64, usize, Local)
 where
     B: AutodiffBackend,
     M: AutodiffModule<B>,
     F: Fn(&M, &T) -> Result<(Tensor<B, 1>, usize), String>,
 {
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let (loss, tokens) = loss_fn(model, shard)?;
-        let value: f64 = loss.clone().into_scalar().elem();
-        if !value.is_finite() {
-            return Ok((value, tokens, Local::NonFinite));
+        let acc = accumulate_grads(
+            model,
+            shard.len(),
+            |k| &shard[k],
+            &|m: &M, b: &&T| loss_fn(m, b),
+            0,
+            loss_scale,
+        )?;
+        if acc.bad_loss.is_some() {
+            return Ok((acc.loss, acc.tokens, Local::NonFinite));
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), model);
+        let mut grads = acc.grads;
         model.visit(&mut FillMissing { grads: &mut grads });
-        Ok((value, tokens, Local::Grads(grads)))
+        Ok((acc.loss, acc.tokens, Local::Grads(grads)))
     }));
     match run {
         Ok(Ok(done)) => done,
-        Ok(Err(message)) => (f64::NAN, 0, Local::Failed(message)),
+        Ok(Err(TrainError::Loss { message, .. })) => (f64::NAN, 0, Local::Failed(message)),
+        Ok(Err(e)) => (f64::NAN, 0, Local::Failed(e.to_string())),
         Err(_) => (
             f64::NAN,
             0,
@@ -314,20 +395,27 @@ where
     }
 }
 
-/// One replica's part of a step (runs on its own thread; see [`DataParallel::step`]). Every
-/// replica makes the same collective calls whatever happens locally: one for the losses and
-/// failure flags, then, unless a shard failed, one per trainable tensor.
-#[allow(clippy::too_many_arguments)]
+/// The step-wide settings every replica applies.
+#[derive(Clone, Copy)]
+struct Settings {
+    lr: f64,
+    loss_scale: f64,
+    max_norm: Option<f64>,
+    /// 1-based, for errors.
+    step: usize,
+}
+
+/// One replica's part of a step (runs on its own thread; see [`DataParallel::step_micro`]).
+/// Every replica makes the same collective calls whatever happens locally: one for the losses
+/// and failure flags, then, unless a shard failed, one per trainable tensor.
 fn replica_step<B, M, T, F>(
     rep: &mut Replica<B, M>,
     k: usize,
     n: usize,
     register_first: bool,
-    shard: &T,
+    shard: &[T],
     loss_fn: &F,
-    lr: f64,
-    max_norm: Option<f64>,
-    step: usize,
+    set: Settings,
 ) -> Result<ParallelStep, TrainError>
 where
     B: AutodiffBackend,
@@ -344,7 +432,8 @@ where
         .model
         .as_ref()
         .expect("replica model present between steps");
-    let (value, tokens, local) = local_grads(model, shard, loss_fn);
+    let step = set.step;
+    let (value, tokens, local) = local_grads(model, shard, loss_fn, set.loss_scale);
     let bad = !matches!(local, Local::Grads(_));
     let totals = sum_values::<B>(
         id,
@@ -371,7 +460,10 @@ where
     if grads.is_empty() {
         return Err(TrainError::NoGradients { step });
     }
-    let norm = match max_norm {
+    if set.loss_scale != 1.0 {
+        scale_grads::<B, M>(model, &mut grads, 1.0 / set.loss_scale);
+    }
+    let norm = match set.max_norm {
         Some(max) => clip_grad_norm::<B, M>(model, &mut grads, max),
         None => grad_norm::<B, M>(model, &grads),
     };
@@ -382,7 +474,7 @@ where
         .model
         .take()
         .expect("replica model present between steps");
-    rep.model = Some(rep.optim.step(lr, model, grads));
+    rep.model = Some(rep.optim.step(set.lr, model, grads));
     Ok(ParallelStep {
         loss,
         grad_norm: norm,

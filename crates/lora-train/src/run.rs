@@ -1,26 +1,24 @@
 //! The loop: schedule, accumulation, clipping, AdamW step, non-finite guard, loss scaling,
 //! progress, eval, checkpoints and resume.
 
-use crate::accumulate::accumulate_grads;
-use crate::checkpoint::tensors::{apply, collect};
+use crate::checkpoint::tensors::collect;
 use crate::checkpoint::{
-    check_output_dir, fingerprint_difference, finite_or_none, none_as_nan, read_checkpoint,
-    write_checkpoint, TrainerState, TRAINER_STATE_FORMAT,
+    check_output_dir, finite_or_none, write_checkpoint, TrainerState, TRAINER_STATE_FORMAT,
 };
-use crate::clip::{clip_grad_norm, grad_norm, scale_grads};
 use crate::config::TrainConfig;
+use crate::engine::{Single, Stepper};
 use crate::error::TrainError;
 use crate::metrics::{EvalRecord, Evaluation, StepRecord, TrainObserver};
 use crate::optim::{adamw_optimizer, AdamWOptimizer};
 use crate::progress::Progress;
+use crate::resume::{fresh_start, resume, Start};
 use crate::rng::step_seed;
-use crate::scaler::LossScaler;
 use crate::schedule::budget_lr;
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// Summary of a [`train`] run (a resumed run includes the steps before the checkpoint).
@@ -53,7 +51,7 @@ pub struct TrainStats {
 }
 
 impl TrainStats {
-    fn running(&self) -> f64 {
+    pub(crate) fn running(&self) -> f64 {
         let tail: Vec<f64> = self
             .losses
             .iter()
@@ -64,16 +62,6 @@ impl TrainStats {
             .collect();
         tail.iter().sum::<f64>() / tail.len().max(1) as f64
     }
-}
-
-/// Where a resumed run starts: the restored stats, scaler, train seconds and checkpoint.
-struct Start {
-    step: usize,
-    stats: TrainStats,
-    scaler: Option<LossScaler>,
-    train_secs: f64,
-    consecutive_bad: usize,
-    checkpoint: Option<PathBuf>,
 }
 
 /// Trains `model` for `cfg.steps` AdamW steps and returns it with [`TrainStats`].
@@ -151,11 +139,11 @@ pub fn train_observed<B, M, T, N, F, E, R, C, O>(
     model: M,
     cfg: &TrainConfig,
     device: &B::Device,
-    mut next_batch: N,
+    next_batch: N,
     loss_fn: F,
-    mut eval_fn: E,
-    mut checkpoint_fn: C,
-    mut observer: O,
+    eval_fn: E,
+    checkpoint_fn: C,
+    observer: O,
 ) -> Result<(M, TrainStats), TrainError>
 where
     B: AutodiffBackend,
@@ -167,15 +155,133 @@ where
     C: FnMut(&M, usize, &Path) -> Result<(), String>,
     O: TrainObserver,
 {
+    let single = |model, optim| {
+        Ok(Single {
+            model,
+            optim,
+            max_norm: cfg.max_grad_norm,
+        })
+    };
+    run_loop(
+        model,
+        cfg,
+        std::slice::from_ref(device),
+        single,
+        next_batch,
+        loss_fn,
+        eval_fn,
+        checkpoint_fn,
+        observer,
+    )
+}
+
+/// [`train_observed`] on several devices of one machine: one replica per device
+/// ([`DataParallel`](crate::DataParallel): the frozen base once per device, only trainable
+/// gradients all-reduced), each micro-batch `next_batch(i)` split by `split(&batch, n)` into
+/// one shard per device. The schedule, accumulation, loss scaling, clipping, non-finite guard,
+/// checkpoints, resume and observer are [`train_observed`]'s; `eval_fn` and `checkpoint_fn` see
+/// replica 0's model. The step's loss is the mean of the shards' losses, as gradient
+/// accumulation over the same shards would compute (and PyTorch's DDP does), so with shards of
+/// equal weight a step equals one step on the whole batch. With one device, exactly
+/// [`train_observed`].
+///
+/// Errors: [`train_observed`]'s; [`TrainError::InvalidConfig`] for an empty `devices` or one
+/// that cannot take the model; [`TrainError::Loss`] when `split` fails or returns another
+/// number of shards; [`TrainError::Collective`].
+#[cfg(feature = "parallel")]
+#[allow(clippy::too_many_arguments)] // train_observed's arguments, the devices and the split
+pub fn train_data_parallel<B, M, T, N, S, F, E, R, C, O>(
+    model: M,
+    cfg: &TrainConfig,
+    devices: &[B::Device],
+    next_batch: N,
+    split: S,
+    loss_fn: F,
+    eval_fn: E,
+    checkpoint_fn: C,
+    observer: O,
+) -> Result<(M, TrainStats), TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + Send,
+    AdamWOptimizer<B, M>: Send,
+    T: Sync,
+    N: FnMut(usize) -> T,
+    S: Fn(&T, usize) -> Result<Vec<T>, String>,
+    F: Fn(&M, &T) -> Result<(Tensor<B, 1>, usize), String> + Sync,
+    E: FnMut(&M, usize) -> R,
+    R: Into<Evaluation>,
+    C: FnMut(&M, usize, &Path) -> Result<(), String>,
+    O: TrainObserver,
+{
+    if devices.len() < 2 {
+        let device = devices.first().ok_or_else(|| {
+            TrainError::InvalidConfig("training needs at least one device".into())
+        })?;
+        return train_observed(
+            model,
+            cfg,
+            device,
+            next_batch,
+            loss_fn,
+            eval_fn,
+            checkpoint_fn,
+            observer,
+        );
+    }
+    let parallel = |model, optim: AdamWOptimizer<B, M>| {
+        Ok(crate::engine::Parallel {
+            dp: crate::DataParallel::with_optimizer(model, &optim, devices, cfg)?,
+            split: &split,
+        })
+    };
+    run_loop(
+        model,
+        cfg,
+        devices,
+        parallel,
+        next_batch,
+        loss_fn,
+        eval_fn,
+        checkpoint_fn,
+        observer,
+    )
+}
+
+/// The loop of [`train_observed`] and [`train_data_parallel`].
+#[allow(clippy::too_many_arguments)]
+fn run_loop<B, M, T, X, N, F, E, R, C, O>(
+    model: M,
+    cfg: &TrainConfig,
+    devices: &[B::Device],
+    make: impl FnOnce(M, AdamWOptimizer<B, M>) -> Result<X, TrainError>,
+    mut next_batch: N,
+    loss_fn: F,
+    mut eval_fn: E,
+    mut checkpoint_fn: C,
+    mut observer: O,
+) -> Result<(M, TrainStats), TrainError>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    N: FnMut(usize) -> T,
+    X: Stepper<B, M, T, F>,
+    F: Fn(&M, &T) -> Result<(Tensor<B, 1>, usize), String>,
+    E: FnMut(&M, usize) -> R,
+    R: Into<Evaluation>,
+    C: FnMut(&M, usize, &Path) -> Result<(), String>,
+    O: TrainObserver,
+{
     cfg.validate()?;
     if let (Some(_), Some(out)) = (cfg.checkpoint_every, &cfg.output_dir) {
         check_output_dir(out).map_err(TrainError::InvalidConfig)?;
     }
     let optim = adamw_optimizer::<B, M>(cfg);
-    let (mut model, mut optim, start) = match &cfg.resume_from {
+    let (model, optim, start) = match &cfg.resume_from {
         Some(dir) => resume(model, optim, cfg, dir)?,
         None => (model, optim, fresh_start(cfg)),
     };
+    let mut engine = make(model, optim)?;
     let Start {
         step: first,
         mut stats,
@@ -219,7 +325,9 @@ where
             break;
         }
         let step_start = Instant::now();
-        <B as Backend>::seed(device, step_seed(cfg.seed, step));
+        for device in devices {
+            <B as Backend>::seed(device, step_seed(cfg.seed, step));
+        }
         let lr = budget_lr(
             cfg.lr,
             step - 1,
@@ -229,55 +337,28 @@ where
             cfg.time_budget_secs,
         );
         let scale = scaler.map_or(1.0, |s| s.scale);
-        let acc = accumulate_grads(
-            &model,
-            ga,
-            |k| next_batch((step - 1) * ga + k),
-            &loss_fn,
-            step,
-            scale,
-        )?;
-        let mut norm = f64::NAN;
-        let bad = match acc.bad_loss {
-            Some((micro, value)) => Some(format!("loss {value} (micro-batch {micro})")),
-            None => {
-                let mut grads = acc.grads;
-                if grads.is_empty() {
-                    return Err(TrainError::NoGradients { step });
-                }
-                if scale != 1.0 {
-                    scale_grads::<B, M>(&model, &mut grads, 1.0 / scale);
-                }
-                norm = match cfg.max_grad_norm {
-                    Some(max) => clip_grad_norm::<B, M>(&model, &mut grads, max),
-                    None => grad_norm::<B, M>(&model, &grads),
-                };
-                if norm.is_finite() {
-                    model = optim.step(lr, model, grads);
-                    None
-                } else {
-                    Some(format!("gradient norm {norm}"))
-                }
-            }
-        };
+        let batches = |k| next_batch((step - 1) * ga + k);
+        let (next, done) = engine.step(ga, batches, &loss_fn, lr, scale, step)?;
+        engine = next;
+        let (norm, bad) = (done.norm, done.bad);
         if let (Some(s), Some(ls)) = (scaler.as_mut(), cfg.loss_scale.as_ref()) {
             s.update(ls, bad.is_some());
         }
         stats.steps = step;
-        stats.losses.push(acc.loss);
+        stats.losses.push(done.loss);
         stats.grad_norms.push(norm);
         stats.lrs.push(lr);
-        stats.tokens += acc.tokens;
-        stats.final_loss = acc.loss;
+        stats.tokens += done.tokens;
+        stats.final_loss = done.loss;
         stats.running_loss = stats.running();
         let step_secs = step_start.elapsed().as_secs_f64();
         observer.on_step(&StepRecord {
             step,
-            loss: acc.loss,
+            loss: done.loss,
             learning_rate: lr,
             grad_norm: norm,
-            num_tokens: acc.tokens,
-            tokens_per_second: acc.tokens as f64 / step_secs.max(1e-9),
+            num_tokens: done.tokens,
+            tokens_per_second: done.tokens as f64 / step_secs.max(1e-9),
             skipped: bad.is_some(),
             loss_scale: scaler.map(|s| s.scale),
             elapsed_seconds: train_secs(callback_secs),
@@ -315,7 +396,7 @@ where
         pb.set_position(step);
         let t_cb = Instant::now();
         if cfg.eval_every.is_some_and(|e| step % e == 0) {
-            let eval: Evaluation = pb.suspend(|| eval_fn(&model, step)).into();
+            let eval: Evaluation = pb.suspend(|| eval_fn(engine.model(), step)).into();
             say(&pb, format!("eval @ step {step}: {}", eval.summary));
             observer.on_eval(&EvalRecord {
                 step,
@@ -339,8 +420,8 @@ where
                     train_secs: train_secs(callback_secs + t_cb.elapsed().as_secs_f64()),
                     loss_scaler: scaler,
                 };
-                let records = optim.to_record();
-                let tensors = collect::<B, M>(&model, &|id| records.get(&id).cloned());
+                let records = engine.optimizer().to_record();
+                let tensors = collect::<B, M>(engine.model(), &|id| records.get(&id).cloned());
                 let dir = write_checkpoint(
                     out,
                     step,
@@ -354,7 +435,7 @@ where
                     } else {
                         None
                     },
-                    |dir| checkpoint_fn(&model, step, dir),
+                    |dir| checkpoint_fn(engine.model(), step, dir),
                 )
                 .map_err(|message| TrainError::Checkpoint { step, message })?;
                 // After skipped steps the weights are those of the last good step, but the
@@ -387,91 +468,5 @@ where
             stats.wall_secs, stats.final_loss, stats.running_loss, stats.tokens_per_sec
         );
     }
-    Ok((model, stats))
-}
-
-/// The start of a run from step 1.
-fn fresh_start(cfg: &TrainConfig) -> Start {
-    Start {
-        step: 1,
-        stats: TrainStats {
-            steps: 0,
-            final_loss: f64::NAN,
-            running_loss: f64::NAN,
-            losses: Vec::with_capacity(cfg.steps),
-            grad_norms: Vec::with_capacity(cfg.steps),
-            lrs: Vec::with_capacity(cfg.steps),
-            skipped_steps: 0,
-            loss_scale: None,
-            first_step: 1,
-            tokens: 0,
-            wall_secs: 0.0,
-            tokens_per_sec: 0.0,
-        },
-        scaler: cfg.loss_scale.as_ref().map(LossScaler::new),
-        train_secs: 0.0,
-        consecutive_bad: 0,
-        checkpoint: None,
-    }
-}
-
-/// Restores the model's trainable parameters, `optim`'s moments and the loop's state from the
-/// checkpoint `dir`, after checking that it was written by the same run.
-fn resume<B, M>(
-    model: M,
-    optim: AdamWOptimizer<B, M>,
-    cfg: &TrainConfig,
-    dir: &Path,
-) -> Result<(M, AdamWOptimizer<B, M>, Start), TrainError>
-where
-    B: AutodiffBackend,
-    M: AutodiffModule<B>,
-{
-    let fail = |message: String| TrainError::Resume {
-        path: dir.to_path_buf(),
-        message,
-    };
-    let (state, bytes) = read_checkpoint(dir).map_err(fail)?;
-    if let Some((field, saved, now)) =
-        fingerprint_difference(&state.fingerprint, &cfg.full_fingerprint())
-    {
-        return Err(fail(format!(
-            "it was written with {field} = {saved}, this run has {field} = {now}"
-        )));
-    }
-    let n = state.global_step;
-    if n > cfg.steps || state.losses.len() != n || state.lrs.len() != n {
-        return Err(fail(format!(
-            "its step {n} and its {} losses do not fit a run of {} steps",
-            state.losses.len(),
-            cfg.steps
-        )));
-    }
-    let file = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| fail(format!("{}: {e}", crate::checkpoint::TRAINING_STATE_FILE)))?;
-    let (model, records) = apply::<B, M>(model, &file).map_err(fail)?;
-    let mut record = optim.to_record();
-    record.clear();
-    record.extend(records);
-    let optim = optim.load_record(record);
-    let mut fresh = fresh_start(cfg);
-    let stats = &mut fresh.stats;
-    stats.steps = n;
-    stats.losses = none_as_nan(&state.losses);
-    stats.grad_norms = none_as_nan(&state.grad_norms);
-    stats.lrs = state.lrs;
-    stats.skipped_steps = state.skipped_steps;
-    stats.first_step = n + 1;
-    stats.final_loss = stats.losses.last().copied().unwrap_or(f64::NAN);
-    stats.running_loss = stats.running();
-    fresh.step = n + 1;
-    fresh.scaler = if cfg.loss_scale.is_some() {
-        state.loss_scaler.or(fresh.scaler)
-    } else {
-        None
-    };
-    fresh.train_secs = state.train_secs;
-    fresh.consecutive_bad = state.consecutive_bad_steps;
-    fresh.checkpoint = Some(dir.to_path_buf());
-    Ok((model, optim, fresh))
+    Ok((engine.finish()?, stats))
 }

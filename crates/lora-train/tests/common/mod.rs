@@ -2,6 +2,8 @@
 //! config, and tensor-to-f64 conversion.
 #![allow(dead_code)] // each test binary uses a subset
 
+pub mod tiny_lora;
+
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, Param};
 use burn::tensor::{backend::Backend, Tensor};
