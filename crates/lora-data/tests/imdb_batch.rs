@@ -172,3 +172,31 @@ fn padding_to_a_multiple_keeps_rows_and_caps_at_max_len() {
     pad_batches_to_multiple(&mut c, 1, 6, 2);
     assert_eq!(c, b);
 }
+
+#[test]
+fn split_rows_gives_consecutive_shards_larger_first_and_refuses_too_many() {
+    let toks: Vec<Vec<u32>> = vec![vec![1, 2], vec![3], vec![4, 5], vec![6], vec![7, 8]];
+    let labels = [1u8, 0, 1, 0, 1];
+    let b = &make_batches(&toks, &labels, 5, 4, 0, None).unwrap()[0];
+    let s = b.split_rows(2).unwrap();
+    assert_eq!((s[0].batch, s[0].seq, s[1].batch, s[1].seq), (3, 2, 2, 2));
+    assert_eq!(s[0].input_ids, vec![1, 2, 3, 0, 4, 5]);
+    assert_eq!(s[1].input_ids, vec![6, 0, 7, 8]);
+    assert_eq!(
+        (s[0].lengths.clone(), s[1].lengths.clone()),
+        (vec![2, 1, 2], vec![1, 2])
+    );
+    assert_eq!(
+        (s[0].labels.clone(), s[1].labels.clone()),
+        (vec![1, 0, 1], vec![0, 1])
+    );
+    assert_eq!(b.split_rows(1).unwrap()[0].input_ids, b.input_ids);
+    let e = b.split_rows(6).unwrap_err();
+    assert!(matches!(e, DataError::Batch(_)));
+    assert!(
+        e.to_string()
+            .contains("5 rows cannot be split into 6 shards"),
+        "{e}"
+    );
+    assert!(b.split_rows(0).is_err());
+}

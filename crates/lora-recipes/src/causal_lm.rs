@@ -6,9 +6,10 @@ use lora_core::count_parameters;
 
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{make_batches, Batch};
-use lora_train::{train_observed, Evaluation};
+use lora_train::{train_data_parallel, Evaluation};
 use std::time::Instant;
 
+use crate::devices::{check_shardable, split_batch, train_devices};
 use crate::encode::encode_lm;
 use crate::eval::mean_nll;
 use crate::lm_loss::{next_token_loss_sum, next_token_mask, LmLoss};
@@ -59,12 +60,17 @@ where
         metrics.record_eval(eval_record(0, &lm_metrics(nll), t))?;
         println!("held-out perplexity before: {:.3}", nll.exp());
     }
-    let (model, stats) = train_observed(
+    let devices = train_devices::<B>(device, opts.devices);
+    check_shardable(&train_batches, opts.devices, prep.train_slice.len())?;
+    let (model, stats) = train_data_parallel(
         model,
         &prep.train,
-        device,
+        &devices,
         |i| train_batches[i % train_batches.len()].clone(),
+        split_batch,
         |m: &M, b: &Batch| {
+            // Each replica's shard goes to the replica's own device.
+            let device = &m.devices()[0];
             let (ids, _) = b.to_tensors::<B>(device);
             let (mask, count) = next_token_mask::<B>(b, device);
             let sum = next_token_loss_sum(m, ids, mask, LmLoss::Chunked)?;

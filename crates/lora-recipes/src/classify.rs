@@ -1,7 +1,7 @@
 //! The classification recipe (PEFT task type SEQ_CLS): a `score` head on the last real token,
 //! trained fully (`modules_to_save`) beside the adapters; held-out accuracy before and after.
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
@@ -10,9 +10,10 @@ use lora_models::classify::SequenceClassifier;
 use lora_peft::merge_and_unload;
 // The IMDB pipeline (one import site; the crate that holds it may change).
 use lora_data::imdb::{self as data, make_batches, Batch, Review};
-use lora_train::{train_observed, Evaluation, Progress};
+use lora_train::{train_data_parallel, Evaluation, Progress};
 use std::time::Instant;
 
+use crate::devices::{check_shardable, split_batch, train_devices};
 use crate::encode::encode_cls;
 use crate::eval::accuracy;
 use crate::method::{attach, save_method};
@@ -104,18 +105,23 @@ where
             tps
         );
     }
-    let ce = CrossEntropyLossConfig::new().init(device);
+    let devices = train_devices::<B>(device, opts.devices);
+    check_shardable(&train_batches, opts.devices, train_slice.len())?;
+    // Each replica's loss puts its shard on the replica's own device.
     let loss_fn =
         |m: &SequenceClassifier<B, M>, b: &Batch| -> Result<(Tensor<B, 1>, usize), String> {
-            let (ids, labels) = b.to_tensors::<B>(device);
+            let device = m.devices()[0].clone();
+            let (ids, labels) = b.to_tensors::<B>(&device);
             let logits = m.forward(ids, &b.lengths);
+            let ce = CrossEntropyLossConfig::new().init(&device);
             Ok((ce.forward(logits, labels), b.num_tokens()))
         };
-    let (clf, stats) = train_observed(
+    let (clf, stats) = train_data_parallel(
         clf,
         &prep.train,
-        device,
+        &devices,
         |i| train_batches[i % train_batches.len()].clone(),
+        split_batch,
         loss_fn,
         |m, _step| {
             let (acc, _) = accuracy(&m.valid(), &test_batches, device);

@@ -34,6 +34,7 @@ pub mod checkpointing;
 pub mod checks;
 pub mod classify;
 pub mod config;
+pub mod devices;
 pub mod encode;
 pub mod error;
 pub mod eval;

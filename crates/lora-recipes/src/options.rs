@@ -127,6 +127,12 @@ pub struct FinetuneOptions {
     /// Micro-batches per optimizer step.
     #[arg(long, default_value_t = 1)]
     pub grad_accum: usize,
+    /// Devices to train on, data parallel: each micro-batch of `--batch-size` examples is split
+    /// evenly across them (one replica of the model per device, the trainable gradients
+    /// averaged every step), so the steps and the learning-rate schedule do not change. GPU
+    /// backends use devices 0 to N−1; the CPU backend runs N replicas on its one device.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
     /// Maximum tokens per example (review tokens are truncated to fit the suffix).
     #[arg(long, default_value_t = 128)]
     pub max_length: usize,

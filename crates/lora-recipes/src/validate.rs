@@ -39,6 +39,14 @@ impl FinetuneOptions {
         at_least_one("--batch-size", self.batch_size)?;
         at_least_one("--eval-batch-size", self.eval_batch_size)?;
         at_least_one("--grad-accum", self.grad_accum)?;
+        at_least_one("--devices", self.devices)?;
+        if self.batch_size % self.devices != 0 {
+            return Err(format!(
+                "--batch-size {} does not split evenly across --devices {}: use a multiple of {}",
+                self.batch_size, self.devices, self.devices
+            )
+            .into());
+        }
         at_least_one("--max-length", self.max_length)?;
         at_least_one("--eval-size", self.eval_size)?;
         at_least_one("--pad-multiple", self.pad_multiple)?;

@@ -45,6 +45,36 @@ impl Batch {
         (ids, labels)
     }
 
+    /// The rows split into `parts` consecutive shards of `⌈batch / parts⌉` or `⌊batch / parts⌋`
+    /// rows (the larger ones first), each keeping this batch's `seq` columns: one shard per
+    /// device of a data-parallel step.
+    ///
+    /// Errors: [`DataError::Batch`] when `parts` is 0 or exceeds the rows.
+    pub fn split_rows(&self, parts: usize) -> Result<Vec<Batch>, DataError> {
+        if parts == 0 || parts > self.batch {
+            return Err(DataError::Batch(format!(
+                "a batch of {} rows cannot be split into {parts} shards (one per device)",
+                self.batch
+            )));
+        }
+        let (base, extra) = (self.batch / parts, self.batch % parts);
+        let mut start = 0;
+        Ok((0..parts)
+            .map(|k| {
+                let rows = base + usize::from(k < extra);
+                let r = start..start + rows;
+                start += rows;
+                Batch {
+                    input_ids: self.input_ids[r.start * self.seq..r.end * self.seq].to_vec(),
+                    lengths: self.lengths[r.clone()].to_vec(),
+                    labels: self.labels[r].to_vec(),
+                    batch: rows,
+                    seq: self.seq,
+                }
+            })
+            .collect())
+    }
+
     /// Real-token lengths as a `[batch]` Int tensor on `device` (e.g. to gather the last token).
     pub fn lengths_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 1, Int> {
         let l: Vec<i64> = self.lengths.iter().map(|&x| x as i64).collect();
