@@ -12,7 +12,7 @@ use std::time::Instant;
 use crate::devices::{check_shardable, split_batch, train_devices};
 use crate::encode::encode_lm;
 use crate::eval::mean_nll;
-use crate::lm_loss::{next_token_loss_sum, next_token_mask, LmLoss};
+use crate::lm_loss::{next_token_loss_sum, next_token_mask};
 use crate::method::{attach, save_method};
 use crate::output::{eval_record, finish_metrics, open_metrics, training_line};
 use crate::run::{set_precision, Inputs, Prepared, RecipeModel};
@@ -73,7 +73,7 @@ where
             let device = &m.devices()[0];
             let (ids, _) = b.to_tensors::<B>(device);
             let (mask, count) = next_token_mask::<B>(b, device);
-            let sum = next_token_loss_sum(m, ids, mask, LmLoss::Chunked)?;
+            let sum = next_token_loss_sum(m, ids, mask, opts.lm_loss)?;
             Ok((sum.div_scalar(count.max(1) as f64), count))
         },
         |m, _| {

@@ -7,7 +7,18 @@ use lora_models::LanguageModel;
 use lora_train::{default_chunk_rows, linear_cross_entropy_sum};
 
 /// How the next-token cross-entropy is computed in training.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum LmLoss {
     /// Row chunks of the LM head ([`linear_cross_entropy_sum`], at most 2²⁶ logits at a
     /// time) when the model exposes its head as one weight

@@ -5,6 +5,7 @@ use clap::ValueEnum;
 use lora_core::{Precision, QuantKind};
 use std::path::PathBuf;
 
+use crate::lm_loss::LmLoss;
 use crate::AnyError;
 
 /// The base model when `--model-path` is absent (what is fetched); with `--model-path` the
@@ -118,6 +119,10 @@ pub struct FinetuneOptions {
     /// Task.
     #[arg(long, value_enum, default_value_t = Task::Classify)]
     pub task: Task,
+    /// The next-token loss of `--task causal-lm`: "chunked" (the LM head in row chunks, never
+    /// the whole `[batch, seq, vocab]` logits) or "full" (logits, `log_softmax`, `gather`).
+    #[arg(long, value_enum, default_value_t = LmLoss::Chunked)]
+    pub lm_loss: LmLoss,
     /// Optimizer steps.
     #[arg(long, default_value_t = 150)]
     pub steps: usize,

@@ -117,11 +117,15 @@ where
     }
 }
 
+/// Splits one batch into `n` shards, one per device.
+#[cfg(feature = "parallel")]
+pub(crate) type Split<'a, T> = &'a dyn Fn(&T, usize) -> Result<Vec<T>, String>;
+
 /// Several devices: each micro-batch split by `split` into one shard per replica.
 #[cfg(feature = "parallel")]
 pub(crate) struct Parallel<'a, B: AutodiffBackend, M: AutodiffModule<B>, T> {
     pub dp: DataParallel<B, M>,
-    pub split: &'a dyn Fn(&T, usize) -> Result<Vec<T>, String>,
+    pub split: Split<'a, T>,
 }
 
 #[cfg(feature = "parallel")]
