@@ -1,6 +1,8 @@
 //! Helpers shared by this crate's integration tests (each test binary uses a subset).
 #![allow(dead_code)]
 
+pub mod attention;
+
 use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
 use lora_models::st::StFile;

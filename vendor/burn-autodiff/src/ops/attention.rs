@@ -18,7 +18,15 @@
 //! `is_causal` (callers pass their causal mask as a bias or a bool mask), a bias that needs its
 //! own gradient, broadcast batch or head dims, and inputs narrower than f32 (the log-sum-exp is
 //! kept in the input dtype) still take the fallback.
-//! `LORA_BURN_ATTENTION=fallback` (read once) takes the fallback everywhere, for A/B runs.
+//!
+//! Both passes run over groups of whole batch entries, so that one group's score-sized
+//! tensors hold at most 2²⁵ elements (128 MiB in f32; GPT-2 at 8 × 1024: groups of 2 entries,
+//! 4 × fewer transient bytes than the whole batch at once); the outputs and gradients of the
+//! groups are concatenated along the batch.
+//!
+//! `LORA_BURN_ATTENTION` (read once): `recompute` (the default), `recompute:N` (groups of at
+//! most N score elements), `whole` (the same without the batch groups), or `fallback` (burn's
+//! decomposed path everywhere), for A/B runs.
 
 use crate::Autodiff;
 use crate::checkpoint::base::Checkpointer;
@@ -32,24 +40,113 @@ use burn_backend::TensorMetadata;
 use burn_backend::ops::AttentionModuleOptions;
 use burn_backend::ops::attention::attention_fallback;
 use burn_backend::tensor::{BoolTensor, FloatTensor};
+use burn_std::Slice;
 
-/// Whether `LORA_BURN_ATTENTION=fallback` asks for burn's decomposed attention; any other value
-/// than `fallback` or `recompute` (the default) panics with this list.
+/// What `LORA_BURN_ATTENTION` asks for.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// The recomputing op over batch groups of at most this many score elements (2²⁵ by
+    /// default; `recompute:N` for another bound, as the group test uses).
+    Recompute(usize),
+    /// The recomputing op over the whole batch at once.
+    Whole,
+    /// burn's decomposed attention.
+    Fallback,
+}
+
+/// `LORA_BURN_ATTENTION`, read once; any value other than `recompute` (or unset),
+/// `recompute:N`, `whole` or `fallback` panics with this list.
 #[cfg(feature = "std")]
-fn use_fallback() -> bool {
-    static FALLBACK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FALLBACK.get_or_init(|| match std::env::var("LORA_BURN_ATTENTION").as_deref() {
-        Err(_) | Ok("recompute") => false,
-        Ok("fallback") => true,
-        Ok(other) => {
-            panic!("LORA_BURN_ATTENTION={other:?}: expected recompute (or unset) or fallback")
-        }
+fn mode() -> Mode {
+    static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| match std::env::var("LORA_BURN_ATTENTION").as_deref() {
+        Err(_) | Ok("recompute") => Mode::Recompute(GROUP_SCORE_ELEMENTS),
+        Ok("whole") => Mode::Whole,
+        Ok("fallback") => Mode::Fallback,
+        Ok(other) => match other.strip_prefix("recompute:").map(str::parse::<usize>) {
+            Some(Ok(n)) if n > 0 => Mode::Recompute(n),
+            _ => panic!(
+                "LORA_BURN_ATTENTION={other:?}: expected recompute (or unset), recompute:N \
+                 (N ≥ 1 score elements a group), whole or fallback"
+            ),
+        },
     })
 }
 
 #[cfg(not(feature = "std"))]
-fn use_fallback() -> bool {
-    false
+fn mode() -> Mode {
+    Mode::Recompute(GROUP_SCORE_ELEMENTS)
+}
+
+/// Most elements one group's score tensor may hold: 2²⁵.
+const GROUP_SCORE_ELEMENTS: usize = 1 << 25;
+
+/// The batch ranges the passes run over: groups of whole entries whose scores
+/// `[group, heads, seq_q, seq_k]` hold at most [`GROUP_SCORE_ELEMENTS`] (or `recompute:N`'s N;
+/// at least one entry a group); one range for the whole batch with `LORA_BURN_ATTENTION=whole`.
+fn batch_groups(query: [usize; 4], seq_k: usize) -> Vec<core::ops::Range<usize>> {
+    let [batch, heads, seq_q, _] = query;
+    let per_entry = (heads * seq_q * seq_k).max(1);
+    let group = match mode() {
+        Mode::Recompute(n) => (n / per_entry).clamp(1, batch.max(1)),
+        _ => batch.max(1),
+    };
+    (0..batch)
+        .step_by(group)
+        .map(|start| start..(start + group).min(batch))
+        .collect()
+}
+
+/// Entries `r` of a float tensor's batch (first) dim; a tensor broadcast over the batch (first
+/// dim 1 while the batch is larger) is returned whole.
+fn rows<B: Backend>(
+    t: &FloatTensor<B>,
+    r: &core::ops::Range<usize>,
+    batch: usize,
+) -> FloatTensor<B> {
+    let dims = t.shape().dims::<4>();
+    if dims[0] != batch || (r.start == 0 && r.end == batch) {
+        return t.clone();
+    }
+    B::float_slice(
+        t.clone(),
+        &[
+            Slice::from(r.clone()),
+            Slice::full(),
+            Slice::full(),
+            Slice::full(),
+        ],
+    )
+}
+
+/// [`rows`] for a bool mask.
+fn mask_rows<B: Backend>(
+    t: &BoolTensor<B>,
+    r: &core::ops::Range<usize>,
+    batch: usize,
+) -> BoolTensor<B> {
+    let dims = t.shape().dims::<4>();
+    if dims[0] != batch || (r.start == 0 && r.end == batch) {
+        return t.clone();
+    }
+    B::bool_slice(
+        t.clone(),
+        &[
+            Slice::from(r.clone()),
+            Slice::full(),
+            Slice::full(),
+            Slice::full(),
+        ],
+    )
+}
+
+/// The tensors of each group concatenated along the batch (no copy for a single group).
+fn cat_rows<B: Backend>(mut parts: Vec<FloatTensor<B>>) -> FloatTensor<B> {
+    if parts.len() == 1 {
+        parts.pop().expect("one part")
+    } else {
+        B::float_cat(parts, 0)
+    }
 }
 
 /// The score scale: `options.scale`, else `1/√head_dim`.
@@ -87,6 +184,33 @@ fn scores<B: Backend>(
 /// row maximum is clamped to the dtype's lowest finite value and the row sum to its smallest
 /// positive normal value.
 fn forward<B: Backend>(
+    query: FloatTensor<B>,
+    key: FloatTensor<B>,
+    value: FloatTensor<B>,
+    mask: Option<BoolTensor<B>>,
+    bias: Option<FloatTensor<B>>,
+    scale: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let dq = query.shape().dims::<4>();
+    let seq_k = key.shape().dims::<4>()[2];
+    let (mut outs, mut lses) = (Vec::new(), Vec::new());
+    for r in batch_groups(dq, seq_k) {
+        let (o, l) = forward_group::<B>(
+            rows::<B>(&query, &r, dq[0]),
+            rows::<B>(&key, &r, dq[0]),
+            rows::<B>(&value, &r, dq[0]),
+            mask.as_ref().map(|m| mask_rows::<B>(m, &r, dq[0])),
+            bias.as_ref().map(|b| rows::<B>(b, &r, dq[0])),
+            scale,
+        );
+        outs.push(o);
+        lses.push(l);
+    }
+    (cat_rows::<B>(outs), cat_rows::<B>(lses))
+}
+
+/// [`forward`] of one batch group.
+fn forward_group<B: Backend>(
     query: FloatTensor<B>,
     key: FloatTensor<B>,
     value: FloatTensor<B>,
@@ -133,30 +257,45 @@ impl<B: Backend> Backward<B, 3> for RecomputeAttention {
         let [node_q, node_k, node_v] = ops.parents;
         let grad_out = grads.consume::<B>(&ops.node);
         let (query, key, value, mask, bias, out, lse, scale) = ops.state;
-
-        let s = scores::<B>(query.clone(), key.clone(), mask, bias, scale);
-        let p = B::float_exp(B::float_sub(s, lse));
-
-        if let Some(node) = node_v {
-            let grad_v = B::float_matmul(B::float_transpose(p.clone()), grad_out.clone());
-            grads.register::<B>(node.id, grad_v);
+        let need_qk = node_q.is_some() || node_k.is_some();
+        let dq = query.shape().dims::<4>();
+        let seq_k = key.shape().dims::<4>()[2];
+        let (mut gq, mut gk, mut gv) = (Vec::new(), Vec::new(), Vec::new());
+        for r in batch_groups(dq, seq_k) {
+            let at = |t: &FloatTensor<B>| rows::<B>(t, &r, dq[0]);
+            let (q, k, v) = (at(&query), at(&key), at(&value));
+            let s = scores::<B>(
+                q.clone(),
+                k.clone(),
+                mask.as_ref().map(|m| mask_rows::<B>(m, &r, dq[0])),
+                bias.as_ref().map(|b| at(b)),
+                scale,
+            );
+            let p = B::float_exp(B::float_sub(s, at(&lse)));
+            let g = at(&grad_out);
+            if node_v.is_some() {
+                gv.push(B::float_matmul(B::float_transpose(p.clone()), g.clone()));
+            }
+            if !need_qk {
+                continue;
+            }
+            let dp = B::float_matmul(g.clone(), B::float_transpose(v));
+            let delta = B::float_sum_dim(B::float_mul(g, at(&out)), 3);
+            let mut ds = B::float_mul(p, B::float_sub(dp, delta));
+            if scale != 1.0 {
+                ds = B::float_mul_scalar(ds, scale.into());
+            }
+            if node_q.is_some() {
+                gq.push(B::float_matmul(ds.clone(), k));
+            }
+            if node_k.is_some() {
+                gk.push(B::float_matmul(B::float_transpose(ds), q));
+            }
         }
-        if node_q.is_none() && node_k.is_none() {
-            return;
-        }
-        let dp = B::float_matmul(grad_out.clone(), B::float_transpose(value));
-        let delta = B::float_sum_dim(B::float_mul(grad_out, out), 3);
-        let mut ds = B::float_mul(p, B::float_sub(dp, delta));
-        if scale != 1.0 {
-            ds = B::float_mul_scalar(ds, scale.into());
-        }
-        if let Some(node) = node_q {
-            let grad_q = B::float_matmul(ds.clone(), key);
-            grads.register::<B>(node.id, grad_q);
-        }
-        if let Some(node) = node_k {
-            let grad_k = B::float_matmul(B::float_transpose(ds), query);
-            grads.register::<B>(node.id, grad_k);
+        for (node, parts) in [(node_q, gq), (node_k, gk), (node_v, gv)] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, cat_rows::<B>(parts));
+            }
         }
     }
 }
@@ -196,7 +335,7 @@ pub(crate) fn attention<B: Backend, C: CheckpointStrategy>(
         || bias_tracked
         || !same_layout
         || !wide
-        || use_fallback()
+        || mode() == Mode::Fallback
     {
         return attention_fallback::<Autodiff<B, C>>(query, key, value, mask, attn_bias, options);
     }
