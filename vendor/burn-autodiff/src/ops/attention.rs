@@ -20,9 +20,8 @@
 //! kept in the input dtype) still take the fallback.
 //!
 //! Both passes run over groups of whole batch entries, so that one group's score-sized
-//! tensors hold at most 2²⁵ elements (128 MiB in f32; GPT-2 at 8 × 1024: groups of 2 entries,
-//! 4 × fewer transient bytes than the whole batch at once); the outputs and gradients of the
-//! groups are concatenated along the batch.
+//! tensors hold at most 2²⁶ elements (256 MiB in f32; GPT-2 at 8 × 1024: groups of 5 and 3
+//! entries); the outputs and gradients of the groups are concatenated along the batch.
 //!
 //! `LORA_BURN_ATTENTION` (read once): `recompute` (the default), `recompute:N` (groups of at
 //! most N score elements), `whole` (the same without the batch groups), or `fallback` (burn's
@@ -45,7 +44,7 @@ use burn_std::Slice;
 /// What `LORA_BURN_ATTENTION` asks for.
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
-    /// The recomputing op over batch groups of at most this many score elements (2²⁵ by
+    /// The recomputing op over batch groups of at most this many score elements (2²⁶ by
     /// default; `recompute:N` for another bound, as the group test uses).
     Recompute(usize),
     /// The recomputing op over the whole batch at once.
@@ -78,8 +77,8 @@ fn mode() -> Mode {
     Mode::Recompute(GROUP_SCORE_ELEMENTS)
 }
 
-/// Most elements one group's score tensor may hold: 2²⁵.
-const GROUP_SCORE_ELEMENTS: usize = 1 << 25;
+/// Most elements one group's score tensor may hold: 2²⁶.
+const GROUP_SCORE_ELEMENTS: usize = 1 << 26;
 
 /// The batch ranges the passes run over: groups of whole entries whose scores
 /// `[group, heads, seq_q, seq_k]` hold at most [`GROUP_SCORE_ELEMENTS`] (or `recompute:N`'s N;
