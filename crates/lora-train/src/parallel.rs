@@ -107,7 +107,7 @@ where
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.clone().fork(d)))
                     .map_err(|p| {
                         TrainError::InvalidConfig(format!(
-                            "device {d:?} cannot take the model: {}",
+                            "device {d:?} cannot take the model (does this machine have it?): {}",
                             panic_text(p.as_ref())
                         ))
                     })?;
