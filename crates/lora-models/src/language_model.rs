@@ -81,10 +81,12 @@ pub trait LanguageModel<B: Backend>: Module<B> + NamedLinears<B> {
     /// Hidden states `[batch, seq, hidden]` → logits `[batch, seq, vocab]` (the LM head, tied to
     /// the token embedding for both families here).
     fn lm_logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3>;
-    /// The LM head as one weight `[vocab, hidden]` when [`LanguageModel::lm_logits`] is exactly
-    /// `hidden · weightᵀ` in f32 (no bias, adapter, quantized or narrowed base weight): what a
+    /// The LM head as one f32 weight `[vocab, hidden]` when [`LanguageModel::lm_logits`] is
+    /// `hidden · weightᵀ` (no bias, adapter or quantized base; a base stored in bf16 is widened): what a
     /// loss needs to avoid holding the whole `[batch, seq, vocab]` logits (lora-train's
-    /// `linear_cross_entropy_sum`). `None` (the default) when the head is anything else.
+    /// `linear_cross_entropy_sum`). The tensor is either untracked or a trainable parameter's
+    /// own value, so that such a loss can hand it its gradient. `None` (the default) when the
+    /// head is anything else.
     fn lm_head_weight(&self) -> Option<Tensor<B, 2>> {
         None
     }

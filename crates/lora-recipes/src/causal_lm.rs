@@ -52,6 +52,8 @@ where
     let train_batches = make_batches(&train_ids, &train_zeros, opts.batch_size, ml, pad, None)?;
     let test_zeros = zeros(test_ids.len());
     let test_batches = make_batches(&test_ids, &test_zeros, EVAL_BATCH, ml, pad, None)?;
+    check_shardable(&train_batches, opts.devices)?;
+    let devices = train_devices::<B>(device, opts.devices)?;
     let mut metrics = open_metrics(opts)?;
     // A resumed run's model is only restored inside the loop: nothing to evaluate before.
     if !opts.no_eval_before && opts.resume.is_none() {
@@ -60,8 +62,6 @@ where
         metrics.record_eval(eval_record(0, &lm_metrics(nll), t))?;
         println!("held-out perplexity before: {:.3}", nll.exp());
     }
-    let devices = train_devices::<B>(device, opts.devices);
-    check_shardable(&train_batches, opts.devices, prep.train_slice.len())?;
     let (model, stats) = train_data_parallel(
         model,
         &prep.train,

@@ -24,6 +24,10 @@ const NOT_FINGERPRINTED: &[&str] = &[
     "eval_batch_size",
     "no_eval_before",
     "dump_data",
+    // The same model and data on more or fewer devices, and the same loss computed another
+    // way: a run may continue with either changed (and older checkpoints have neither key).
+    "devices",
+    "lm_loss",
 ];
 
 /// The run's identity for checkpoints: every flag that changes training (as `--flag` →

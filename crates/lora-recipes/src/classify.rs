@@ -76,6 +76,8 @@ where
         make_batches(&test_ids, &test_labels, opts.eval_batch_size, ml, pad, None)?;
     data::pad_batches_to_multiple(&mut train_batches, opts.pad_multiple, ml, pad);
     data::pad_batches_to_multiple(&mut test_batches, opts.pad_multiple, ml, pad);
+    check_shardable(&train_batches, opts.devices)?;
+    let devices = train_devices::<B>(device, opts.devices)?;
     if let Some(p) = &opts.dump_data {
         let meta = DumpMeta {
             pad,
@@ -105,8 +107,6 @@ where
             tps
         );
     }
-    let devices = train_devices::<B>(device, opts.devices);
-    check_shardable(&train_batches, opts.devices, train_slice.len())?;
     // Each replica's loss puts its shard on the replica's own device.
     let loss_fn =
         |m: &SequenceClassifier<B, M>, b: &Batch| -> Result<(Tensor<B, 1>, usize), String> {

@@ -5,11 +5,16 @@ use lora_data::imdb::Batch;
 
 use crate::AnyError;
 
-/// `n` devices of `first`'s kind, indices `first`'s index onward (GPU backends: devices
-/// 0 to n−1 from the default device; the CPU backend has one device, repeated `n` times).
-pub fn train_devices<B: Backend>(first: &B::Device, n: usize) -> Vec<B::Device> {
+/// `n` devices of `first`'s kind, indices `first`'s index onward (CUDA: devices 0 to n−1 from
+/// the default device). The CPU backend has one device: it is repeated `n` times (one replica
+/// per thread).
+///
+/// # Errors
+/// Another backend whose device ids do not give `n` distinct devices (wgpu's default device is
+/// one adapter whatever the index), naming `--devices`.
+pub fn train_devices<B: Backend>(first: &B::Device, n: usize) -> Result<Vec<B::Device>, AnyError> {
     let id = first.id();
-    (0..n)
+    let devices: Vec<B::Device> = (0..n)
         .map(|k| {
             let index = id.index_id as usize + k;
             B::Device::from_id(DeviceId::new(
@@ -17,22 +22,41 @@ pub fn train_devices<B: Backend>(first: &B::Device, n: usize) -> Vec<B::Device> 
                 index.min(u16::MAX as usize) as u16,
             ))
         })
-        .collect()
+        .collect();
+    let distinct = devices
+        .iter()
+        .enumerate()
+        .all(|(i, d)| devices[..i].iter().all(|e| e != d));
+    if !distinct && !B::name(first).contains("ndarray") {
+        return Err(format!(
+            "--devices {n}: the {} backend gives the same device {first:?} for every index, so \
+             the replicas would share one device; use the CUDA backend for several GPUs",
+            B::name(first)
+        )
+        .into());
+    }
+    Ok(devices)
 }
 
-/// Checks that every training batch has a row for each of `devices` devices (the last batch
-/// of a data set may be smaller than `--batch-size`).
+/// Checks that every training batch splits into `devices` shards of equal rows (so that each
+/// shard's mean loss weighs the same); the last batch of a data set may be smaller than
+/// `--batch-size`.
 ///
 /// # Errors
-/// Naming the smallest batch, `--devices` and the number of training reviews.
-pub fn check_shardable(batches: &[Batch], devices: usize, reviews: usize) -> Result<(), AnyError> {
-    match batches.iter().map(|b| b.batch).min() {
-        Some(rows) if rows < devices => Err(format!(
-            "a training batch of {rows} rows (the last of {reviews} training reviews) cannot be \
-             split across --devices {devices}: train on a multiple of --batch-size reviews"
+/// Naming the batch's rows, `--devices` and the flags that set the number of training reviews.
+pub fn check_shardable(batches: &[Batch], devices: usize) -> Result<(), AnyError> {
+    match batches
+        .iter()
+        .map(|b| b.batch)
+        .find(|rows| rows % devices != 0)
+    {
+        Some(rows) => Err(format!(
+            "a training batch of {rows} rows (the last, short one) does not split evenly across \
+             --devices {devices}: train on a multiple of --batch-size × --devices reviews \
+             (--steps × --batch-size × --grad-accum, or all of --data-path when it has fewer)"
         )
         .into()),
-        _ => Ok(()),
+        None => Ok(()),
     }
 }
 

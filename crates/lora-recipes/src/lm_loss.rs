@@ -37,7 +37,8 @@ pub enum LmLoss {
 /// position) → `[1]`.
 ///
 /// # Errors
-/// `seq < 2`, a `mask` of another shape, or the chunked loss's own shape errors, as text.
+/// An empty batch, `seq < 2`, a `mask` of another shape, or the chunked loss's own errors, as
+/// text.
 pub fn next_token_loss_sum<B: AutodiffBackend, M: LanguageModel<B>>(
     m: &M,
     ids: Tensor<B, 2, Int>,
@@ -45,9 +46,10 @@ pub fn next_token_loss_sum<B: AutodiffBackend, M: LanguageModel<B>>(
     how: LmLoss,
 ) -> Result<Tensor<B, 1>, String> {
     let [b, s] = ids.dims();
-    if s < 2 || mask.dims() != [b, s - 1] {
+    if b == 0 || s < 2 || mask.dims() != [b, s - 1] {
         return Err(format!(
-            "next-token loss: ids [{b}, {s}] and mask {:?}; expected seq ≥ 2 and mask [{b}, {}]",
+            "next-token loss: ids [{b}, {s}] and mask {:?}; expected batch ≥ 1, seq ≥ 2 and mask \
+             [{b}, {}]",
             mask.dims(),
             s.saturating_sub(1)
         ));
@@ -56,7 +58,7 @@ pub fn next_token_loss_sum<B: AutodiffBackend, M: LanguageModel<B>>(
     let d = hidden.dims()[2];
     let targets = ids.slice([0..b, 1..s]);
     match (how, m.lm_head_weight()) {
-        (LmLoss::Chunked, Some(w)) => {
+        (LmLoss::Chunked, Some(w)) if w.dtype() == hidden.dtype() => {
             let rows = b * (s - 1);
             let h = hidden.slice([0..b, 0..s - 1, 0..d]).reshape([rows, d]);
             let chunk = default_chunk_rows(w.dims()[0]);
@@ -75,7 +77,8 @@ pub fn next_token_loss_sum<B: AutodiffBackend, M: LanguageModel<B>>(
 }
 
 /// The mask of [`next_token_loss_sum`] for a right-padded batch: position `t` of row `i`
-/// counts when `t + 1 < lengths[i]`. Returns `([batch, seq − 1]` mask, number counted`)`.
+/// counts when `t + 1 < lengths[i]`. Returns the f32 mask `[batch, seq − 1]` (1 or 0) and the
+/// number of counted positions.
 pub fn next_token_mask<B: Backend>(b: &Batch, device: &B::Device) -> (Tensor<B, 2>, usize) {
     let s = b.seq.saturating_sub(1);
     let mask: Vec<f32> = (0..b.batch)

@@ -10,12 +10,14 @@ use std::path::Path;
 
 use crate::checks::{self, at_least_one, positive, ModelFamily, ModelLocation};
 use crate::config::{lora_config, parse_layers};
+use crate::lm_loss::LmLoss;
 use crate::options::{FinetuneOptions, Method, ModelKind, Task};
 use crate::AnyError;
 
 impl FinetuneOptions {
     /// The checks of single values: `--r`, `--lora-alpha`, `--lora-dropout`, `--lr`,
-    /// `--steps`, `--batch-size`, `--eval-batch-size`, `--grad-accum`, `--max-length`,
+    /// `--steps`, `--batch-size`, `--eval-batch-size`, `--grad-accum`, `--devices` (its
+    /// split of `--batch-size`), `--max-length`, `--lm-loss` (causal-LM only),
     /// `--eval-size`, `--pad-multiple`, `--num-virtual-tokens`, `--encoder-hidden-size`,
     /// `--reduction-factor`, `--time-budget`, `--layers`, `--target-modules` (not empty),
     /// `--model-path` (a model directory, GGUF file or cached hub id; required for `--model
@@ -40,6 +42,17 @@ impl FinetuneOptions {
         at_least_one("--eval-batch-size", self.eval_batch_size)?;
         at_least_one("--grad-accum", self.grad_accum)?;
         at_least_one("--devices", self.devices)?;
+        if self.task == Task::CausalLm && self.max_length < 2 {
+            return Err(format!(
+                "--max-length {}: --task causal-lm needs at least 2 tokens (one to predict from, \
+                 one to predict)",
+                self.max_length
+            )
+            .into());
+        }
+        if self.task != Task::CausalLm && self.lm_loss != LmLoss::default() {
+            return Err("--lm-loss is for --task causal-lm only".into());
+        }
         if self.batch_size % self.devices != 0 {
             return Err(format!(
                 "--batch-size {} does not split evenly across --devices {}: use a multiple of {}",

@@ -1,18 +1,16 @@
 //! `finetune --devices 2` against `--devices 1` on the same global batches, on the CPU (two
 //! replicas on the one NdArray device): the adapters agree within 1e-5, for the classification
-//! and the causal-LM task, and with an NF4-quantized base (QLoRA). Every review has the same number of tokens, so each shard's mean
+//! and the causal-LM task, and with an NF4-quantized base (QLoRA). Every review has the same
+//! number of tokens, so each shard's mean
 //! loss weighs as much as the other's (the data-parallel step averages the shards' means, as
 //! PyTorch's DDP does). A batch that cannot be split across the devices is refused.
 //! One test function: the collective and the NdArray random stream are process-global.
 
 mod common;
 
-use burn::tensor::backend::Backend;
-use common::{finetune_opts, AB};
+use common::{finetune_opts, finetune_tiny_gpt2};
 use lora_data::imdb::Review;
-use lora_models::gpt2::{Gpt2, Gpt2Config, LORA_TARGETS};
 use lora_models::tokenizer::Tokenizer;
-use lora_recipes::{run_model, Inputs};
 use safetensors::SafeTensors;
 use std::path::Path;
 
@@ -32,11 +30,6 @@ fn reviews(n: usize, offset: usize) -> Vec<Review> {
 
 /// One `finetune` run with `flags` into `out`, on 8 training reviews in batches of 4.
 fn run(flags: &[&str], out: &Path, train_reviews: usize) -> Result<(), String> {
-    let device = Default::default();
-    <AB as Backend>::seed(&device, 7);
-    let cfg = Gpt2Config::sized(50257, 32, 8, 2, 2).unwrap();
-    let model = Gpt2::<AB>::random(&cfg, &device).unwrap();
-    let tok = Tokenizer::gpt2().unwrap();
     let (train, test) = (reviews(train_reviews, 0), reviews(4, 100));
     let out_s = out.display().to_string();
     let mut all = vec![
@@ -65,16 +58,7 @@ fn run(flags: &[&str], out: &Path, train_reviews: usize) -> Result<(), String> {
         &out_s,
     ];
     all.extend_from_slice(flags);
-    let opts = finetune_opts(&all);
-    let inputs = Inputs {
-        tok: &tok,
-        default_targets: &LORA_TARGETS,
-        train_set: &train,
-        test_set: &test,
-        model_path: Path::new("tiny-gpt2"),
-        model_name: "tiny-gpt2",
-    };
-    run_model(&opts, model, &inputs, &device).map_err(|e| e.to_string())
+    finetune_tiny_gpt2(&all, &train, &test)
 }
 
 /// Every tensor of `<dir>/adapter_model.safetensors` as f32 values, by name.
@@ -137,10 +121,13 @@ fn two_devices_train_the_adapter_of_one() {
             "{task}: training moved the adapter"
         );
     }
-    // 6 reviews in batches of 4: the last batch has 2 rows, fine for 2 devices, not for 4.
+    // 6 reviews in batches of 4: the last batch has 2 rows, which 4 devices cannot share.
     let out = tempfile::tempdir().unwrap();
     let e = run(&["--devices", "4"], out.path(), 6).unwrap_err();
-    assert!(e.contains("cannot be split across --devices 4"), "{e}");
+    assert!(
+        e.contains("2 rows (the last, short one) does not split evenly across --devices 4"),
+        "{e}"
+    );
     // Checked with the other flags, before anything is loaded.
     let e = finetune_opts(&["--batch-size", "4", "--devices", "3"])
         .check_values()
@@ -150,10 +137,23 @@ fn two_devices_train_the_adapter_of_one() {
         e.contains("--batch-size 4 does not split evenly across --devices 3"),
         "{e}"
     );
+    let e = finetune_opts(&["--lm-loss", "full"])
+        .check_values()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--lm-loss is for --task causal-lm only"), "{e}");
+    let e = finetune_opts(&["--task", "causal-lm", "--max-length", "1"])
+        .check_values()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--max-length 1: --task causal-lm needs at least 2 tokens"),
+        "{e}"
+    );
 }
 
-/// The adapter of a one-device run whose learning rate (1e-30) is too small to move any f32
-/// weight: the initial one.
+/// The adapter of a one-device run at learning rate 1e-30: the initial one to about 1e-30
+/// (the only change a step can make at that rate).
 fn adapter_at_start(case: &[&str]) -> Vec<(String, Vec<f32>)> {
     let out = tempfile::tempdir().unwrap();
     run(&[case, &["--lr", "1e-30"]].concat(), out.path(), 8).unwrap();

@@ -6,12 +6,8 @@
 
 mod common;
 
-use burn::tensor::backend::Backend;
-use common::{finetune_opts, AB};
+use common::{finetune_opts, finetune_tiny_gpt2};
 use lora_data::imdb::Review;
-use lora_models::gpt2::{Gpt2, Gpt2Config, LORA_TARGETS};
-use lora_models::tokenizer::Tokenizer;
-use lora_recipes::{run_model, Inputs};
 use lora_train::{LOSS_PLOT_FILE, METRICS_FILE};
 use serde_json::Value;
 use std::path::Path;
@@ -36,11 +32,6 @@ fn reviews(n: usize, offset: usize) -> Vec<Review> {
 
 /// One run of `finetune` with `flags` into `out`.
 fn run(flags: &[&str], out: &Path, resume: Option<&Path>) -> Result<(), String> {
-    let device = Default::default();
-    <AB as Backend>::seed(&device, 7);
-    let cfg = Gpt2Config::sized(50257, 32, 8, 2, 2).unwrap();
-    let model = Gpt2::<AB>::random(&cfg, &device).unwrap();
-    let tok = Tokenizer::gpt2().unwrap();
     let (train, test) = (reviews(STEPS * 2, 0), reviews(4, 100));
     let steps = STEPS.to_string();
     let out_s = out.display().to_string();
@@ -73,16 +64,7 @@ fn run(flags: &[&str], out: &Path, resume: Option<&Path>) -> Result<(), String> 
     if let Some(r) = &resume_s {
         all.extend_from_slice(&["--resume", r]);
     }
-    let opts = finetune_opts(&all);
-    let inputs = Inputs {
-        tok: &tok,
-        default_targets: &LORA_TARGETS,
-        train_set: &train,
-        test_set: &test,
-        model_path: Path::new("tiny-gpt2"),
-        model_name: "tiny-gpt2",
-    };
-    run_model(&opts, model, &inputs, &device).map_err(|e| e.to_string())
+    finetune_tiny_gpt2(&all, &train, &test)
 }
 
 /// Every file of the adapter `dir` (not the checkpoints, the metrics or the lock), by name.

@@ -33,13 +33,17 @@ pub fn default_chunk_rows(vocab: usize) -> usize {
 /// tracked, with respect to `weight`, and returns a loss whose backward hands exactly those
 /// gradients (times the upstream gradient) to `hidden` and `weight`. The work is the same as
 /// the full-logits path (one product for the logits, one for each gradient); the memory is
-/// `chunk_rows × vocab` instead of several `rows × vocab` tensors. The gradient is formed for
+/// a few `chunk_rows × vocab` f32 tensors alive at once (logits, their exponentials and the
+/// logits' gradient: about 1 GiB at the default chunk) instead of several `rows × vocab` ones.
+/// The gradient of `weight` is formed only when it is a trainable parameter's own value
+/// (`Tensor::is_require_grad`); pass a frozen head, or a trainable one as its parameter's value
+/// (not transposed or cast: a weight computed from a parameter would get no gradient).
+/// `row_weights` gets none. The gradient is formed for
 /// a loss that is used linearly afterwards (scaled, divided by a token count, summed with
 /// other terms), which is every use in training; a second derivative is not available.
 ///
 /// Divide by `Σ mᵢ` for the mean; with `mᵢ ∈ {0, 1}` masked rows count for nothing.
-/// Logits are formed in the dtype of `hidden` and `weight` (which must agree) and reduced in
-/// f32.
+/// `hidden` and `weight` must both be f32 (or both f64); the logits are reduced in f32.
 ///
 /// # Shapes
 /// - `hidden` `[rows, d]` float, `weight` `[vocab, d]` float (the head `logits = hidden·Wᵀ`,
@@ -50,8 +54,8 @@ pub fn default_chunk_rows(vocab: usize) -> usize {
 /// what `gather` does with them depends on the backend.
 ///
 /// # Errors
-/// [`TrainError::InvalidConfig`] when the shapes disagree (naming each shape) or
-/// `chunk_rows` is 0.
+/// [`TrainError::InvalidConfig`] when there are no rows, the shapes disagree (naming each
+/// shape), `chunk_rows` is 0, or the dtypes are not both f32 (or both f64).
 pub fn linear_cross_entropy_sum<B: AutodiffBackend>(
     hidden: Tensor<B, 2>,
     weight: Tensor<B, 2>,
@@ -61,6 +65,13 @@ pub fn linear_cross_entropy_sum<B: AutodiffBackend>(
 ) -> Result<Tensor<B, 1>, TrainError> {
     let [rows, d] = hidden.dims();
     let dw = weight.dims()[1];
+    let (dt, wt) = (hidden.dtype(), weight.dtype());
+    if dt != wt || !matches!(dt, DType::F32 | DType::F64) {
+        return Err(TrainError::InvalidConfig(format!(
+            "linear cross-entropy: hidden is {dt:?} and weight {wt:?}; expected both f32 (or \
+             both f64)"
+        )));
+    }
     if rows == 0
         || dw != d
         || targets.dims()[0] != rows
@@ -77,6 +88,8 @@ pub fn linear_cross_entropy_sum<B: AutodiffBackend>(
             row_weights.dims()
         )));
     }
+    // `is_require_grad` is true only for a trainable leaf, not for a tensor computed from one
+    // (the hidden states always are): the hidden gradient is always formed.
     let track_weight = weight.is_require_grad();
     let parts = chunked::<B::InnerBackend>(
         hidden.clone().inner(),

@@ -26,7 +26,7 @@ fn config(out: &Path) -> TrainConfig {
         }),
         checkpoint_every: Some(2),
         output_dir: Some(out.to_path_buf()),
-        ..quiet(3)
+        ..quiet(4)
     }
 }
 
@@ -89,7 +89,7 @@ fn check_loop() {
     )
     .expect("one-model run");
     let (two, two_stats) = two_devices(&config(two_dir.path()));
-    assert_eq!(one_stats.steps, 3);
+    assert_eq!(one_stats.steps, 4);
     assert_eq!(two_stats.skipped_steps, 0);
     assert!(
         one_stats.grad_norms[0] > 0.08,
@@ -114,7 +114,9 @@ fn check_loop() {
     assert!(d <= 1e-6, "weights off by {d}");
     assert_eq!(vals(two.w.val().inner()), vals(one.w.val().inner()));
 
-    // Resumed from step 2's checkpoint, the data-parallel run ends where it did uninterrupted.
+    // Resumed from step 2's checkpoint, the data-parallel run ends where it did uninterrupted:
+    // two more steps, so a replica that had not loaded the AdamW moments would drift from
+    // replica 0 in step 3 and change step 4's averaged gradients.
     let resumed_dir = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {
         resume_from: Some(two_dir.path().join("checkpoint-2")),
@@ -123,6 +125,6 @@ fn check_loop() {
     let (resumed, stats) = two_devices(&cfg);
     assert_eq!(stats.first_step, 3);
     let d = max_diff(&weights(&resumed), &weights(&two));
-    println!("resumed at step 3 vs uninterrupted: max abs diff {d:.2e}");
+    println!("resumed at step 3 of 4 vs uninterrupted: max abs diff {d:.2e}");
     assert!(d <= 1e-6, "resumed run off by {d}");
 }

@@ -110,8 +110,11 @@ fn shape_mismatches_and_a_zero_chunk_are_errors() {
     let e = linear_cross_entropy_sum(h.clone(), w.clone(), Tensor::zeros([2], &dev), m.clone(), 2)
         .unwrap_err();
     assert!(e.to_string().contains("targets [2]"), "{e}");
-    let e = linear_cross_entropy_sum(h, w, t, m, 0).unwrap_err();
+    let e = linear_cross_entropy_sum(h.clone(), w.clone(), t.clone(), m.clone(), 0).unwrap_err();
     assert!(e.to_string().contains("chunk_rows 0"), "{e}");
+    let h64 = h.cast(burn::tensor::FloatDType::F64);
+    let e = linear_cross_entropy_sum(h64, w, t, m, 2).unwrap_err();
+    assert!(e.to_string().contains("expected both f32"), "{e}");
 }
 
 #[test]

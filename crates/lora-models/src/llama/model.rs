@@ -9,7 +9,7 @@ use crate::{AttentionShape, LanguageModel, ModelError};
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
-use burn::tensor::{FloatDType, Int, Tensor};
+use burn::tensor::{Int, Tensor};
 use lora_core::{BottleneckAdapter, LoraLinear};
 
 /// Self-attention (`LlamaAttention`) with RoPE and grouped-query attention; no biases.
@@ -242,16 +242,19 @@ impl<B: Backend> LanguageModel<B> for Llama<B> {
         }
     }
 
-    /// `embed_tokens` when tied; an untied `lm_head` only while it has no adapter, bias or
-    /// quantized base and computes in f32 (its weight transposed to `[vocab, hidden]`).
+    /// `embed_tokens` when tied; an untied `lm_head` only while it is frozen and has no adapter,
+    /// bias or quantized base (its f32 weight transposed to `[vocab, hidden]`, also when the
+    /// head computes in bf16: the loss then runs in f32).
     fn lm_head_weight(&self) -> Option<Tensor<B, 2>> {
         match &self.lm_head {
             None => Some(self.embed_tokens.val()),
             Some(h) => {
+                // A trainable head's weight is transposed here, so the chunked loss could not
+                // hand it a gradient: such a head keeps the full logits.
                 let plain = h.attached_adapter().is_none()
                     && h.bias().is_none()
                     && !h.is_quantized()
-                    && h.compute_dtype() == FloatDType::F32;
+                    && !h.is_base_trainable();
                 plain.then(|| h.base_weight().transpose())
             }
         }

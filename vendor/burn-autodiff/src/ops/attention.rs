@@ -85,6 +85,9 @@ const GROUP_SCORE_ELEMENTS: usize = 1 << 26;
 /// at least one entry a group); one range for the whole batch with `LORA_BURN_ATTENTION=whole`.
 fn batch_groups(query: [usize; 4], seq_k: usize) -> Vec<core::ops::Range<usize>> {
     let [batch, heads, seq_q, _] = query;
+    if batch == 0 {
+        return vec![0..0];
+    }
     let per_entry = (heads * seq_q * seq_k).max(1);
     let group = match mode() {
         Mode::Recompute(n) => (n / per_entry).clamp(1, batch.max(1)),
