@@ -17,7 +17,9 @@
 //!   `--method` (LoRA, DoRA, IA3, prefix / prompt tuning, bottleneck): its config, attaching
 //!   and saving it.
 //! - [`encode`]: tokenizing reviews; [`score`]: the classifier's `score` head (verbalizer
-//!   initialisation); [`eval`]: accuracy and language-model loss.
+//!   initialisation); [`eval`]: accuracy and language-model loss; [`lm_loss`]: the causal-LM
+//!   training loss (chunked over the vocabulary or on the full logits).
+//! - [`devices`]: the devices of `--devices` and the split of a batch across them.
 //! - [`checkpointing`]: checkpoints, `--resume`, the non-finite guard and f16 loss scaling
 //!   handed to the training loop.
 //! - [`run`]: the shared steps of a run; [`classify`] and [`causal_lm`]: the two recipes.

@@ -134,8 +134,10 @@ pub struct FinetuneOptions {
     pub grad_accum: usize,
     /// Devices to train on, data parallel: each micro-batch of `--batch-size` examples is split
     /// evenly across them (one replica of the model per device, the trainable gradients
-    /// averaged every step), so the steps and the learning-rate schedule do not change. GPU
-    /// backends use devices 0 to N−1; the CPU backend runs N replicas on its one device.
+    /// averaged every step), so the steps and the learning-rate schedule do not change. CUDA
+    /// uses devices 0 to N−1; the CPU backend runs N replicas on its one device. The step's
+    /// loss is the mean of the shards' losses (PyTorch DDP's), and with dropout a run is not
+    /// bit-reproducible (the replicas share one random stream).
     #[arg(long, default_value_t = 1)]
     pub devices: usize,
     /// Maximum tokens per example (review tokens are truncated to fit the suffix).

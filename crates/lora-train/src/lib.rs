@@ -20,7 +20,10 @@
 //!
 //! [`DataParallel`] (feature `parallel`, on by default) trains replicas of a model on several
 //! devices in lockstep, averaging the trainable parameters' gradients with burn's collective
-//! all-reduce.
+//! all-reduce; [`train_data_parallel`] is the training loop on it.
+//!
+//! [`linear_cross_entropy_sum`] is a language model's next-token loss over a large vocabulary
+//! computed in row chunks, without the whole `[rows, vocab]` logits.
 
 #![warn(missing_docs)]
 

@@ -68,10 +68,10 @@ impl TrainStats {
 ///
 /// Per step s (1-based): the backend is reseeded with [`step_seed`]`(cfg.seed, s)`;
 /// lr = [`linear_warmup_lr`](crate::linear_warmup_lr)`(cfg.lr, s−1, cfg.warmup_steps, cfg.steps)`;
-/// gradients are accumulated over `cfg.grad_accum` micro-batches ([`accumulate_grads`]),
+/// gradients are accumulated over `cfg.grad_accum` micro-batches ([`accumulate_grads`](crate::accumulate_grads)),
 /// micro-batch `k` of step `s` being `next_batch((s−1)·grad_accum + k)`, times the loss scale
 /// when `cfg.loss_scale` is set (then divided out again); global-norm clipping
-/// ([`clip_grad_norm`]) when `cfg.max_grad_norm` is set; one AdamW step ([`adamw_optimizer`]).
+/// ([`clip_grad_norm`](crate::clip_grad_norm)) when `cfg.max_grad_norm` is set; one AdamW step ([`adamw_optimizer`]).
 ///
 /// A step whose loss or gradient norm is NaN or infinite is skipped: weights and AdamW state
 /// stay as they were, the schedule and data move on (as `GradScaler.step` skips), the loss
