@@ -1,6 +1,7 @@
-//! The chunked next-token training loss against the full-logits one on a tiny GPT-2 with LoRA
-//! (both from the same model and batch): the loss, and every LoRA gradient; and the full path
-//! against `lm_loss_sum`, which `score_eval.rs` checks against a host computation.
+//! The chunked next-token training loss against the full-logits one on a tiny GPT-2 and on the
+//! Llama fixture (tied head, grouped-query attention), each with LoRA (both paths from the same
+//! model and batch): the loss, and every LoRA gradient; and the full path against
+//! `lm_loss_sum`, which `score_eval.rs` checks against a host computation.
 
 mod common;
 
@@ -8,13 +9,15 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{values, AB};
-use lora_core::NamedLinears;
 use lora_data::imdb::Batch;
 use lora_models::gpt2::{Gpt2, Gpt2Config};
+use lora_models::llama::Llama;
+use lora_models::LanguageModel;
 use lora_peft::tuners::lora::InitLoraWeights;
 use lora_peft::{apply_lora, LoraConfig};
 use lora_recipes::eval::lm_loss_sum;
 use lora_recipes::lm_loss::{next_token_loss_sum, next_token_mask, LmLoss};
+use std::path::Path;
 
 /// Right-padded rows of lengths 7, 4 and 2 (pad id 0).
 fn batch() -> Batch {
@@ -45,8 +48,21 @@ fn model() -> Gpt2<AB> {
     m
 }
 
+/// The Llama fixture `tests/fixtures/llama_a` (tied head) with LoRA on `q_proj` and `v_proj`,
+/// B not zeroed.
+fn llama() -> Llama<AB> {
+    let device = Default::default();
+    AB::seed(&device, 12);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/llama_a");
+    let (mut m, _) = Llama::<AB>::load_hf(&dir, &device).expect("llama_a fixture");
+    let mut cfg = LoraConfig::new(4, 8.0, &["q_proj", "v_proj"]);
+    cfg.init_lora_weights = InitLoraWeights::Bool(false);
+    apply_lora(&mut m, &cfg, &device).expect("LoRA");
+    m
+}
+
 /// The loss value and the gradients of every LoRA matrix, in visiting order.
-fn loss_and_grads(m: &Gpt2<AB>, how: LmLoss) -> (f32, Vec<Vec<f32>>) {
+fn loss_and_grads<M: LanguageModel<AB>>(m: &M, how: LmLoss) -> (f32, Vec<Vec<f32>>) {
     let device = Default::default();
     let b = batch();
     let ids = Tensor::<AB, 2, Int>::from_data(
@@ -72,17 +88,29 @@ fn loss_and_grads(m: &Gpt2<AB>, how: LmLoss) -> (f32, Vec<Vec<f32>>) {
 #[test]
 fn chunked_loss_and_lora_gradients_equal_the_full_logits_ones() {
     let m = model();
-    let (full, g_full) = loss_and_grads(&m, LmLoss::Full);
-    let (chunked, g_chunked) = loss_and_grads(&m, LmLoss::Chunked);
-    let (want, _) = lm_loss_sum::<common::B, _>(&m.valid(), &batch(), &Default::default());
-    let want = values(want)[0];
+    let want = values(lm_loss_sum::<common::B, _>(&m.valid(), &batch(), &Default::default()).0);
+    compare(&m, want[0], 8);
+    let l = llama();
+    assert!(
+        l.lm_head_weight().is_some(),
+        "a tied Llama head is one weight"
+    );
+    let want = values(lm_loss_sum::<common::B, _>(&l.valid(), &batch(), &Default::default()).0);
+    compare(&l, want[0], l.layers.len() * 2 * 2);
+}
+
+/// Chunked and full losses within 1e-5 of `want`, and `n` LoRA gradients, none all zero, equal
+/// within 1e-5.
+fn compare<M: LanguageModel<AB>>(m: &M, want: f32, n: usize) {
+    let (full, g_full) = loss_and_grads(m, LmLoss::Full);
+    let (chunked, g_chunked) = loss_and_grads(m, LmLoss::Chunked);
     println!("loss: full {full}, chunked {chunked}, lm_loss_sum {want}");
     assert!((full - want).abs() <= 1e-5 * want.abs(), "{full} vs {want}");
     assert!(
         (chunked - want).abs() <= 1e-5 * want.abs(),
         "{chunked} vs {want}"
     );
-    assert_eq!(g_full.len(), 8, "2 layers × 2 targets × (A, B)");
+    assert_eq!(g_full.len(), n, "layers × targets × (A, B)");
     let mut worst = 0.0f32;
     for (a, b) in g_full.iter().zip(&g_chunked) {
         assert!(a.iter().any(|x| *x != 0.0), "a LoRA gradient is zero");
