@@ -3,12 +3,14 @@
 //! about every 10% in a log).
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::{ElementConversion, Tensor};
 use lora_models::classify::SequenceClassifier;
 use lora_models::LanguageModel;
 // The IMDB pipeline's batch type (one import site; the crate that holds it may change).
 use lora_data::imdb::Batch;
 use lora_train::Progress;
+
+use crate::lm_loss::{masked_nll_sum, next_token_mask};
 use std::time::Instant;
 
 /// Accuracy of `m` on `batches` (argmax of the logits against each batch's labels) and the
@@ -59,16 +61,12 @@ pub fn lm_loss_sum<B: Backend, M: LanguageModel<B>>(
     let (ids, _) = b.to_tensors::<B>(device);
     let logits = m.forward(ids.clone()); // [b, s, v]
     let [bs, s, v] = logits.dims();
-    let logp = burn::tensor::activation::log_softmax(logits.slice([0..bs, 0..s - 1, 0..v]), 2);
-    let target = ids.slice([0..bs, 1..s]).reshape([bs, s - 1, 1]);
-    let picked = logp.gather(2, target).reshape([bs, s - 1]);
-    // Mask: position t predicts token t+1, real when t+1 < length.
-    let mask: Vec<f32> = (0..bs)
-        .flat_map(|i| (0..s - 1).map(move |t| if t + 1 < b.lengths[i] { 1.0 } else { 0.0 }))
-        .collect();
-    let count = b.lengths.iter().map(|l| l.saturating_sub(1)).sum();
-    let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [bs, s - 1]), device);
-    ((picked * mask).sum().neg(), count)
+    let (mask, count) = next_token_mask::<B>(b, device);
+    let logits = logits.slice([0..bs, 0..s - 1, 0..v]);
+    (
+        masked_nll_sum(logits, ids.slice([0..bs, 1..s]), mask),
+        count,
+    )
 }
 
 /// Mean next-token negative log-likelihood of `m` on `batches` in nats per predicted token,

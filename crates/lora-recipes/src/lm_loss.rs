@@ -67,13 +67,28 @@ pub fn next_token_loss_sum<B: AutodiffBackend, M: LanguageModel<B>>(
         }
         _ => {
             let logits = m.lm_logits(hidden.slice([0..b, 0..s - 1, 0..d]));
-            let logp = burn::tensor::activation::log_softmax(logits, 2);
-            let picked = logp
-                .gather(2, targets.reshape([b, s - 1, 1]))
-                .reshape([b, s - 1]);
-            Ok((picked * mask).sum().neg())
+            Ok(masked_nll_sum(logits, targets, mask))
         }
     }
+}
+
+/// `Σ mask[i, t] · −log softmax(logits[i, t])[targets[i, t]]`: the full-logits form of
+/// [`next_token_loss_sum`], on any backend.
+///
+/// # Shapes
+/// `logits` `[batch, rows, vocab]`, `targets` `[batch, rows]` Int, `mask` `[batch, rows]` →
+/// `[1]`.
+pub fn masked_nll_sum<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+    mask: Tensor<B, 2>,
+) -> Tensor<B, 1> {
+    let [b, rows, _] = logits.dims();
+    let logp = burn::tensor::activation::log_softmax(logits, 2);
+    let picked = logp
+        .gather(2, targets.reshape([b, rows, 1]))
+        .reshape([b, rows]);
+    (picked * mask).sum().neg()
 }
 
 /// The mask of [`next_token_loss_sum`] for a right-padded batch: position `t` of row `i`

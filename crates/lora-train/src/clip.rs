@@ -61,6 +61,25 @@ pub fn grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
         .sqrt()
 }
 
+/// Divides the gradients by `loss_scale` (when it is not 1) and takes their global norm,
+/// clipping them to `max_norm` when it is set: the step's gradient handling after
+/// accumulation (or the all-reduce), on one device or on each replica. Returns the pre-clip
+/// norm (non-finite when the step must be skipped).
+pub(crate) fn unscale_and_clip<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    loss_scale: f64,
+    max_norm: Option<f64>,
+) -> f64 {
+    if loss_scale != 1.0 {
+        scale_grads::<B, M>(module, grads, 1.0 / loss_scale);
+    }
+    match max_norm {
+        Some(max) => clip_grad_norm::<B, M>(module, grads, max),
+        None => grad_norm::<B, M>(module, grads),
+    }
+}
+
 /// Global-norm clipping like `torch.nn.utils.clip_grad_norm_(params, max_norm)`: computes the
 /// total norm over all parameter gradients ([`grad_norm`]), and when
 /// `max_norm / (total + 1e-6) < 1` multiplies every gradient by that coefficient (direction

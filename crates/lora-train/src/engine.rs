@@ -2,7 +2,7 @@
 //! or on several through [`DataParallel`](crate::DataParallel).
 
 use crate::accumulate::accumulate_grads;
-use crate::clip::{clip_grad_norm, grad_norm, scale_grads};
+use crate::clip::unscale_and_clip;
 use crate::error::TrainError;
 use crate::optim::AdamWOptimizer;
 #[cfg(feature = "parallel")]
@@ -97,13 +97,7 @@ where
         if grads.is_empty() {
             return Err(TrainError::NoGradients { step });
         }
-        if scale != 1.0 {
-            scale_grads::<B, M>(&self.model, &mut grads, 1.0 / scale);
-        }
-        out.norm = match self.max_norm {
-            Some(max) => clip_grad_norm::<B, M>(&self.model, &mut grads, max),
-            None => grad_norm::<B, M>(&self.model, &grads),
-        };
+        out.norm = unscale_and_clip::<B, M>(&self.model, &mut grads, scale, self.max_norm);
         if out.norm.is_finite() {
             self.model = self.optim.step(lr, self.model, grads);
         } else {

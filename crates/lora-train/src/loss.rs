@@ -141,7 +141,7 @@ fn chunked<B: Backend>(
         let h = hidden.clone().narrow(0, start, n);
         let y = targets.clone().narrow(0, start, n).reshape([n, 1]);
         let m = row_weights.clone().narrow(0, start, n).reshape([n, 1]);
-        let logits = to_dtype(h.clone().matmul(weight_t.clone()), DType::F32); // [n, vocab]
+        let logits = h.clone().matmul(weight_t.clone()).cast(FloatDType::F32); // [n, vocab]
         let shifted = logits.clone() - logits.max_dim(1);
         let e = shifted.clone().exp();
         let z = e.clone().sum_dim(1); // [n, 1]
@@ -149,7 +149,7 @@ fn chunked<B: Backend>(
         loss = loss + (nll * m.clone()).sum();
         // d loss / d logits = m · (softmax − onehot(y)).
         let dlogits = (e * (m.clone() / z)).scatter(1, y, m.neg(), IndexingUpdateOp::Add);
-        let dlogits = to_dtype(dlogits, h.dtype());
+        let dlogits = dlogits.cast(FloatDType::from(h.dtype()));
         if with_weight_grad {
             let gw = dlogits.clone().transpose().matmul(h);
             grad_weight = Some(match grad_weight {
@@ -163,14 +163,5 @@ fn chunked<B: Backend>(
         loss,
         grad_hidden: Tensor::cat(grad_hidden, 0),
         grad_weight,
-    }
-}
-
-/// `x` in the float dtype `dtype` (unchanged when it already is).
-fn to_dtype<B: Backend>(x: Tensor<B, 2>, dtype: DType) -> Tensor<B, 2> {
-    if x.dtype() == dtype {
-        x
-    } else {
-        x.cast(FloatDType::from(dtype))
     }
 }

@@ -21,7 +21,7 @@
 //! forks one learner per device and steps each optimizer with the synchronised gradients.
 
 use crate::accumulate::accumulate_grads;
-use crate::clip::{clip_grad_norm, grad_norm, scale_grads};
+use crate::clip::unscale_and_clip;
 use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::optim::{adamw_optimizer, AdamWOptimizer};
@@ -100,6 +100,7 @@ where
         }
         reset_collective::<B::InnerBackend>();
         model.visit(&mut Materialize);
+        let record = optim.to_record();
         let mut replicas = Vec::with_capacity(devices.len());
         for d in devices {
             // Opening a device the machine lacks panics inside the backend.
@@ -114,7 +115,7 @@ where
             replicas.push(Replica {
                 device: d.clone(),
                 model: Some(copy),
-                optim: adamw_optimizer::<B, M>(cfg).load_record(optim.to_record()),
+                optim: adamw_optimizer::<B, M>(cfg).load_record(record.clone()),
             });
         }
         Ok(Self {
@@ -460,13 +461,7 @@ where
     if grads.is_empty() {
         return Err(TrainError::NoGradients { step });
     }
-    if set.loss_scale != 1.0 {
-        scale_grads::<B, M>(model, &mut grads, 1.0 / set.loss_scale);
-    }
-    let norm = match set.max_norm {
-        Some(max) => clip_grad_norm::<B, M>(model, &mut grads, max),
-        None => grad_norm::<B, M>(model, &grads),
-    };
+    let norm = unscale_and_clip::<B, M>(model, &mut grads, set.loss_scale, set.max_norm);
     if !norm.is_finite() {
         return Ok(skipped(norm));
     }

@@ -99,26 +99,30 @@ fn batch_groups(query: [usize; 4], seq_k: usize) -> Vec<core::ops::Range<usize>>
         .collect()
 }
 
-/// Entries `r` of a float tensor's batch (first) dim; a tensor broadcast over the batch (first
-/// dim 1 while the batch is larger) is returned whole.
+/// The slices that take entries `r` of a tensor's batch (first) dim, or `None` when the tensor
+/// is taken whole: `r` covers the batch, or the tensor is broadcast over it (first dim 1
+/// while the batch is larger).
+fn batch_slice(first_dim: usize, r: &core::ops::Range<usize>, batch: usize) -> Option<[Slice; 4]> {
+    (first_dim == batch && !(r.start == 0 && r.end == batch)).then(|| {
+        [
+            Slice::from(r.clone()),
+            Slice::full(),
+            Slice::full(),
+            Slice::full(),
+        ]
+    })
+}
+
+/// Entries `r` of a float tensor's batch dim ([`batch_slice`]).
 fn rows<B: Backend>(
     t: &FloatTensor<B>,
     r: &core::ops::Range<usize>,
     batch: usize,
 ) -> FloatTensor<B> {
-    let dims = t.shape().dims::<4>();
-    if dims[0] != batch || (r.start == 0 && r.end == batch) {
-        return t.clone();
+    match batch_slice(t.shape().dims::<4>()[0], r, batch) {
+        Some(s) => B::float_slice(t.clone(), &s),
+        None => t.clone(),
     }
-    B::float_slice(
-        t.clone(),
-        &[
-            Slice::from(r.clone()),
-            Slice::full(),
-            Slice::full(),
-            Slice::full(),
-        ],
-    )
 }
 
 /// [`rows`] for a bool mask.
@@ -127,19 +131,10 @@ fn mask_rows<B: Backend>(
     r: &core::ops::Range<usize>,
     batch: usize,
 ) -> BoolTensor<B> {
-    let dims = t.shape().dims::<4>();
-    if dims[0] != batch || (r.start == 0 && r.end == batch) {
-        return t.clone();
+    match batch_slice(t.shape().dims::<4>()[0], r, batch) {
+        Some(s) => B::bool_slice(t.clone(), &s),
+        None => t.clone(),
     }
-    B::bool_slice(
-        t.clone(),
-        &[
-            Slice::from(r.clone()),
-            Slice::full(),
-            Slice::full(),
-            Slice::full(),
-        ],
-    )
 }
 
 /// The tensors of each group concatenated along the batch (no copy for a single group).
