@@ -359,6 +359,10 @@ where
     }
 
     pub fn reshape(tensor: SharedArray<E>, shape: Shape) -> SharedArray<E> {
+        let tensor = match reshape_unit_axes(tensor, &shape) {
+            Ok(reshaped) => return reshaped,
+            Err(tensor) => tensor,
+        };
         reshape!(
             ty E,
             shape shape,
@@ -1599,4 +1603,34 @@ mod tests {
             expected_array.into_iter().collect::<Vec<_>>(),
         );
     }
+}
+
+/// Patched (vendor/PATCHES.md): a reshape of a non-standard-layout array (a transposed weight in
+/// a linear layer's backward, say) that only adds or drops length-1 axes keeps the buffer and
+/// strides; upstream copied every element into a standard layout. Returns the tensor unchanged
+/// (`Err`) for every other reshape, and for standard layouts, which `reshape!` already keeps.
+fn reshape_unit_axes<E>(
+    tensor: SharedArray<E>,
+    shape: &Shape,
+) -> Result<SharedArray<E>, SharedArray<E>> {
+    let kept = |dims: &[usize]| dims.iter().copied().filter(|&d| d != 1).collect::<Vec<_>>();
+    if tensor.is_standard_layout()
+        || tensor.len() == 0
+        || shape.num_dims() > 6
+        || kept(tensor.shape()) != kept(shape)
+    {
+        return Err(tensor);
+    }
+    let mut array = tensor;
+    for axis in (0..array.ndim()).rev() {
+        if array.shape()[axis] == 1 {
+            array = array.index_axis_move(Axis(axis), 0);
+        }
+    }
+    for (axis, &dim) in shape.iter().enumerate() {
+        if dim == 1 {
+            array.insert_axis_inplace(Axis(axis));
+        }
+    }
+    Ok(array)
 }

@@ -33,8 +33,14 @@ pub(crate) fn matmul<E: NdArrayElement>(
         let lhs_rows = NdArrayOps::reshape(lhs, Shape::new([num_l_batches * m, k]));
         let rhs_mat = NdArrayOps::reshape(rhs, Shape::new([k, n]));
         let mut out = ndarray::Array2::<E>::zeros((num_l_batches * m, n));
-        let lhs_view = lhs_rows.view().into_dimensionality::<ndarray::Ix2>().unwrap();
-        let rhs_view = rhs_mat.view().into_dimensionality::<ndarray::Ix2>().unwrap();
+        let lhs_view = lhs_rows
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap();
+        let rhs_view = rhs_mat
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap();
         mat_mul_into(&lhs_view, &rhs_view, &mut out.view_mut(), true);
         return NdArrayOps::reshape(out.into_shared().into_dyn(), out_shape);
     }
@@ -103,7 +109,8 @@ fn mat_mul_into<E: NdArrayElement>(
     use core::any::TypeId;
     let (m, k) = lhs.dim();
     let n = rhs.dim().1;
-    let is_gemm_type = TypeId::of::<E>() == TypeId::of::<f32>() || TypeId::of::<E>() == TypeId::of::<f64>();
+    let is_gemm_type =
+        TypeId::of::<E>() == TypeId::of::<f32>() || TypeId::of::<E>() == TypeId::of::<f64>();
     if !is_gemm_type {
         let alpha: E = 1.0.elem();
         let beta: E = 0.0.elem();

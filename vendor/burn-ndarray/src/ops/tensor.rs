@@ -771,13 +771,16 @@ where
     }
 }
 
-
 /// `shape`'s elements drawn from `distribution`, in order.
 ///
 /// Patched (vendor/PATCHES.md): one sampler for all the elements. Upstream's
 /// `TensorData::random` builds a sampler per element (a tenth of a CPU LoRA step went to dropout
 /// masks); the draws from `rng`, and so the values, are the same.
-fn random_data<E>(shape: Shape, distribution: Distribution, rng: &mut crate::rand::NdArrayRng) -> TensorData
+fn random_data<E>(
+    shape: Shape,
+    distribution: Distribution,
+    rng: &mut crate::rand::NdArrayRng,
+) -> TensorData
 where
     E: burn_backend::Element + rand::distr::uniform::SampleUniform,
     rand::distr::StandardUniform: rand::distr::Distribution<E>,
