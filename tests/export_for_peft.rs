@@ -133,7 +133,9 @@ fn lm_case(fx: &str, name: &str, targets: &[&str]) {
     fresh.load(&out);
     let d = max_diff(&vals(fresh.logits(ids)), &vals(logits));
     println!("{name}: reload max diff {d:e}");
-    assert!(d < 1e-6);
+    // Not bit-equal: the reloaded factors are read from PEFT's layout (transposed), and the CPU
+    // backend's products sum in an order that follows the operands' strides.
+    assert!(d < 1e-5);
 }
 
 /// Object-safe wrapper over both model families for these tests.

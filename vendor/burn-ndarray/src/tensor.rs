@@ -537,7 +537,7 @@ macro_rules! reshape {
     ) => {{
         let dim = $crate::to_typed_dims!($n, $shape, justdim);
         let array = match $array.is_standard_layout() {
-            // Patched (vendor/PATCHES.md): a standard-layout array changes shape in place, sharing
+            // lora-burn patch (vendor/PATCHES.md): a standard-layout array changes shape in place, sharing
             // its buffer; upstream's `to_shape(..).into_shared()` copied every element.
             true => {
                 match $array.into_shape_with_order(dim) {

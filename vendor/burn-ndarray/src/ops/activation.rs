@@ -16,14 +16,12 @@ where
         execute_with_numeric_dtype!(tensor, |array| NdArrayMathOps::clamp_min(array, 0.elem()))
     }
 
-    /// Patched (vendor/PATCHES.md): one pass of `1 / (1 + e^-x)` in the tensor's own dtype. The
+    /// lora-burn patch (vendor/PATCHES.md): one pass of `1 / (1 + e^-x)` in the tensor's own dtype. The
     /// default (burn-backend's `ActivationOps::sigmoid`) makes six passes through f32, and SiLU
-    /// calls it in every Llama MLP.
+    /// calls it in every Llama MLP. Large arrays are split over threads (`par_elementwise.rs`).
     fn sigmoid(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array
-                .mapv_into(|a: FloatElem| 1.0 / (1.0 + (-a).exp()))
-                .into_shared()
+            super::par_elementwise::par_map(array, |a: FloatElem| 1.0 / (1.0 + (-a).exp()))
         })
     }
 }

@@ -743,6 +743,10 @@ where
     E: Copy + NdArrayElement,
 {
     pub fn add(lhs: SharedArray<E>, rhs: SharedArray<E>) -> SharedArray<E> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
+        if let Some(out) = super::par_elementwise::par_binary(&lhs, &rhs, |a, b| a + b) {
+            return out;
+        }
         let (lhs, rhs) = dispatch_binary_simd!(
             E, VecAdd, lhs, rhs, u8, i8, u16, i16, u32, i32, f32, u64, i64, f64
         );
@@ -752,6 +756,10 @@ where
     }
 
     pub fn add_scalar(lhs: SharedArray<E>, rhs: E) -> SharedArray<E> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
+        if lhs.len() >= 1 << 16 {
+            return super::par_elementwise::par_map(lhs, |a| a + rhs);
+        }
         let lhs = dispatch_binary_scalar_simd!(
             E,
             VecAdd,
@@ -774,6 +782,10 @@ where
     }
 
     pub fn sub(lhs: SharedArray<E>, rhs: SharedArray<E>) -> SharedArray<E> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
+        if let Some(out) = super::par_elementwise::par_binary(&lhs, &rhs, |a, b| a - b) {
+            return out;
+        }
         let (lhs, rhs) = dispatch_binary_simd!(
             E, VecSub, lhs, rhs, u8, i8, u16, i16, u32, i32, f32, u64, i64, f64
         );
@@ -783,6 +795,10 @@ where
     }
 
     pub fn sub_scalar(lhs: SharedArray<E>, rhs: E) -> SharedArray<E> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
+        if lhs.len() >= 1 << 16 {
+            return super::par_elementwise::par_map(lhs, |a| a - rhs);
+        }
         let lhs = dispatch_binary_scalar_simd!(
             E,
             VecSub,
@@ -805,6 +821,10 @@ where
     }
 
     pub fn mul(lhs: SharedArray<E>, rhs: SharedArray<E>) -> SharedArray<E> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
+        if let Some(out) = super::par_elementwise::par_binary(&lhs, &rhs, |a, b| a * b) {
+            return out;
+        }
         let (lhs, rhs) =
             dispatch_binary_simd!(noq, E, VecMul, lhs, rhs, u16, i16, u32, i32, f32, f64);
 
@@ -813,6 +833,10 @@ where
     }
 
     pub fn mul_scalar(lhs: SharedArray<E>, rhs: E) -> SharedArray<E> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
+        if lhs.len() >= 1 << 16 {
+            return super::par_elementwise::par_map(lhs, |a| a * rhs);
+        }
         let lhs = dispatch_binary_scalar_simd!(
             noq,
             E,
@@ -832,6 +856,10 @@ where
     }
 
     pub fn div(lhs: SharedArray<E>, rhs: SharedArray<E>) -> SharedArray<E> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
+        if let Some(out) = super::par_elementwise::par_binary(&lhs, &rhs, |a, b| a / b) {
+            return out;
+        }
         let (lhs, rhs) = dispatch_binary_simd!(noq, E, VecDiv, lhs, rhs, f32, f64);
 
         let array = lhs / rhs;
@@ -839,6 +867,10 @@ where
     }
 
     pub fn div_scalar(lhs: SharedArray<E>, rhs: E) -> SharedArray<E> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
+        if lhs.len() >= 1 << 16 {
+            return super::par_elementwise::par_map(lhs, |a| a / rhs);
+        }
         let lhs = dispatch_binary_scalar_simd!(noq, E, VecDiv, lhs, rhs.elem(), f32, f64);
 
         let array = lhs / rhs;
@@ -1605,7 +1637,7 @@ mod tests {
     }
 }
 
-/// Patched (vendor/PATCHES.md): a reshape of a non-standard-layout array (a transposed weight in
+/// lora-burn patch (vendor/PATCHES.md): a reshape of a non-standard-layout array (a transposed weight in
 /// a linear layer's backward, say) that only adds or drops length-1 axes keeps the buffer and
 /// strides; upstream copied every element into a standard layout. Returns the tensor unchanged
 /// (`Err`) for every other reshape, and for standard layouts, which `reshape!` already keeps.

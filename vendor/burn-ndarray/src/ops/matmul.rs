@@ -26,7 +26,7 @@ pub(crate) fn matmul<E: NdArrayElement>(
     let num_r_batches = shape_rhs.num_elements() / r_mat_size.max(1);
     let num_out_batches = out_shape.num_elements() / out_mat_size.max(1);
 
-    // Patched (vendor/PATCHES.md): one matrix on the right broadcast over the left's batches
+    // lora-burn patch (vendor/PATCHES.md): one matrix on the right broadcast over the left's batches
     // (a linear layer's `x·W`) is one product over all the left's rows, so the right matrix is
     // packed once instead of once a batch, and the product is split over every thread.
     if num_r_batches == 1 && num_l_batches > 1 && l_mat_size > 0 {
@@ -96,7 +96,7 @@ fn available_threads() -> usize {
 
 /// `out = lhs · rhs` for one matrix; `out` is overwritten.
 ///
-/// Patched (vendor/PATCHES.md): f32 and f64 run through the `gemm` crate (AVX-512 and AVX2
+/// lora-burn patch (vendor/PATCHES.md): f32 and f64 run through the `gemm` crate (AVX-512 and AVX2
 /// micro-kernels chosen at run time, arbitrary strides, so transposed views are read in place),
 /// split over rayon's threads when `split` is true; other element types keep ndarray's
 /// `general_mat_mul` (matrixmultiply).

@@ -477,14 +477,16 @@ where
     }
 
     fn float_exp(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array.mapv_into(|a: FloatElem| a.exp_elem()).into_shared()
+            super::par_elementwise::par_map(array, |a: FloatElem| a.exp_elem())
         })
     }
 
     fn float_log(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
+        // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
-            array.mapv_into(|a: FloatElem| a.log_elem()).into_shared()
+            super::par_elementwise::par_map(array, |a: FloatElem| a.log_elem())
         })
     }
 
@@ -773,7 +775,7 @@ where
 
 /// `shape`'s elements drawn from `distribution`, in order.
 ///
-/// Patched (vendor/PATCHES.md): one sampler for all the elements. Upstream's
+/// lora-burn patch (vendor/PATCHES.md): one sampler for all the elements. Upstream's
 /// `TensorData::random` builds a sampler per element (a tenth of a CPU LoRA step went to dropout
 /// masks); the draws from `rng`, and so the values, are the same.
 fn random_data<E>(
