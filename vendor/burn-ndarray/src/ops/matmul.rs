@@ -86,6 +86,47 @@ pub(crate) fn matmul<E: NdArrayElement>(
     NdArrayOps::reshape(out, out_shape)
 }
 
+/// `m` in standard (row-major) layout: itself where it already is; a column-major matrix (a
+/// transposed weight) through a tiled transpose split over threads; any other layout through
+/// ndarray's element-by-element copy.
+fn standard_layout<'a, E: NdArrayElement>(
+    m: &'a ndarray::ArrayView2<'_, E>,
+) -> ndarray::CowArray<'a, E, ndarray::Ix2> {
+    let (rows, cols) = m.dim();
+    let st = m.strides();
+    if m.is_standard_layout() || st[0] != 1 || st[1] != rows as isize || rows * cols < 1 << 12 {
+        return m.as_standard_layout();
+    }
+    const TILE: usize = 32;
+    let src = m.as_ptr() as usize;
+    let mut out = alloc::vec![E::zero(); rows * cols];
+    let fill = |(block, dst): (usize, &mut [E])| {
+        // Rows block·TILE.. of the output, read column-major from `src` (element (i, j) at
+        // src[i + j·rows]) one TILE × TILE tile at a time, so both sides stay in cache.
+        let src = src as *const E;
+        let r0 = block * TILE;
+        let nr = dst.len() / cols;
+        for c0 in (0..cols).step_by(TILE) {
+            for j in c0..(c0 + TILE).min(cols) {
+                for i in 0..nr {
+                    // SAFETY: i + r0 < rows and j < cols, inside the column-major matrix.
+                    dst[i * cols + j] = unsafe { *src.add(r0 + i + j * rows) };
+                }
+            }
+        }
+    };
+    #[cfg(feature = "multi-threads")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(TILE * cols).enumerate().for_each(fill);
+    }
+    #[cfg(not(feature = "multi-threads"))]
+    out.chunks_mut(TILE * cols).enumerate().for_each(fill);
+    ndarray::Array2::from_shape_vec((rows, cols), out)
+        .expect("rows · cols elements")
+        .into()
+}
+
 /// Threads a product may be split over: rayon's pool with `multi-threads`, else one.
 fn available_threads() -> usize {
     #[cfg(feature = "multi-threads")]
@@ -97,9 +138,9 @@ fn available_threads() -> usize {
 /// `out = lhs · rhs` for one matrix; `out` is overwritten.
 ///
 /// lora-burn patch (vendor/PATCHES.md): f32 and f64 run through the `gemm` crate (AVX-512 and AVX2
-/// micro-kernels chosen at run time, arbitrary strides, so transposed views are read in place),
-/// split over rayon's threads when `split` is true; other element types keep ndarray's
-/// `general_mat_mul` (matrixmultiply).
+/// micro-kernels chosen at run time), split over rayon's threads when `split` is true; other element types keep ndarray's
+/// `general_mat_mul` (matrixmultiply). The result depends on the operands' values and shapes,
+/// not their layouts.
 fn mat_mul_into<E: NdArrayElement>(
     lhs: &ndarray::ArrayView2<'_, E>,
     rhs: &ndarray::ArrayView2<'_, E>,
@@ -135,6 +176,11 @@ fn mat_mul_into<E: NdArrayElement>(
         let _ = split;
         gemm::Parallelism::None
     };
+    // Operands in standard (row-major) layout, copied where they are not: gemm's order of
+    // summation depends on the operands' strides, and a product must not change with the layout
+    // its operands happen to have (a factor reloaded from PEFT's transposed layout, a resumed run
+    // on the CPU that must end bit for bit where the uninterrupted one does).
+    let (lhs, rhs) = (standard_layout(lhs), standard_layout(rhs));
     let (ls, rs) = (lhs.strides(), rhs.strides());
     let (os0, os1) = (out.strides()[0], out.strides()[1]);
     // SAFETY: the pointers and element strides describe the three views exactly (ndarray's own
