@@ -62,7 +62,7 @@ fn broadcast_right_matrix_is_one_product_over_all_rows() {
     assert_close(&vals(got), &want, "[3,5,7]·[1,7,4]");
 
     // The same with a transposed (strided) weight and a left side that is not contiguous: the
-    // left's rows are gathered, the right is read in place.
+    // left's rows are gathered and the transposed right is copied into row-major layout.
     let wt = Tensor::<B, 2>::from_data(TensorData::new(transposed(&w, 7, 4), [4, 7]), &dev());
     let xt = t3(&transposed_batches(&x, 3, 5, 7), [3, 7, 5]).swap_dims(1, 2);
     let got = xt.matmul(wt.transpose().unsqueeze::<3>());
