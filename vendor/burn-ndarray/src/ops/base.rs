@@ -757,7 +757,7 @@ where
 
     pub fn add_scalar(lhs: SharedArray<E>, rhs: E) -> SharedArray<E> {
         // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
-        if lhs.len() >= 1 << 16 {
+        if super::par_elementwise::is_large(lhs.len()) {
             return super::par_elementwise::par_map(lhs, |a| a + rhs);
         }
         let lhs = dispatch_binary_scalar_simd!(
@@ -796,7 +796,7 @@ where
 
     pub fn sub_scalar(lhs: SharedArray<E>, rhs: E) -> SharedArray<E> {
         // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
-        if lhs.len() >= 1 << 16 {
+        if super::par_elementwise::is_large(lhs.len()) {
             return super::par_elementwise::par_map(lhs, |a| a - rhs);
         }
         let lhs = dispatch_binary_scalar_simd!(
@@ -834,7 +834,7 @@ where
 
     pub fn mul_scalar(lhs: SharedArray<E>, rhs: E) -> SharedArray<E> {
         // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
-        if lhs.len() >= 1 << 16 {
+        if super::par_elementwise::is_large(lhs.len()) {
             return super::par_elementwise::par_map(lhs, |a| a * rhs);
         }
         let lhs = dispatch_binary_scalar_simd!(
@@ -868,7 +868,7 @@ where
 
     pub fn div_scalar(lhs: SharedArray<E>, rhs: E) -> SharedArray<E> {
         // lora-burn patch: large arrays split over threads (ops/par_elementwise.rs).
-        if lhs.len() >= 1 << 16 {
+        if super::par_elementwise::is_large(lhs.len()) {
             return super::par_elementwise::par_map(lhs, |a| a / rhs);
         }
         let lhs = dispatch_binary_scalar_simd!(noq, E, VecDiv, lhs, rhs.elem(), f32, f64);

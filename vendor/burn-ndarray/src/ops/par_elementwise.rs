@@ -12,6 +12,17 @@ use ndarray::{IxDyn, Zip};
 #[cfg(feature = "multi-threads")]
 const PAR_MIN: usize = 1 << 16;
 
+/// Whether an array of `len` elements is split over threads (never in single-thread builds).
+pub(crate) fn is_large(len: usize) -> bool {
+    #[cfg(feature = "multi-threads")]
+    return len >= PAR_MIN;
+    #[cfg(not(feature = "multi-threads"))]
+    return {
+        let _ = len;
+        false
+    };
+}
+
 /// `f(a, b)` element by element over `lhs` and `rhs` broadcast to one shape, or `None` where
 /// the arrays are small, the shapes do not broadcast, or the build has one thread (the caller
 /// then takes upstream's path, which also reports shape errors as upstream does).
@@ -26,7 +37,7 @@ where
 {
     #[cfg(feature = "multi-threads")]
     {
-        if lhs.len().max(rhs.len()) < PAR_MIN || lhs.ndim() != rhs.ndim() {
+        if !is_large(lhs.len().max(rhs.len())) || lhs.ndim() != rhs.ndim() {
             return None;
         }
         let mut shape = alloc::vec::Vec::with_capacity(lhs.ndim());
@@ -61,7 +72,7 @@ where
     F: Fn(E) -> E + Send + Sync,
 {
     #[cfg(feature = "multi-threads")]
-    if array.len() >= PAR_MIN {
+    if is_large(array.len()) {
         let mut array = array;
         array.par_mapv_inplace(f);
         return array;
