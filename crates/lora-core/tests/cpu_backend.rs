@@ -1,7 +1,8 @@
 //! The CPU backend's patched operations (vendor/PATCHES.md, "The CPU backend") against
 //! references computed independently: products against an f64 triple loop for every layout the
 //! patch routes differently, reshapes against the values they must keep, sigmoid against its
-//! closed form, and random tensors against burn's own per-element `TensorData::random`.
+//! closed form, random tensors against burn's own per-element `TensorData::random`, and the
+//! copies and reductions split over threads against host values and the one-thread path.
 mod common;
 
 use burn::backend::NdArray;
@@ -197,6 +198,21 @@ fn random_tensors_draw_what_burn_draws() {
         let want = TensorData::random::<f32, _, _>([37, 101], dist, &mut StdRng::seed_from_u64(42));
         assert_eq!(got, want, "{dist:?}");
     }
+    // Large Bernoulli masks (drawn in one fill, compared over threads), the certain ones (which
+    // draw nothing), then a uniform draw: the same values, and the generator left in the same
+    // place, as burn's per-element sampling.
+    B::seed(&d, 7);
+    let mut rng = StdRng::seed_from_u64(7);
+    for (shape, dist) in [
+        ([300, 257], Distribution::Bernoulli(0.95)),
+        ([3, 5], Distribution::Bernoulli(1.0)),
+        ([3, 5], Distribution::Bernoulli(0.0)),
+        ([37, 101], Distribution::Uniform(-0.5, 2.0)),
+    ] {
+        let got = Tensor::<B, 2>::random(shape, dist, &d).into_data();
+        let want = TensorData::random::<f32, _, _>(shape, dist, &mut rng);
+        assert_eq!(got, want, "{dist:?} after the draws before it");
+    }
 }
 
 #[test]
@@ -234,4 +250,72 @@ fn large_elementwise_ops_match_host_arithmetic() {
     let kept = ta.clone();
     let _ = ta * 2.0;
     assert_eq!(vals(kept), a);
+}
+
+#[test]
+fn large_layout_copies_keep_their_values() {
+    // 2 × 300 × 128 = 76,800 elements, above the split size. RoPE's halves (slices along the last
+    // axis: strided), joined in swapped order (its rotate_half), and attention's heads merged
+    // back (a reshape of a transposed array).
+    let a = lcg(2 * 300 * 128, 15);
+    let ta = Tensor::<B, 3>::from_data(TensorData::new(a.clone(), [2, 300, 128]), &dev());
+    let half = |from: usize| -> Vec<f32> {
+        a.chunks(128)
+            .flat_map(|row| row[from..from + 64].to_vec())
+            .collect()
+    };
+    let (lo, hi) = (
+        ta.clone().slice([0..2, 0..300, 0..64]),
+        ta.clone().slice([0..2, 0..300, 64..128]),
+    );
+    assert_eq!(vals(lo.clone()), half(0));
+    assert_eq!(vals(hi.clone()), half(64));
+    let swapped: Vec<f32> = a
+        .chunks(128)
+        .flat_map(|row| [&row[64..], &row[..64]].concat())
+        .collect();
+    assert_eq!(vals(Tensor::cat(vec![hi, lo], 2)), swapped);
+    // Along the first axis: the second copy after the first.
+    assert_eq!(
+        vals(Tensor::cat(vec![ta.clone(), ta.clone() * 2.0], 0)),
+        [a.clone(), a.iter().map(|x| x * 2.0).collect()].concat()
+    );
+    let merged: Tensor<B, 2> = ta.swap_dims(1, 2).reshape([2, 128 * 300]);
+    assert_eq!(vals(merged), transposed_batches(&a, 2, 300, 128));
+}
+
+#[test]
+fn large_reductions_match_the_one_thread_path() {
+    // 600 lanes of 128 (76,800 elements), reduced along the last axis over threads; each lane
+    // reduced alone as a [1, 128] tensor (below the split size: upstream's one-thread path) is
+    // the reference for the sum and the mean, bit for bit, and the host's max for the max.
+    let a = lcg(600 * 128, 16);
+    let ta = Tensor::<B, 2>::from_data(TensorData::new(a.clone(), [600, 128]), &dev());
+    let (sums, means, maxs) = (
+        vals(ta.clone().sum_dim(1)),
+        vals(ta.clone().mean_dim(1)),
+        vals(ta.clone().max_dim(1)),
+    );
+    for (r, lane) in a.chunks(128).enumerate() {
+        let one = Tensor::<B, 2>::from_data(TensorData::new(lane.to_vec(), [1, 128]), &dev());
+        assert_eq!(sums[r], vals(one.clone().sum_dim(1))[0], "sum of lane {r}");
+        assert_eq!(means[r], vals(one.mean_dim(1))[0], "mean of lane {r}");
+        assert_eq!(
+            maxs[r],
+            lane.iter().copied().fold(f32::MIN, f32::max),
+            "max of lane {r}"
+        );
+    }
+    // The max along a strided axis (columns of the same values).
+    let col_max: Vec<f32> = (0..128)
+        .map(|c| (0..600).map(|r| a[r * 128 + c]).fold(f32::MIN, f32::max))
+        .collect();
+    assert_eq!(vals(ta.max_dim(0)), col_max);
+    // NaN as burn's argmax-and-gather treats it: a first NaN is kept, a later one skipped.
+    let nan = Tensor::<B, 2>::from_data(
+        TensorData::new(vec![f32::NAN, 1.0, 2.0, 1.0, f32::NAN, 2.0], [2, 3]),
+        &dev(),
+    );
+    let m = vals(nan.max_dim(1));
+    assert!(m[0].is_nan() && m[1] == 2.0, "{m:?}");
 }

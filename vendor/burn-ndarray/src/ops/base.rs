@@ -60,7 +60,15 @@ where
 {
     pub fn slice(tensor: ArrayView<E, IxDyn>, slices: &[Slice]) -> SharedArray<E> {
         let slices = Self::to_slice_args_with_steps(slices, tensor.shape().num_dims());
-        tensor.slice_move(slices.as_slice()).to_shared()
+        let view = tensor.slice_move(slices.as_slice());
+        // lora-burn patch: a large strided slice (upstream copies it element by element into
+        // standard layout) is copied over threads (ops/par_layout.rs).
+        if view.as_slice_memory_order().is_none()
+            && let Some(out) = super::par_layout::standard_copy(view.view())
+        {
+            return out;
+        }
+        view.to_shared()
     }
 
     pub fn slice_assign(
@@ -363,6 +371,12 @@ where
             Ok(reshaped) => return reshaped,
             Err(tensor) => tensor,
         };
+        // lora-burn patch: a large array that is not in standard layout (upstream copies it
+        // element by element) is copied into it over threads first (ops/par_layout.rs).
+        let tensor = match tensor.is_standard_layout() {
+            true => tensor,
+            false => super::par_layout::standard_copy(tensor.view()).unwrap_or(tensor),
+        };
         reshape!(
             ty E,
             shape shape,
@@ -375,6 +389,11 @@ where
         arrays: &[ndarray::ArrayView<E, IxDyn>],
         dim: usize,
     ) -> SharedArray<E> {
+        // lora-burn patch: large results are written in standard layout in one pass over threads
+        // (ops/par_layout.rs) instead of concatenated and then reordered.
+        if let Some(out) = super::par_layout::concatenate(arrays, dim) {
+            return out;
+        }
         let array = ndarray::concatenate(Axis(dim), arrays)
             .unwrap()
             .into_shared();
@@ -924,6 +943,12 @@ where
     }
 
     pub fn mean_dim(tensor: SharedArray<E>, dim: usize) -> SharedArray<E> {
+        // lora-burn patch: large last-axis means split over threads (ops/par_reduce.rs), each
+        // the lane's sum over its length as ndarray's `mean_axis` computes it.
+        let n: E = (tensor.shape()[dim] as f64).elem();
+        if let Some(out) = super::par_reduce::last_axis(&tensor, dim, |lane| lane.sum() / n) {
+            return out;
+        }
         let ndims = tensor.shape().num_dims();
         match ndims {
             d if (1..=6).contains(&d) => keepdim!(dim, tensor, mean),
@@ -932,6 +957,10 @@ where
     }
 
     pub fn sum_dim(tensor: SharedArray<E>, dim: usize) -> SharedArray<E> {
+        // lora-burn patch: large last-axis sums split over threads (ops/par_reduce.rs).
+        if let Some(out) = super::par_reduce::last_axis(&tensor, dim, |lane| lane.sum()) {
+            return out;
+        }
         let ndims = tensor.shape().num_dims();
         match ndims {
             d if (1..=6).contains(&d) => keepdim!(dim, tensor, sum),

@@ -32,7 +32,7 @@ pub(crate) fn matmul<E: NdArrayElement>(
     if num_r_batches == 1 && num_l_batches > 1 && l_mat_size > 0 {
         let lhs_rows = NdArrayOps::reshape(lhs, Shape::new([num_l_batches * m, k]));
         let rhs_mat = NdArrayOps::reshape(rhs, Shape::new([k, n]));
-        let mut out = ndarray::Array2::<E>::zeros((num_l_batches * m, n));
+        let mut out = ndarray::Array2::<E>::uninit((num_l_batches * m, n));
         let lhs_view = lhs_rows
             .view()
             .into_dimensionality::<ndarray::Ix2>()
@@ -42,6 +42,8 @@ pub(crate) fn matmul<E: NdArrayElement>(
             .into_dimensionality::<ndarray::Ix2>()
             .unwrap();
         mat_mul_into(&lhs_view, &rhs_view, &mut out.view_mut(), true);
+        // SAFETY: mat_mul_into wrote every element of `out`.
+        let out = unsafe { out.assume_init() };
         return NdArrayOps::reshape(out.into_shared().into_dyn(), out_shape);
     }
 
@@ -51,7 +53,7 @@ pub(crate) fn matmul<E: NdArrayElement>(
     let split_products = num_out_batches < available_threads();
 
     let out = run_par!(|| {
-        let mut out_array = ndarray::Array3::<E>::zeros((num_out_batches, m, n));
+        let mut out_array = ndarray::Array3::<E>::uninit((num_out_batches, m, n));
         let unsafe_shared_out_array = UnsafeSharedRef::new(&mut out_array);
 
         let one_batch = |out_batch: usize| {
@@ -80,7 +82,8 @@ pub(crate) fn matmul<E: NdArrayElement>(
             iter_range_par!(0, num_out_batches).for_each(one_batch);
         }
 
-        out_array.into_shared().into_dyn()
+        // SAFETY: each batch's mat_mul_into wrote every element of its slice of `out_array`.
+        unsafe { out_array.assume_init() }.into_shared().into_dyn()
     });
 
     NdArrayOps::reshape(out, out_shape)
@@ -135,7 +138,8 @@ fn available_threads() -> usize {
     return 1;
 }
 
-/// `out = lhs · rhs` for one matrix; `out` is overwritten.
+/// `out = lhs · rhs` for one matrix; every element of `out` is written, so it may start
+/// uninitialised (lora-burn patch: the zero fill it replaced was a sequential pass per product).
 ///
 /// lora-burn patch (vendor/PATCHES.md): f32 and f64 run through the `gemm` crate (AVX-512 and AVX2
 /// micro-kernels chosen at run time), split over rayon's threads when `split` is true; other element types keep ndarray's
@@ -144,7 +148,7 @@ fn available_threads() -> usize {
 fn mat_mul_into<E: NdArrayElement>(
     lhs: &ndarray::ArrayView2<'_, E>,
     rhs: &ndarray::ArrayView2<'_, E>,
-    out: &mut ndarray::ArrayViewMut2<'_, E>,
+    out: &mut ndarray::ArrayViewMut2<'_, core::mem::MaybeUninit<E>>,
     split: bool,
 ) {
     use core::any::TypeId;
@@ -152,17 +156,16 @@ fn mat_mul_into<E: NdArrayElement>(
     let n = rhs.dim().1;
     let is_gemm_type =
         TypeId::of::<E>() == TypeId::of::<f32>() || TypeId::of::<E>() == TypeId::of::<f64>();
-    if !is_gemm_type {
-        let alpha: E = 1.0.elem();
-        let beta: E = 0.0.elem();
-        ndarray::linalg::general_mat_mul(alpha, lhs, rhs, beta, out);
+    if !is_gemm_type || k == 0 {
+        out.fill(core::mem::MaybeUninit::new(0.0.elem()));
+        // SAFETY: every element was just written.
+        let mut out = unsafe { out.view_mut().assume_init() };
+        if k > 0 {
+            ndarray::linalg::general_mat_mul(1.0.elem(), lhs, rhs, 0.0.elem(), &mut out);
+        }
         return;
     }
     if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        out.fill(0.0.elem());
         return;
     }
     #[cfg(feature = "multi-threads")]
@@ -186,13 +189,14 @@ fn mat_mul_into<E: NdArrayElement>(
     // SAFETY: the pointers and element strides describe the three views exactly (ndarray's own
     // strides, in elements); E is f32 or f64 (checked above), which gemm supports; `out` does not
     // alias the inputs (it is a fresh array or a slice of one); `read_dst = false` means `out`'s
-    // old contents are not read, so the values of `alpha` do not matter.
+    // old contents are not read (they may be uninitialised), so `alpha` does not matter and gemm
+    // writes every element.
     unsafe {
         gemm::gemm::<E>(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out.as_mut_ptr().cast::<E>(),
             os1,
             os0,
             false,

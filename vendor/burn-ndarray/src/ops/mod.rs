@@ -11,6 +11,7 @@ mod transaction;
 
 pub(crate) mod adaptive_avgpool;
 pub(crate) mod avgpool;
+pub(crate) mod bernoulli;
 pub(crate) mod conv;
 pub(crate) mod deform_conv;
 pub(crate) mod grid_sample;
@@ -20,6 +21,8 @@ pub(crate) mod matmul;
 pub(crate) mod maxpool;
 pub(crate) mod padding;
 pub(crate) mod par_elementwise;
+pub(crate) mod par_layout;
+pub(crate) mod par_reduce;
 pub(crate) mod quantization;
 
 pub(crate) use base::*;

@@ -65,7 +65,8 @@ where
     }
 }
 
-/// `f(a)` for every element of `array`, in place where the buffer is not shared.
+/// `f(a)` for every element of `array`, in place where the buffer is not shared, else into a
+/// new array in one pass (making a shared buffer unique first would copy it, then map the copy).
 pub(crate) fn par_map<E, F>(array: SharedArray<E>, f: F) -> SharedArray<E>
 where
     E: Copy + Send + Sync,
@@ -74,6 +75,9 @@ where
     #[cfg(feature = "multi-threads")]
     if is_large(array.len()) {
         let mut array = array;
+        if !array.is_unique() {
+            return Zip::from(&array).par_map_collect(|&a| f(a)).into_shared();
+        }
         array.par_mapv_inplace(f);
         return array;
     }

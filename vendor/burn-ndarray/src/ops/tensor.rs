@@ -510,6 +510,14 @@ where
         })
     }
 
+    fn float_max_dim(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        // lora-burn patch: one pass (ops/par_reduce.rs); burn-backend's default is an argmax
+        // followed by a gather, each on one thread.
+        execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
+            super::par_reduce::max_dim(&array, dim)
+        })
+    }
+
     fn float_min(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         // Use view() for zero-copy on borrowed storage
         execute_with_float_dtype!(tensor, FloatElem, |array: SharedArray<FloatElem>| {
@@ -775,9 +783,10 @@ where
 
 /// `shape`'s elements drawn from `distribution`, in order.
 ///
-/// lora-burn patch (vendor/PATCHES.md): one sampler for all the elements. Upstream's
-/// `TensorData::random` builds a sampler per element (a tenth of a CPU LoRA step went to dropout
-/// masks); the draws from `rng`, and so the values, are the same.
+/// lora-burn patch (vendor/PATCHES.md): one sampler for all the elements, and Bernoulli tensors
+/// from one fill of the generator's words (ops/bernoulli.rs). Upstream's `TensorData::random`
+/// builds a sampler per element (a tenth of a CPU LoRA step went to dropout masks); the draws
+/// from `rng`, and so the values, are the same.
 fn random_data<E>(
     shape: Shape,
     distribution: Distribution,
@@ -788,6 +797,10 @@ where
     rand::distr::StandardUniform: rand::distr::Distribution<E>,
 {
     let num_elements = shape.num_elements();
+    if let Distribution::Bernoulli(p) = distribution {
+        let data = super::bernoulli::bernoulli::<E>(num_elements, p, rng);
+        return TensorData::new(data, shape);
+    }
     let mut sampler = distribution.sampler::<_, E>(rng);
     let data: Vec<E> = (0..num_elements).map(|_| sampler.sample()).collect();
     TensorData::new(data, shape)
