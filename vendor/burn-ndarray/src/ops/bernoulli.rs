@@ -10,8 +10,9 @@ use burn_backend::{Element, ElementConversion};
 use rand::RngExt;
 
 /// `n` values, each 1 with probability `p` and 0 otherwise, drawn from `rng` as burn's
-/// per-element sampler draws them. Panics where `rand::distr::Bernoulli::new(p)` refuses `p`
-/// (outside `[0, 1]`), as that sampler does.
+/// per-element sampler draws them, through a temporary of 8 bytes an element. Panics where
+/// `rand::distr::Bernoulli::new(p)` refuses `p` (outside `[0, 1]`, or NaN), as that sampler
+/// does.
 pub(crate) fn bernoulli<E: Element>(n: usize, p: f64, rng: &mut crate::rand::NdArrayRng) -> Vec<E> {
     let distribution = rand::distr::Bernoulli::new(p).unwrap();
     let (one, zero): (E, E) = (1.elem(), 0.elem());

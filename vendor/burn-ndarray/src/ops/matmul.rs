@@ -32,6 +32,7 @@ pub(crate) fn matmul<E: NdArrayElement>(
     if num_r_batches == 1 && num_l_batches > 1 && l_mat_size > 0 {
         let lhs_rows = NdArrayOps::reshape(lhs, Shape::new([num_l_batches * m, k]));
         let rhs_mat = NdArrayOps::reshape(rhs, Shape::new([k, n]));
+        // lora-burn patch: no zero fill; mat_mul_into writes every element.
         let mut out = ndarray::Array2::<E>::uninit((num_l_batches * m, n));
         let lhs_view = lhs_rows
             .view()
@@ -53,6 +54,7 @@ pub(crate) fn matmul<E: NdArrayElement>(
     let split_products = num_out_batches < available_threads();
 
     let out = run_par!(|| {
+        // lora-burn patch: no zero fill; each batch's mat_mul_into writes its slice.
         let mut out_array = ndarray::Array3::<E>::uninit((num_out_batches, m, n));
         let unsafe_shared_out_array = UnsafeSharedRef::new(&mut out_array);
 

@@ -12,7 +12,8 @@ use ndarray::{ArrayView, IxDyn};
 #[cfg(feature = "multi-threads")]
 use ndarray::{Array, Axis, Zip};
 
-/// `view` copied into a new standard-layout (row-major) array.
+/// `view` copied into a new standard-layout (row-major) array; `None` for arrays below the split
+/// size and in builds without `multi-threads`.
 pub(crate) fn standard_copy<E>(view: ArrayView<'_, E, IxDyn>) -> Option<SharedArray<E>>
 where
     E: Copy + Send + Sync,
@@ -30,8 +31,10 @@ where
     None
 }
 
-/// `arrays` joined along `dim` into a new standard-layout array; `None` also where the shapes
-/// do not agree off `dim` (the caller's upstream path reports that as upstream does).
+/// `arrays` joined along `dim` into a new standard-layout array; `None` for results below the
+/// split size, in builds without `multi-threads`, and for an empty list, a `dim` out of range or
+/// shapes that do not agree off `dim` (the caller's upstream path reports those as upstream
+/// does).
 pub(crate) fn concatenate<E>(
     arrays: &[ArrayView<'_, E, IxDyn>],
     dim: usize,
