@@ -27,6 +27,8 @@
 //! most N score elements), `whole` (the same without the batch groups), or `fallback` (burn's
 //! decomposed path everywhere), for A/B runs.
 
+use alloc::{vec, vec::Vec};
+
 use crate::Autodiff;
 use crate::checkpoint::base::Checkpointer;
 use crate::checkpoint::strategy::CheckpointStrategy;
@@ -41,8 +43,9 @@ use burn_backend::ops::attention::attention_fallback;
 use burn_backend::tensor::{BoolTensor, FloatTensor};
 use burn_std::Slice;
 
-/// What `LORA_BURN_ATTENTION` asks for.
+/// What `LORA_BURN_ATTENTION` asks for (no_std builds have no environment: always the default).
 #[derive(Clone, Copy, PartialEq)]
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 enum Mode {
     /// The recomputing op over batch groups of at most this many score elements (2²⁶ by
     /// default; `recompute:N` for another bound, as the group test uses).
