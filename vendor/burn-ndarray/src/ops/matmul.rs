@@ -104,8 +104,10 @@ fn standard_layout<'a, E: NdArrayElement>(
     }
     const TILE: usize = 32;
     let src = m.as_ptr() as usize;
-    let mut out = alloc::vec![E::zero(); rows * cols];
-    let fill = |(block, dst): (usize, &mut [E])| {
+    // No zero fill: the tiles write every element (as for a product's output).
+    let mut out = Vec::<E>::with_capacity(rows * cols);
+    let buf = &mut out.spare_capacity_mut()[..rows * cols];
+    let fill = |(block, dst): (usize, &mut [core::mem::MaybeUninit<E>])| {
         // Rows block·TILE.. of the output, read column-major from `src` (element (i, j) at
         // src[i + j·rows]) one TILE × TILE tile at a time, so both sides stay in cache.
         let src = src as *const E;
@@ -115,7 +117,7 @@ fn standard_layout<'a, E: NdArrayElement>(
             for j in c0..(c0 + TILE).min(cols) {
                 for i in 0..nr {
                     // SAFETY: i + r0 < rows and j < cols, inside the column-major matrix.
-                    dst[i * cols + j] = unsafe { *src.add(r0 + i + j * rows) };
+                    dst[i * cols + j].write(unsafe { *src.add(r0 + i + j * rows) });
                 }
             }
         }
@@ -123,10 +125,12 @@ fn standard_layout<'a, E: NdArrayElement>(
     #[cfg(feature = "multi-threads")]
     {
         use rayon::prelude::*;
-        out.par_chunks_mut(TILE * cols).enumerate().for_each(fill);
+        buf.par_chunks_mut(TILE * cols).enumerate().for_each(fill);
     }
     #[cfg(not(feature = "multi-threads"))]
-    out.chunks_mut(TILE * cols).enumerate().for_each(fill);
+    buf.chunks_mut(TILE * cols).enumerate().for_each(fill);
+    // SAFETY: the chunks cover all rows · cols elements, and every (i, j) of each was written.
+    unsafe { out.set_len(rows * cols) };
     ndarray::Array2::from_shape_vec((rows, cols), out)
         .expect("rows · cols elements")
         .into()
