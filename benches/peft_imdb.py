@@ -520,7 +520,7 @@ def main(argv=None):
     running = float(losses[-20:].mean()) if steps_done else float("nan")
     tps = tokens / max(train_secs, 1e-9)
     log(f"trained {steps_done} steps in {train_secs:.1f}s: final loss {losses[-1] if steps_done else float('nan'):.4f} "
-        f"(running {running:.4f}), {tps:.0f} tok/s")
+        f"(mean of the last {min(steps_done, 20)} steps {running:.4f}), {tps:.0f} tok/s")
 
     acc, etps, esecs = evaluate(model, test_ids, test_len, test_lab, args)
     print(f"held-out accuracy after: {100 * acc:.2f}% on {n_test} reviews ({etps:.0f} tok/s eval, {esecs:.1f}s)")

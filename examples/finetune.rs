@@ -84,6 +84,7 @@ fn main() {
 
 fn run() -> Result<(), AnyError> {
     lora_recipes::allocator::tune_host_allocator();
+    lora_recipes::switches::check_switches()?;
     let matches = Args::command().get_matches();
     let cli = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let mut args = match &cli.config {

@@ -99,6 +99,7 @@ fn main() {
 
 fn run() -> Result<(), AnyError> {
     let args = Args::parse();
+    lora_recipes::switches::check_switches()?;
     let device = Default::default();
     // Every flag and path is checked before the model is read.
     let config = flag_config(&args)?;

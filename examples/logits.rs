@@ -59,6 +59,7 @@ fn main() {
 
 fn run() -> Result<(), AnyError> {
     let args = Args::parse();
+    lora_recipes::switches::check_switches()?;
     if args.merge && args.adapter.is_empty() {
         return Err("--merge needs --adapter DIR".into());
     }

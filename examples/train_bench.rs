@@ -34,7 +34,9 @@ struct Args {
 fn main() {
     lora_recipes::allocator::tune_host_allocator();
     let args = Args::parse();
-    if let Err(e) = run_bench::<TrainBackend>(&args.opts, backend_name()) {
+    let run = lora_recipes::switches::check_switches()
+        .and_then(|()| run_bench::<TrainBackend>(&args.opts, backend_name()));
+    if let Err(e) = run {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -464,6 +464,57 @@ fn every_example_refuses_bad_flags_with_one_line_before_fetching() {
     assert_eq!(cases.len(), 73, "update the count in docs/reliability.md");
 }
 
+/// A bad value of a backend switch of the patched burn crates (`LORA_BURN_*`, vendor/PATCHES.md)
+/// is refused by every example that computes, before it reads or fetches anything, with one line
+/// naming the variable and the value (the crates themselves would panic mid-step).
+#[test]
+fn bad_backend_switches_are_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let empty_path = tempfile::tempdir().unwrap();
+    let gpt2 = fixture("gpt2_a");
+    let ids = format!("{gpt2}/io.safetensors");
+    let out = tmp
+        .path()
+        .join("out.safetensors")
+        .to_string_lossy()
+        .into_owned();
+    let logits_args = ["--model-path", &gpt2, "--input-ids", &ids, "--out", &out];
+    let cases: [(&str, &[&str], &str, &str); 5] = [
+        ("finetune", &[], "LORA_BURN_ATTENTION", "flash"),
+        ("finetune", &[], "LORA_BURN_CUBLASLT", "on"),
+        ("train_bench", &[], "LORA_BURN_MATMUL", "fastest"),
+        ("logits", &logits_args, "LORA_BURN_FUSED_MATMUL", "mma"),
+        (
+            "generate",
+            &logits_args,
+            "LORA_BURN_ATTENTION",
+            "recompute:0",
+        ),
+    ];
+    for (example, args, var, value) in cases {
+        let run = Command::new(example_bin(example))
+            .args(args)
+            .env(var, value)
+            .env("LORA_BURN_CACHE", cache.path())
+            .env("HOME", cache.path())
+            .env("PATH", empty_path.path())
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let want = format!("error: {var}={value:?}: expected ");
+        assert!(
+            run.status.code() == Some(1) && lines.len() == 1 && lines[0].starts_with(&want),
+            "{example} with {var}={value}: status {:?}, stderr:\n{stderr}",
+            run.status
+        );
+    }
+    assert!(!Path::new(&out).exists());
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
 #[test]
 fn missing_npm_names_it_and_where_to_place_the_data() {
     // Valid flags, an empty cache and no `npm` on PATH: the fetch of IMDB is the first thing

@@ -43,6 +43,28 @@ fn llama_a_logits_match_transformers() {
     assert!(d <= 1e-4, "max abs diff {d}");
 }
 
+/// An untied head that differs from the embedding: the logits come from `lm_head.weight`
+/// (a loader that fell back to the tied embedding would miss by ~1).
+#[test]
+fn llama_untied_head_logits_match_transformers() {
+    let dir = fixtures().join("llama_untied");
+    let (model, c) = load(&dir);
+    assert!(!c.tie_word_embeddings && model.lm_head.is_some());
+    assert_eq!(model.linear_names().last().unwrap(), "lm_head");
+    let (ids, want, want_shape) = io(&dir, "logits");
+    let (got, shape) = values(model.forward(ids.clone()));
+    assert_eq!(shape, want_shape);
+    let d = max_diff(&got, &want);
+    println!("llama_untied: max |logits − transformers| = {d:.3e}");
+    assert!(d <= 1e-4, "max abs diff {d}");
+
+    // The same weights with the head tied to the embedding give other logits.
+    let mut tied = model;
+    tied.lm_head = None;
+    let (tied_logits, _) = values(tied.forward(ids));
+    assert!(max_diff(&tied_logits, &want) > 0.1);
+}
+
 #[test]
 fn names_and_frozen_base() {
     let (model, _) = load(&fixtures().join("llama_a"));

@@ -101,7 +101,7 @@ where
         let (acc, tps) = accuracy(&clf.valid(), &test_batches, device);
         metrics.record_eval(eval_record(0, &[("eval_accuracy", acc)], t))?;
         println!(
-            "held-out accuracy before: {:.2}% on {} reviews ({:.0} tok/s eval)",
+            "held-out accuracy before: {:.2}% on {} reviews ({:.0} tok/s eval, adapters not merged)",
             acc * 100.0,
             test_set.len(),
             tps
@@ -157,7 +157,11 @@ where
         acc * 100.0,
         test_set.len(),
         tps,
-        if merged { ", merged weights" } else { "" }
+        if merged {
+            ", adapters merged into the weights"
+        } else {
+            ", adapters not merged"
+        }
     );
     println!("{}", training_line(&stats));
     finish_metrics(&metrics)?;

@@ -24,6 +24,8 @@
 //!   handed to the training loop.
 //! - [`run`]: the shared steps of a run; [`classify`] and [`causal_lm`]: the two recipes.
 //! - [`allocator`]: glibc allocator settings for training processes.
+//! - [`switches`]: the patched burn crates' environment switches (`LORA_BURN_ATTENTION`, …),
+//!   checked before a run starts.
 //! - [`output`]: held-out logits, the examples for the PEFT side-by-side run, the summary line,
 //!   single F32 tensors; [`ids`]: token ids from a file (the `logits` example).
 
@@ -48,6 +50,7 @@ pub mod output;
 pub mod recipe;
 pub mod run;
 pub mod score;
+pub mod switches;
 pub mod validate;
 
 pub use config::{count_layers, lora_config, parse_layers};

@@ -436,13 +436,20 @@ where
     let step = set.step;
     let (value, tokens, local) = local_grads(model, shard, loss_fn, set.loss_scale);
     let bad = !matches!(local, Local::Grads(_));
+    // The token count travels as two 16-bit halves: each sum stays an integer below 2²⁴, exact
+    // in f32 for up to 256 peers, whatever the count (f32 alone is exact only below 2²⁴).
     let totals = sum_values::<B>(
         id,
-        &[value as f32, tokens as f32, bad as u8 as f32],
+        &[
+            value as f32,
+            (tokens >> 16) as f32,
+            (tokens & 0xffff) as f32,
+            bad as u8 as f32,
+        ],
         &rep.device,
     )?;
     let loss = totals[0] / n as f64;
-    let tokens = totals[1].round() as usize;
+    let tokens = ((totals[1].round() as usize) << 16) + totals[2].round() as usize;
     let skipped = |grad_norm| ParallelStep {
         loss,
         grad_norm,
@@ -451,7 +458,7 @@ where
     };
     let grads = match local {
         Local::Failed(message) => return Err(TrainError::Loss { step, message }),
-        Local::Grads(grads) if totals[2] == 0.0 => grads,
+        Local::Grads(grads) if totals[3] == 0.0 => grads,
         // This shard's loss was not finite, or another shard failed: every replica skips.
         _ => return Ok(skipped(f64::NAN)),
     };

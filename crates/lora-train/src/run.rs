@@ -388,8 +388,14 @@ where
             consecutive_bad = 0;
         }
         let tps = stats.tokens as f64 / start_time.elapsed().as_secs_f64().max(1e-9);
+        // transformers' warmup starts at lr 0, so step 1 shows 0: say why.
+        let warming = if step <= cfg.warmup_steps {
+            " (warmup)"
+        } else {
+            ""
+        };
         let msg = format!(
-            "loss (mean of last 20) {:.4} lr {lr:.2e} gnorm {norm:.3} {tps:.0} tok/s",
+            "loss (mean of last 20) {:.4} lr {lr:.2e}{warming} gnorm {norm:.3} {tps:.0} tok/s",
             stats.running_loss
         );
         pb.set_message(msg);
@@ -464,8 +470,13 @@ where
             format!("{} steps", stats.steps)
         };
         eprintln!(
-            "trained {which} in {:.1}s: final loss {:.4} (running {:.4}), {:.0} tok/s{skipped}",
-            stats.wall_secs, stats.final_loss, stats.running_loss, stats.tokens_per_sec
+            "trained {which} in {:.1}s: final loss {:.4} (mean of the last {} steps {:.4}), \
+             {:.0} tok/s{skipped}",
+            stats.wall_secs,
+            stats.final_loss,
+            stats.losses.len().clamp(1, 20),
+            stats.running_loss,
+            stats.tokens_per_sec
         );
     }
     Ok((engine.finish()?, stats))

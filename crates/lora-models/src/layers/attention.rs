@@ -40,7 +40,8 @@ pub fn causal_mask<B: Backend>(
 /// recomputes the probabilities in the backward pass (FlashAttention-2, Dao 2023, §3.1.2).
 /// Float tensors of the backend's float dtype (f32 in the models: scores and softmax stay f32
 /// under bf16 compute). Panics at the first call if `LORA_BURN_ATTENTION` is set to a value
-/// other than `recompute`, `recompute:N`, `whole` or `fallback` (vendor/PATCHES.md).
+/// other than `recompute`, `recompute:N`, `whole` or `fallback` (vendor/PATCHES.md); the
+/// examples check it before they start (`lora_recipes::switches`).
 ///
 /// # Shapes
 /// `q` `[batch, kv_heads, groups·seq, head_dim]`; `k`, `v` `[batch, kv_heads, past + seq,

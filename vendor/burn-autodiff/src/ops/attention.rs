@@ -61,6 +61,7 @@ enum Mode {
 #[cfg(feature = "std")]
 fn mode() -> Mode {
     static MODE: std::sync::OnceLock<Mode> = std::sync::OnceLock::new();
+    // The examples check the value first (crates/lora-recipes/src/switches.rs): keep both in step.
     *MODE.get_or_init(|| match std::env::var("LORA_BURN_ATTENTION").as_deref() {
         Err(_) | Ok("recompute") => Mode::Recompute(GROUP_SCORE_ELEMENTS),
         Ok("whole") => Mode::Whole,

@@ -289,6 +289,7 @@ fn lora_burn_fused_matmul() -> Option<FusedMatmulSelector> {
                 tile_matmul,
             })
         };
+        // The examples check the value first (crates/lora-recipes/src/switches.rs): keep both in step.
         match std::env::var("LORA_BURN_FUSED_MATMUL").as_deref() {
             Ok("simple_multirows_mma") => simple(true, AcceleratedTileKind::Mma),
             Ok("simple_multirows_cmma") => simple(true, AcceleratedTileKind::Cmma),

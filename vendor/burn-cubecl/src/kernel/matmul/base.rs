@@ -85,6 +85,7 @@ fn launch_matmul_static<R: CubeRuntime>(
         routines::{BlueprintStrategy, simple::SimpleArgs},
     };
     static CHOICE: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    // The examples check the value first (crates/lora-recipes/src/switches.rs): keep both in step.
     let choice = *CHOICE.get_or_init(|| match std::env::var("LORA_BURN_MATMUL").as_deref() {
         Err(_) | Ok("specialized_tma_mma") => 0,
         Ok("simple_tma_mma_multi_rows") => 1,

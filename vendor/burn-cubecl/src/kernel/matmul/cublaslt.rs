@@ -148,6 +148,7 @@ fn blocking() -> bool {
 /// with this list, as `LORA_BURN_MATMUL` does.
 fn setting() -> &'static str {
     static SETTING: OnceLock<&'static str> = OnceLock::new();
+    // The examples check the value first (crates/lora-recipes/src/switches.rs): keep both in step.
     SETTING.get_or_init(|| match std::env::var("LORA_BURN_CUBLASLT").as_deref() {
         Err(_) | Ok("1") | Ok("async") => "async",
         Ok("blocking") => "blocking",
