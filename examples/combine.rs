@@ -51,6 +51,7 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    lora_recipes::switches::check_switches()?;
     if args.adapter.len() != args.weight.len() {
         return Err(format!(
             "{} --adapter but {} --weight: give one weight per adapter",

@@ -84,9 +84,9 @@ fn main() {
 
 fn run() -> Result<(), AnyError> {
     lora_recipes::allocator::tune_host_allocator();
-    lora_recipes::switches::check_switches()?;
     let matches = Args::command().get_matches();
     let cli = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    lora_recipes::switches::check_switches()?;
     let mut args = match &cli.config {
         Some(recipe) => lora_recipes::recipe::options_with_recipe(&cli.opts, &matches, recipe)?,
         None => cli.opts,

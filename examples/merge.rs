@@ -41,6 +41,7 @@ fn main() {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    lora_recipes::switches::check_switches()?;
     // Every path is checked before the model is loaded.
     // A local path or a hub id in the local Hugging Face cache.
     let model_path = checks::model_location("--model-path", &args.model_path)?.path;

@@ -465,8 +465,9 @@ fn every_example_refuses_bad_flags_with_one_line_before_fetching() {
 }
 
 /// A bad value of a backend switch of the patched burn crates (`LORA_BURN_*`, vendor/PATCHES.md)
-/// is refused by every example that computes, before it reads or fetches anything, with one line
-/// naming the variable and the value (the crates themselves would panic mid-step).
+/// is refused by every example that loads a model (all but `quantize`, which converts files on
+/// the host), before it reads or fetches anything, with one line naming the variable and the
+/// value (the crates themselves would panic mid-step).
 #[test]
 fn bad_backend_switches_are_refused_before_anything_runs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -480,7 +481,12 @@ fn bad_backend_switches_are_refused_before_anything_runs() {
         .to_string_lossy()
         .into_owned();
     let logits_args = ["--model-path", &gpt2, "--input-ids", &ids, "--out", &out];
-    let cases: [(&str, &[&str], &str, &str); 5] = [
+    let lora = fixture("gpt2_a_lora");
+    let merge_args = ["--model-path", &gpt2, "--adapter", &lora, "--out", &out];
+    let combine_args = [
+        "--model-path", &gpt2, "--adapter", &lora, "--weight", "1", "--out", &out,
+    ];
+    let cases: [(&str, &[&str], &str, &str); 7] = [
         ("finetune", &[], "LORA_BURN_ATTENTION", "flash"),
         ("finetune", &[], "LORA_BURN_CUBLASLT", "on"),
         ("train_bench", &[], "LORA_BURN_MATMUL", "fastest"),
@@ -491,6 +497,8 @@ fn bad_backend_switches_are_refused_before_anything_runs() {
             "LORA_BURN_ATTENTION",
             "recompute:0",
         ),
+        ("merge", &merge_args, "LORA_BURN_CUBLASLT", ""),
+        ("combine", &combine_args, "LORA_BURN_MATMUL", "Upstream"),
     ];
     for (example, args, var, value) in cases {
         let run = Command::new(example_bin(example))

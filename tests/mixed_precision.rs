@@ -59,11 +59,16 @@ fn f64s(v: &[f32]) -> Vec<f64> {
 /// Forward and LoRA gradients of one layer in `dtype`, checked against f64 closed forms.
 fn check(dtype: FloatDType, quant: Option<QuantKind>, lo: f64, hi: f64) {
     let device = Default::default();
-    assert!(
-        Backend::supports_dtype(&device, dtype.into()),
-        "{} has no {dtype:?} tensors",
-        Backend::name(&device)
-    );
+    if !Backend::supports_dtype(&device, dtype.into()) {
+        let what = format!("{} has no {dtype:?} tensors", Backend::name(&device));
+        // A Vulkan driver may lack the type (NVIDIA's offers no bf16): said, not failed. CUDA
+        // has both types, so there the check stays an error.
+        if cfg!(feature = "wgpu") {
+            println!("SKIPPED {dtype:?}: {what} on this adapter");
+            return;
+        }
+        panic!("{what}");
+    }
     let (x, w, a, b, g) = (
         lcg(N * DIN, 1),
         lcg(DIN * DOUT, 2)
