@@ -484,7 +484,14 @@ fn bad_backend_switches_are_refused_before_anything_runs() {
     let lora = fixture("gpt2_a_lora");
     let merge_args = ["--model-path", &gpt2, "--adapter", &lora, "--out", &out];
     let combine_args = [
-        "--model-path", &gpt2, "--adapter", &lora, "--weight", "1", "--out", &out,
+        "--model-path",
+        &gpt2,
+        "--adapter",
+        &lora,
+        "--weight",
+        "1",
+        "--out",
+        &out,
     ];
     let cases: [(&str, &[&str], &str, &str); 7] = [
         ("finetune", &[], "LORA_BURN_ATTENTION", "flash"),
