@@ -3,7 +3,7 @@
 //!
 //! The patched crates read each switch once, at the first operation that needs it, deep inside a
 //! training step, and panic there on a value they do not know. [`check_switches`] reads the same
-//! variables up front, so that the examples that load a model fail with one line naming the
+//! variables up front, so that the examples that run a backend (all but `quantize`) fail with one line naming the
 //! variable, the value and the accepted ones before anything is fetched, loaded or compiled.
 //! One difference: a value that is not UTF-8 is refused here, where the crates take it as unset.
 //!
