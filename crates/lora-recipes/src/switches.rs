@@ -3,12 +3,13 @@
 //!
 //! The patched crates read each switch once, at the first operation that needs it, deep inside a
 //! training step, and panic there on a value they do not know. [`check_switches`] reads the same
-//! variables up front, so that the examples that run a backend (all but `quantize`) fail with one line naming the
-//! variable, the value and the accepted ones before anything is fetched, loaded or compiled.
+//! variables up front, so that the examples that run a backend (all but `quantize`) fail with
+//! one line naming the variable, the value and the accepted ones before anything is fetched,
+//! loaded or compiled.
 //! One difference: a value that is not UTF-8 is refused here, where the crates take it as unset.
 //!
-//! The accepted values are those of the vendored parsers: `vendor/burn-autodiff/src/ops/attention.rs`
-//! (`LORA_BURN_ATTENTION`), `vendor/burn-cubecl/src/kernel/matmul/cublaslt.rs`
+//! The accepted values are those of the vendored parsers:
+//! `vendor/burn-autodiff/src/ops/attention.rs` (`LORA_BURN_ATTENTION`), `vendor/burn-cubecl/src/kernel/matmul/cublaslt.rs`
 //! (`LORA_BURN_CUBLASLT`), `vendor/burn-cubecl/src/kernel/matmul/base.rs` (`LORA_BURN_MATMUL`) and
 //! `vendor/burn-cubecl-fusion/src/optim/matmul/optimization.rs` (`LORA_BURN_FUSED_MATMUL`); each of
 //! those points back here.
