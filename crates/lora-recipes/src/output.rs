@@ -8,7 +8,7 @@ use lora_io::{write_safetensors, StTensor};
 use safetensors::Dtype;
 // The IMDB pipeline's batch type (one import site; the crate that holds it may change).
 use lora_data::imdb::Batch;
-use lora_train::{EvalRecord, MetricsLog, TrainStats};
+use lora_train::{EvalRecord, MetricsLog, TrainStats, RUNNING_LOSS_STEPS};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
@@ -138,15 +138,15 @@ pub fn dump_data(
     Ok(())
 }
 
-/// The closing summary of a training run (the running loss is the mean over the last ≤ 20
-/// steps, `lora_train::train`'s window).
+/// The closing summary of a training run (the running loss is the mean over the last ≤
+/// [`RUNNING_LOSS_STEPS`] steps, `lora_train::train`'s window).
 pub fn training_line(stats: &TrainStats) -> String {
     format!(
         "training: {} steps, {:.0} tok/s, {:.1}s, mean loss of the last {} steps {:.4}{}",
         stats.steps,
         stats.tokens_per_sec,
         stats.wall_secs,
-        stats.steps.min(20),
+        stats.steps.min(RUNNING_LOSS_STEPS),
         stats.running_loss,
         if stats.skipped_steps > 0 {
             format!(

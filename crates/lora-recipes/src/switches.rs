@@ -8,11 +8,11 @@
 //! loaded or compiled.
 //! One difference: a value that is not UTF-8 is refused here, where the crates take it as unset.
 //!
-//! The accepted values are those of the vendored parsers:
-//! `vendor/burn-autodiff/src/ops/attention.rs` (`LORA_BURN_ATTENTION`), `vendor/burn-cubecl/src/kernel/matmul/cublaslt.rs`
-//! (`LORA_BURN_CUBLASLT`), `vendor/burn-cubecl/src/kernel/matmul/base.rs` (`LORA_BURN_MATMUL`) and
-//! `vendor/burn-cubecl-fusion/src/optim/matmul/optimization.rs` (`LORA_BURN_FUSED_MATMUL`); each of
-//! those points back here.
+//! The accepted values are those of the vendored parsers, each of which points back here:
+//! - `vendor/burn-autodiff/src/ops/attention.rs` (`LORA_BURN_ATTENTION`);
+//! - `vendor/burn-cubecl/src/kernel/matmul/cublaslt.rs` (`LORA_BURN_CUBLASLT`);
+//! - `vendor/burn-cubecl/src/kernel/matmul/base.rs` (`LORA_BURN_MATMUL`);
+//! - `vendor/burn-cubecl-fusion/src/optim/matmul/optimization.rs` (`LORA_BURN_FUSED_MATMUL`).
 
 use crate::AnyError;
 

@@ -67,6 +67,6 @@ pub use progress::Progress;
 pub use rng::step_seed;
 #[cfg(feature = "parallel")]
 pub use run::train_data_parallel;
-pub use run::{train, train_observed, TrainStats};
+pub use run::{train, train_observed, TrainStats, RUNNING_LOSS_STEPS};
 pub use scaler::{LossScaleConfig, LossScaler};
 pub use schedule::{budget_lr, linear_warmup_lr};

@@ -21,6 +21,10 @@ use burn::tensor::Tensor;
 use std::path::Path;
 use std::time::Instant;
 
+/// How many of the last steps [`TrainStats::running_loss`] averages (the progress line's
+/// "mean of last 20").
+pub const RUNNING_LOSS_STEPS: usize = 20;
+
 /// Summary of a [`train`] run (a resumed run includes the steps before the checkpoint).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainStats {
@@ -28,7 +32,7 @@ pub struct TrainStats {
     pub steps: usize,
     /// Loss of the last step (mean over its micro-batches).
     pub final_loss: f64,
-    /// Mean finite loss of the last (up to) 20 steps.
+    /// Mean finite loss of the last (up to) [`RUNNING_LOSS_STEPS`] steps.
     pub running_loss: f64,
     /// Per-step loss (NaN or infinite for a skipped step).
     pub losses: Vec<f64>,
@@ -56,7 +60,7 @@ impl TrainStats {
             .losses
             .iter()
             .rev()
-            .take(20)
+            .take(RUNNING_LOSS_STEPS)
             .copied()
             .filter(|l| l.is_finite())
             .collect();
@@ -395,7 +399,8 @@ where
             ""
         };
         let msg = format!(
-            "loss (mean of last 20) {:.4} lr {lr:.2e}{warming} gnorm {norm:.3} {tps:.0} tok/s",
+            "loss (mean of last {RUNNING_LOSS_STEPS}) {:.4} lr {lr:.2e}{warming} gnorm {norm:.3} \
+             {tps:.0} tok/s",
             stats.running_loss
         );
         pb.set_message(msg);
@@ -474,7 +479,7 @@ where
              {:.0} tok/s{skipped}",
             stats.wall_secs,
             stats.final_loss,
-            stats.losses.len().clamp(1, 20),
+            stats.losses.len().clamp(1, RUNNING_LOSS_STEPS),
             stats.running_loss,
             stats.tokens_per_sec
         );
